@@ -1,0 +1,26 @@
+"""mmrl: reinforcement learning on image + text observations.
+
+``import mmrl`` registers the ``mmrl/...`` Gymnasium environments. Torch-based parts (the extractor, training,
+evaluation) are imported lazily on first attribute access so that env-only users do not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mmrl.version import __version__
+
+_LAZY = {
+    "MultimodalExtractor": "mmrl.extractor",
+    "policy_kwargs": "mmrl.extractor",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mmrl' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
