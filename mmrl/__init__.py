@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import mmrl.envs  # noqa: F401  (registers the environments)
 from mmrl.version import __version__
 
 _LAZY = {
     "MultimodalExtractor": "mmrl.extractor",
     "policy_kwargs": "mmrl.extractor",
+    "make_vec_env": "mmrl.envs.vec_env",
 }
 
 __all__ = ["__version__", *_LAZY]

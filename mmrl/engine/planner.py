@@ -1,0 +1,134 @@
+"""A breadth-first-search planner that solves any world the generators produce.
+
+It plans sub-goal by sub-goal with BFS over ``(row, col, heading)`` and checks each plan by running it through
+the real rules (:mod:`mmrl.engine.rules`), so a returned plan is known to succeed. Used to reject unsolvable
+levels at generation time and in tests.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from mmrl.engine.constants import DIRECTION_DELTAS, PICKABLE_KINDS, Action, DoorState, Kind, Verb
+from mmrl.engine.rules import step_navigation
+from mmrl.engine.world import Goal, Layout, WorldState
+
+_NO_LIMIT = 1 << 30
+
+
+def _passable(world: WorldState, row: int, col: int) -> bool:
+    kind = world.kind_NHW[0, row, col]
+    if kind in (Kind.EMPTY, Kind.FLOOR, Kind.GOAL):
+        return True
+    return kind == Kind.DOOR and world.state_NHW[0, row, col] != DoorState.LOCKED
+
+
+def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
+    """Shortest action list after which the agent faces a cell where ``target_RC`` is True (BFS).
+
+    Closed, unlocked doors on the way are opened (toggle, then forward).
+    """
+    start = (int(world.agent_pos_N2[0, 0]), int(world.agent_pos_N2[0, 1]), int(world.agent_dir_N[0]))
+    parents: dict[tuple[int, int, int], tuple[tuple[int, int, int], list[int]] | None] = {start: None}
+    queue = deque([start])
+    height, width = world.grid_shape
+    while queue:
+        state = queue.popleft()
+        row, col, heading = state
+        front_row, front_col = row + DIRECTION_DELTAS[heading][0], col + DIRECTION_DELTAS[heading][1]
+        if 0 <= front_row < height and 0 <= front_col < width and target_RC[front_row, front_col]:
+            actions: list[int] = []
+            node = state
+            while parents[node] is not None:
+                node, step = parents[node]  # type: ignore[misc]
+                actions[:0] = step
+            return actions
+        successors = [((row, col, (heading - 1) % 4), [Action.LEFT]), ((row, col, (heading + 1) % 4), [Action.RIGHT])]
+        if 0 <= front_row < height and 0 <= front_col < width and _passable(world, front_row, front_col):
+            closed = (
+                world.kind_NHW[0, front_row, front_col] == Kind.DOOR
+                and world.state_NHW[0, front_row, front_col] == DoorState.CLOSED
+            )
+            step = [Action.TOGGLE, Action.FORWARD] if closed else [Action.FORWARD]
+            successors.append(((front_row, front_col, heading), step))
+        for nxt, step in successors:
+            if nxt not in parents:
+                parents[nxt] = (state, [int(a) for a in step])
+                queue.append(nxt)
+    return None
+
+
+def _run(world: WorldState, actions: list[int]) -> None:
+    for action in actions:
+        step_navigation(world, np.array([action]), _NO_LIMIT)
+
+
+def _free_hands(world: WorldState) -> list[int] | None:
+    if world.carry_kind_N[0] == Kind.EMPTY:
+        return []
+    path = navigate(world, world.kind_NHW[0] == Kind.EMPTY)
+    return None if path is None else [*path, int(Action.DROP)]
+
+
+def _object_mask(world: WorldState, kind: int, colour: int) -> np.ndarray:
+    return (world.kind_NHW[0] == kind) & (world.colour_NHW[0] == colour)
+
+
+def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
+    """Actions completing ``goal`` from world 0's current state (the world is advanced along the plan)."""
+    plan: list[int] = []
+
+    def extend(actions: list[int] | None) -> bool:
+        if actions is None:
+            return False
+        _run(world, actions)
+        plan.extend(actions)
+        return True
+
+    if goal.verb == Verb.GOTO:
+        return plan if extend(navigate(world, _object_mask(world, goal.kind, goal.colour))) else None
+    if goal.verb == Verb.PICKUP:
+        if goal.kind not in PICKABLE_KINDS:
+            return None
+        if world.carry_kind_N[0] == goal.kind and world.carry_colour_N[0] == goal.colour:
+            return plan
+        if not extend(_free_hands(world)):
+            return None
+        path = navigate(world, _object_mask(world, goal.kind, goal.colour))
+        return plan if extend(None if path is None else [*path, int(Action.PICKUP)]) else None
+    if goal.verb == Verb.OPEN:
+        doors = _object_mask(world, Kind.DOOR, goal.colour)
+        if not doors.any():
+            return None
+        locked = bool((world.state_NHW[0][doors] == DoorState.LOCKED).all())
+        holding_key = world.carry_kind_N[0] == Kind.KEY and world.carry_colour_N[0] == goal.colour
+        if locked and not holding_key and not extend(plan_goal(world, Goal(Verb.PICKUP, Kind.KEY, goal.colour))):
+            return None
+        path = navigate(world, doors)
+        if not extend(path):
+            return None
+        rows, cols = world.agent_pos_N2[0] + DIRECTION_DELTAS[world.agent_dir_N[0]]
+        if world.state_NHW[0, rows, cols] != DoorState.OPEN:
+            extend([int(Action.TOGGLE)])
+        return plan
+    return None
+
+
+def plan(layout: Layout) -> list[int] | None:
+    """A full action sequence that completes every sub-goal of ``layout``, or ``None`` if none is found."""
+    height, width = layout.kind_HW.shape
+    world = WorldState(1, height, width)
+    world.load_layout(0, layout)
+    actions: list[int] = []
+    for stage, goal in enumerate(layout.goals):
+        if int(world.stage_N[0]) > stage:
+            continue
+        sub_plan = plan_goal(world, goal)
+        if sub_plan is None:
+            return None
+        actions.extend(sub_plan)
+    if int(world.stage_N[0]) != len(layout.goals):
+        return None
+    return actions

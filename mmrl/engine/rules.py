@@ -1,0 +1,131 @@
+"""The rules of the gridworld, applied to all N worlds at once with vectorised NumPy.
+
+Movement and interaction follow MiniGrid: the agent turns, moves forward onto empty cells and open doors,
+picks up keys, balls and boxes in front of it, drops what it carries onto an empty cell in front, and toggles
+doors (a locked door opens only while carrying the key of its colour). Sub-goals complete in order:
+
+* ``GOTO``: the cell in front holds the named object;
+* ``PICKUP``: the agent carries the named object (picking up another one ends the episode as a failure);
+* ``OPEN``: the door in front, of the named colour, is open.
+
+Question tasks (``answer_N >= 0``) end after one step; the action is the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmrl.engine.constants import DIRECTION_DELTAS, PICKABLE_KINDS, Action, DoorState, Kind, Verb
+from mmrl.engine.world import WorldState
+
+_PICKABLE = np.zeros(256, dtype=bool)
+_PICKABLE[list(PICKABLE_KINDS)] = True
+
+
+@dataclass
+class StepResult:
+    """Per-world outcome of one step (arrays of length N)."""
+
+    reward_N: np.ndarray
+    terminated_N: np.ndarray
+    truncated_N: np.ndarray
+    success_N: np.ndarray
+
+
+def success_reward(step_count_N: np.ndarray, max_steps: int) -> np.ndarray:
+    """MiniGrid's reward on success: ``1 - 0.9 * steps / max_steps``."""
+    return (1.0 - 0.9 * (step_count_N / max_steps)).astype(np.float32)
+
+
+def front_cells(world: WorldState) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the cell in front of each agent."""
+    front_N2 = world.agent_pos_N2 + DIRECTION_DELTAS[world.agent_dir_N]
+    return front_N2[:, 0], front_N2[:, 1]
+
+
+def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) -> StepResult:
+    """Apply one navigation action per world, in place, and score the sub-goals."""
+    n = world.n_worlds
+    worlds = np.arange(n)
+    world.step_count_N += 1
+
+    turn = (actions_N == Action.RIGHT).astype(np.int64) - (actions_N == Action.LEFT)
+    world.agent_dir_N = (world.agent_dir_N + turn) % 4
+
+    rows, cols = front_cells(world)
+    front_kind = world.kind_NHW[worlds, rows, cols]
+    front_colour = world.colour_NHW[worlds, rows, cols]
+    front_state = world.state_NHW[worlds, rows, cols]
+
+    # forward: onto empty cells, floor, goal squares and open doors
+    passable = (
+        (front_kind == Kind.EMPTY)
+        | (front_kind == Kind.FLOOR)
+        | (front_kind == Kind.GOAL)
+        | ((front_kind == Kind.DOOR) & (front_state == DoorState.OPEN))
+    )
+    move = (actions_N == Action.FORWARD) & passable
+    world.agent_pos_N2[move, 0] = rows[move]
+    world.agent_pos_N2[move, 1] = cols[move]
+
+    carrying = world.carry_kind_N != Kind.EMPTY
+    # pickup: a pickable object in front and empty hands
+    pick = (actions_N == Action.PICKUP) & _PICKABLE[front_kind] & ~carrying
+    world.carry_kind_N[pick] = front_kind[pick]
+    world.carry_colour_N[pick] = front_colour[pick]
+    world.kind_NHW[worlds[pick], rows[pick], cols[pick]] = Kind.EMPTY
+    world.colour_NHW[worlds[pick], rows[pick], cols[pick]] = 0
+
+    # drop: carrying, onto an empty cell in front
+    drop = (actions_N == Action.DROP) & carrying & (front_kind == Kind.EMPTY)
+    world.kind_NHW[worlds[drop], rows[drop], cols[drop]] = world.carry_kind_N[drop]
+    world.colour_NHW[worlds[drop], rows[drop], cols[drop]] = world.carry_colour_N[drop]
+    world.carry_kind_N[drop] = Kind.EMPTY
+    world.carry_colour_N[drop] = 0
+
+    # toggle: open a closed door, close an open one, unlock with the key of the door's colour
+    toggle = (actions_N == Action.TOGGLE) & (front_kind == Kind.DOOR)
+    has_key = (world.carry_kind_N == Kind.KEY) & (world.carry_colour_N == front_colour)
+    new_state = front_state.copy()
+    new_state[toggle & (front_state == DoorState.OPEN)] = DoorState.CLOSED
+    new_state[toggle & (front_state == DoorState.CLOSED)] = DoorState.OPEN
+    new_state[toggle & (front_state == DoorState.LOCKED) & has_key] = DoorState.OPEN
+    world.state_NHW[worlds[toggle], rows[toggle], cols[toggle]] = new_state[toggle]
+
+    # score the current sub-goal (after the action: the agent may have turned or moved)
+    rows, cols = front_cells(world)
+    front_kind = world.kind_NHW[worlds, rows, cols]
+    front_colour = world.colour_NHW[worlds, rows, cols]
+    front_state = world.state_NHW[worlds, rows, cols]
+    stage = np.minimum(world.stage_N, world.goal_verb_NG.shape[1] - 1)
+    verb = world.goal_verb_NG[worlds, stage]
+    goal_kind = world.goal_kind_NG[worlds, stage]
+    goal_colour = world.goal_colour_NG[worlds, stage]
+    facing_goal = (front_kind == goal_kind) & (front_colour == goal_colour)
+    holding_goal = (world.carry_kind_N == goal_kind) & (world.carry_colour_N == goal_colour)
+    done_goal = (
+        ((verb == Verb.GOTO) & facing_goal)
+        | ((verb == Verb.PICKUP) & holding_goal)
+        | ((verb == Verb.OPEN) & facing_goal & (front_state == DoorState.OPEN))
+    )
+    active = world.stage_N < world.n_goals_N
+    world.stage_N += (done_goal & active).astype(np.int64)
+
+    success = active & (world.stage_N == world.n_goals_N)
+    # picking up the wrong object when a pick-up is asked for ends the episode as a failure
+    failed = active & ~success & (verb == Verb.PICKUP) & pick
+    terminated = success | failed
+    reward = np.where(success, success_reward(world.step_count_N, max_steps), np.float32(0.0)).astype(np.float32)
+    truncated = ~terminated & (world.step_count_N >= max_steps)
+    return StepResult(reward, terminated, truncated, success)
+
+
+def step_question(world: WorldState, actions_N: np.ndarray) -> StepResult:
+    """Answer a question: one step, reward 1 when the action is the correct answer."""
+    world.step_count_N += 1
+    success = actions_N == world.answer_N
+    return StepResult(
+        success.astype(np.float32), np.ones(world.n_worlds, dtype=bool), np.zeros(world.n_worlds, bool), success
+    )

@@ -1,0 +1,115 @@
+"""Observations of N worlds, assembled by array indexing (no per-world Python loop).
+
+* ``view="full"``: the whole grid, top-down.
+* ``view="agent"``: an egocentric ``V x V`` window, the agent at the bottom centre facing up (as in MiniGrid);
+  cells outside the grid are ``UNSEEN``. Walls do not occlude (the window sees through them).
+
+Each view comes as RGB (tiles from :mod:`mmrl.engine.atlas`) or symbolic (``kind, colour, state`` per cell, with
+MiniGrid's codes; in the full view the agent's cell reads ``(AGENT, 0, heading)``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from mmrl.engine.atlas import build_atlas, tile_ids
+from mmrl.engine.constants import DIRECTION_DELTAS, Direction, Kind
+from mmrl.engine.world import WorldState
+
+VIEWS = ("agent", "full")
+IMAGE_MODES = ("rgb", "symbolic")
+
+
+@functools.lru_cache(maxsize=16)
+def _egocentric_offsets(view_size: int) -> np.ndarray:
+    """``offsets[heading, i, j] = (d_row, d_col)`` of view cell ``(i, j)`` from the agent, shape (4, V, V, 2)."""
+    forward = (view_size - 1) - np.arange(view_size)[:, None]  # rows: far (top) to near (bottom)
+    lateral = np.arange(view_size)[None, :] - view_size // 2  # columns: left to right
+    offsets = np.zeros((4, view_size, view_size, 2), dtype=np.int64)
+    for heading in range(4):
+        ahead = DIRECTION_DELTAS[heading]
+        right = DIRECTION_DELTAS[(heading + 1) % 4]
+        offsets[heading] = forward[..., None] * ahead + lateral[..., None] * right
+    offsets.setflags(write=False)
+    return offsets
+
+
+def cell_codes(world: WorldState, view: str, view_size: int) -> tuple[np.ndarray, ...]:
+    """``(kind, colour, state, overlay)`` grids of the view, each ``(N, h, w)``; overlay = 1 + heading at the agent."""
+    n = world.n_worlds
+    worlds = np.arange(n)
+    if view == "full":
+        kind, colour, state = world.kind_NHW, world.colour_NHW, world.state_NHW
+        overlay = np.zeros(kind.shape, dtype=np.int32)
+        # question tasks have no agent to draw
+        overlay[worlds, world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1]] = np.where(
+            world.answer_N < 0, 1 + world.agent_dir_N, 0
+        )
+        return kind, colour, state, overlay
+    if view != "agent":
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    height, width = world.grid_shape
+    cells_NVV2 = world.agent_pos_N2[:, None, None, :] + _egocentric_offsets(view_size)[world.agent_dir_N]
+    rows = cells_NVV2[..., 0]
+    cols = cells_NVV2[..., 1]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    rows = np.clip(rows, 0, height - 1)
+    cols = np.clip(cols, 0, width - 1)
+    index = (worlds[:, None, None], rows, cols)
+    kind = np.where(inside, world.kind_NHW[index], np.uint8(Kind.UNSEEN))
+    colour = np.where(inside, world.colour_NHW[index], np.uint8(0))
+    state = np.where(inside, world.state_NHW[index], np.uint8(0))
+    overlay = np.zeros(kind.shape, dtype=np.int32)
+    overlay[:, view_size - 1, view_size // 2] = 1 + Direction.NORTH
+    return kind, colour, state, overlay
+
+
+def rgb_image(codes: tuple[np.ndarray, ...], tile_size: int) -> np.ndarray:
+    """Compose RGB frames ``(N, h * tile, w * tile, 3)`` from cell codes by indexing the tile atlas."""
+    kind, colour, state, overlay = codes
+    tiles = np.take(build_atlas(tile_size), tile_ids(kind, colour, state, overlay), axis=0)  # N,h,w,t,t,3
+    n, h, w, t = tiles.shape[:4]
+    return tiles.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * t, w * t, 3)
+
+
+def symbolic_image(codes: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Symbolic frames ``(N, h, w, 3)``: kind, colour and state codes; the agent's cell shows its heading."""
+    kind, colour, state, overlay = codes
+    image = np.stack([kind, colour, state], axis=-1).astype(np.uint8)
+    agent = overlay > 0
+    if agent.any():
+        image[agent] = np.stack(
+            [np.full(agent.sum(), Kind.AGENT), np.zeros(agent.sum()), overlay[agent] - 1], axis=-1
+        ).astype(np.uint8)
+    return image
+
+
+def observe(world: WorldState, view: str, view_size: int, image_mode: str, tile_size: int) -> np.ndarray:
+    """The image observation of every world."""
+    codes = cell_codes(world, view, view_size)
+    if image_mode == "rgb":
+        return rgb_image(codes, tile_size)
+    if image_mode == "symbolic":
+        return symbolic_image(codes)
+    raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
+
+
+def caption(frame: np.ndarray, lines: list[str], scale: float = 0.45) -> np.ndarray:
+    """Return ``frame`` with a black strip below it holding ``lines`` of white text (drawn with OpenCV)."""
+    line_height = int(22 * scale / 0.45)
+    strip = np.zeros((line_height * len(lines) + 6, frame.shape[1], 3), dtype=np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(
+            strip,
+            line,
+            (4, line_height * (i + 1) - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    return np.concatenate([frame, strip], axis=0)

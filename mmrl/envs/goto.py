@@ -1,0 +1,87 @@
+"""GoTo: walk up to the named object among distractors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmrl.engine.constants import N_COLOURS, Verb
+from mmrl.engine.world import Goal, Layout
+from mmrl.envs.grammar import NAMED_KINDS, combos, describe_goals
+from mmrl.envs.grid_env import GridEnv
+from mmrl.envs.task import Task, place_agent, random_empty_cells
+
+
+def sample_objects(
+    layout: Layout, rng: np.random.Generator, targets: list[tuple[int, int]], n_distractors: int
+) -> list[tuple[int, int]]:
+    """Place the target (colour, kind) objects and ``n_distractors`` objects of other combinations.
+
+    Distractors never repeat a target's combination, so every instruction names exactly one object.
+    """
+
+    taken = set(targets)
+    others = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS if (c, int(k)) not in taken]
+    picks = [others[i] for i in rng.choice(len(others), size=n_distractors, replace=True)]
+    objects = list(targets) + picks
+    for (row, col), (colour, kind) in zip(random_empty_cells(layout, rng, len(objects)), objects, strict=True):
+        layout.place(row, col, kind, colour)
+    return objects
+
+
+class GoToTask(Task):
+    def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
+        super().__init__(size, size, max_steps, n_actions=3)
+        self.n_distractors = n_distractors
+        self.combos = combos(mission_split)
+
+    def sample_layout(self, rng: np.random.Generator) -> Layout:
+        layout = Layout.empty_room(self.height, self.width)
+        colour, kind = self.combos[int(rng.integers(len(self.combos)))]
+        sample_objects(layout, rng, [(colour, kind)], self.n_distractors)
+        place_agent(layout, rng)
+        layout.goals = [Goal(Verb.GOTO, kind, colour)]
+        layout.mission = describe_goals(layout.goals, rng)
+        return layout
+
+
+class GoToEnv(GridEnv):
+    """Go to the named object.
+
+    ## Description
+    A square room (walls included in ``size``) holds one target object and ``n_distractors`` others (keys,
+    balls and boxes in six colours). The instruction names the target by colour and kind, in one of several
+    paraphrases ("go to the red ball", "find the red ball", "walk to ...").
+
+    ## Action Space
+    ``Discrete(3)``: 0 turn left, 1 turn right, 2 move forward.
+
+    ## Observation Space
+    ``Dict(image=Box(0, 255, (56, 56, 3), uint8), mission=Box(0, V - 1, (16,), int64))`` by default: the
+    agent's egocentric 7 x 7 view (8-pixel tiles) and the instruction's token ids (PAD = 0, UNK = 1). See
+    :class:`~mmrl.envs.grid_env.GridEnv` for the view and image options.
+
+    ## Rewards
+    ``1 - 0.9 * steps / max_steps`` on success, 0 otherwise.
+
+    ## Episode End
+    Terminates when the agent faces the target (the cell in front holds it); truncates after ``max_steps``.
+
+    ## Arguments
+    ``size`` (room side, walls included), ``n_distractors``, ``mission_split`` (``"train"``, ``"test"`` or
+    ``"all"``: ``"train"`` never names the held-out colour/kind pairs that ``"test"`` always names),
+    ``max_steps`` (default ``4 * size**2``), plus :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        size: int = 8,
+        n_distractors: int = 3,
+        mission_split: str = "train",
+        max_steps: int | None = None,
+        **kwargs,
+    ) -> None:
+        max_steps = 4 * size * size if max_steps is None else max_steps
+        super().__init__(GoToTask(size, n_distractors, mission_split, max_steps), **kwargs)

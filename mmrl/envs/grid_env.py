@@ -1,0 +1,137 @@
+"""The Gymnasium environment: the batched engine with N = 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from mmrl.engine.constants import ACTION_NAMES
+from mmrl.engine.view import caption, observe
+from mmrl.envs.batch import GridBatch
+from mmrl.envs.grammar import ANSWER_WORDS, VOCABULARY
+from mmrl.envs.task import Task
+
+RENDER_TILE_SIZE = 32
+
+
+class GridEnv(gym.Env):
+    """Base class of mmrl's environments; the families (:mod:`mmrl.envs.goto`, ...) only supply a :class:`Task`.
+
+    Observation: ``Dict({"image": Box(0, 255, (H, W, 3), uint8), "mission": Box(0, V - 1, (16,), int64)})``.
+    Token ids use PAD = 0 and UNK = 1 and always lie inside the declared space. The raw instruction is in
+    ``info["mission"]`` after every reset and step; ``info["is_success"]`` is set on the last step of an episode.
+
+    Args:
+        task: The task family instance.
+        view: ``"agent"`` (egocentric ``view_size`` x ``view_size`` window, the default) or ``"full"``.
+        view_size: Side of the egocentric window in cells (odd).
+        image_mode: ``"rgb"`` (tiles drawn with OpenCV) or ``"symbolic"`` (kind, colour, state codes per cell).
+        tile_size: Pixels per cell of RGB images (default 8: a 7 x 7 view gives 56 x 56 images).
+        channels_first: Emit ``(3, H, W)`` images (saves Stable-Baselines3 a transpose).
+        observation: ``"image"`` (the Dict above) or ``"compact"`` (a small integer state vector for tabular
+            learners; see :class:`~mmrl.envs.batch.GridBatch`).
+        render_mode: ``None`` or ``"rgb_array"``: a top-down frame with the instruction written under it.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
+
+    def __init__(
+        self,
+        task: Task,
+        view: str = "agent",
+        view_size: int = 7,
+        image_mode: str = "rgb",
+        tile_size: int = 8,
+        channels_first: bool = False,
+        observation: str = "image",
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.task = task
+        self.observation_config = {
+            "view": view,
+            "view_size": view_size,
+            "image_mode": image_mode,
+            "tile_size": tile_size,
+            "channels_first": channels_first,
+            "observation": observation,
+        }
+        self.batch = GridBatch(task, 1, **self.observation_config)
+        self.configure_batch(self.batch)
+        self.observation_space = self.batch.observation_space
+        self.action_space = spaces.Discrete(task.n_actions)
+        self.render_mode = render_mode
+        self._needs_reset = True
+        self._last_reward = 0.0
+
+    def configure_batch(self, batch: GridBatch) -> None:
+        """Hook for families that configure the batch further (fixed levels watch their doors and objects)."""
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Every word an instruction can contain; ids are ``2 + index`` (0 = PAD, 1 = UNK)."""
+        return VOCABULARY
+
+    @property
+    def tokenizer(self):
+        return self.batch.tokenizer
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """Names of the actions, in order (navigation actions or answers)."""
+        return ANSWER_WORDS if self.task.is_question else ACTION_NAMES[: self.task.n_actions]
+
+    @property
+    def mission(self) -> str:
+        return self.batch.world.missions[0]
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.batch.rngs[0] = self.np_random
+        self.batch.reset_worlds([0])
+        self._needs_reset = False
+        self._last_reward = 0.0
+        return self._observation(), {"mission": self.mission}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset() or after the episode ended: call env.reset() first")
+        actions = self.batch.validate_actions(action)
+        result = self.batch.step(actions)
+        terminated = bool(result.terminated_N[0])
+        truncated = bool(result.truncated_N[0])
+        info: dict[str, Any] = {"mission": self.mission}
+        if terminated or truncated:
+            info["is_success"] = bool(result.success_N[0])
+            self._needs_reset = True
+        self._last_reward = float(result.reward_N[0])
+        return self._observation(), self._last_reward, terminated, truncated, info
+
+    def _observation(self):
+        obs = self.batch.observe()
+        if isinstance(obs, dict):
+            return {key: value[0] for key, value in obs.items()}
+        return obs[0]
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode; create the env with render_mode='rgb_array'")
+            return None
+        frame = observe(self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE)[0]
+        return caption(frame, [self.mission])
+
+    # ------------------------------------------------------------------ checkpoints
+    def get_state(self) -> dict:
+        """The engine state (world arrays, instruction, RNG), for exact resume."""
+        return {**self.batch.get_state(), "needs_reset": self._needs_reset}
+
+    def set_state(self, state: dict) -> None:
+        self.batch.set_state(state)
+        self._needs_reset = bool(state["needs_reset"])
+        self._np_random = self.batch.rngs[0]

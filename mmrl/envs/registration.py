@@ -1,0 +1,190 @@
+"""Registration of every ``mmrl/...`` environment with Gymnasium (string entry points), and their catalogue."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from mmrl.resources import level_files
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One registered id: its constructor, arguments and a one-line description."""
+
+    env_id: str
+    entry_point: str
+    vector_entry_point: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int = 1
+    family: str = ""
+    description: str = ""
+
+
+def _entries() -> list[EnvEntry]:
+    goto, pickup, open_, seq, vq, fixed = (
+        ("mmrl.envs.goto:GoToEnv", "mmrl.envs.vector_env:make_goto"),
+        ("mmrl.envs.pickup:PickUpEnv", "mmrl.envs.vector_env:make_pickup"),
+        ("mmrl.envs.pickup:OpenEnv", "mmrl.envs.vector_env:make_open"),
+        ("mmrl.envs.sequence:SequenceEnv", "mmrl.envs.vector_env:make_sequence"),
+        ("mmrl.envs.visual_query:VisualQueryEnv", "mmrl.envs.vector_env:make_visual_query"),
+        ("mmrl.envs.fixed_level:FixedLevelEnv", "mmrl.envs.vector_env:make_fixed_level"),
+    )
+    entries = [
+        EnvEntry(
+            "mmrl/GoTo-5x5-v0",
+            *goto,
+            {"size": 5, "n_distractors": 1},
+            100,
+            "GoTo",
+            "go to the named object; 3x3 floor, 1 distractor",
+        ),
+        EnvEntry(
+            "mmrl/GoTo-v0",
+            *goto,
+            {"size": 8, "n_distractors": 3},
+            256,
+            "GoTo",
+            "go to the named object; 6x6 floor, 3 distractors",
+        ),
+        EnvEntry(
+            "mmrl/GoTo-12x12-v0",
+            *goto,
+            {"size": 12, "n_distractors": 7},
+            576,
+            "GoTo",
+            "go to the named object; 10x10 floor, 7 distractors",
+        ),
+        EnvEntry(
+            "mmrl/PickUp-5x5-v0",
+            *pickup,
+            {"size": 5, "n_distractors": 1},
+            100,
+            "PickUp",
+            "pick up the named object (a wrong pick-up fails); 1 distractor",
+        ),
+        EnvEntry(
+            "mmrl/PickUp-v0",
+            *pickup,
+            {"size": 8, "n_distractors": 3},
+            256,
+            "PickUp",
+            "pick up the named object (a wrong pick-up fails); 3 distractors",
+        ),
+        EnvEntry(
+            "mmrl/Open-v0",
+            *open_,
+            {"size": 6, "n_doors": 2, "locked": False},
+            144,
+            "Open",
+            "open the named door among 2 in the walls",
+        ),
+        EnvEntry(
+            "mmrl/Open-Locked-v0",
+            *open_,
+            {"size": 6, "n_doors": 2, "locked": True},
+            288,
+            "Open",
+            "fetch the right key, then unlock the named door",
+        ),
+        EnvEntry(
+            "mmrl/Sequence-5x5-v0",
+            *seq,
+            {"size": 5, "n_distractors": 0},
+            150,
+            "Sequence",
+            "go to two objects in the order given; no distractor",
+        ),
+        EnvEntry(
+            "mmrl/Sequence-v0",
+            *seq,
+            {"size": 8, "n_distractors": 2},
+            384,
+            "Sequence",
+            "go to two objects in the order given ('X, then Y', 'Y after you X'); 2 distractors",
+        ),
+        EnvEntry("mmrl/VisualQuery-v0", *vq, {}, 1, "VisualQuery", "one-step questions: count, colour, existence"),
+        EnvEntry(
+            "mmrl/VisualQuery-Colour-v0",
+            *vq,
+            {"questions": ["colour"]},
+            1,
+            "VisualQuery",
+            "one-step: what colour is the <kind>",
+        ),
+        EnvEntry(
+            "mmrl/VisualQuery-Count-v0",
+            *vq,
+            {"questions": ["count"]},
+            1,
+            "VisualQuery",
+            "one-step: how many <colour> <kind>s are there",
+        ),
+        EnvEntry(
+            "mmrl/VisualQuery-Exists-v0",
+            *vq,
+            {"questions": ["exists"]},
+            1,
+            "VisualQuery",
+            "one-step: is there a <colour> <kind>",
+        ),
+    ]
+    from mmrl.envs.level_file import parse_level
+
+    for name, path in level_files().items():
+        level = parse_level(path)
+        entries.append(
+            EnvEntry(
+                f"mmrl/Level-{name}-v0",
+                *fixed,
+                {"level": name},
+                level.max_steps,
+                "Level",
+                f"fixed level {path.name}: " + "; ".join(level.missions),
+            )
+        )
+    return entries
+
+
+ENTRIES: list[EnvEntry] = []
+
+
+def register_envs() -> None:
+    """Register every mmrl environment (idempotent)."""
+    if ENTRIES:
+        return
+    ENTRIES.extend(_entries())
+    for entry in ENTRIES:
+        if entry.env_id not in gym.registry:
+            gym.register(
+                id=entry.env_id,
+                entry_point=entry.entry_point,
+                vector_entry_point=entry.vector_entry_point,
+                kwargs=dict(entry.kwargs),
+                max_episode_steps=entry.max_episode_steps,
+            )
+    if "mmrl/Level-v0" not in gym.registry:
+        gym.register(
+            id="mmrl/Level-v0",
+            entry_point="mmrl.envs.fixed_level:FixedLevelEnv",
+            vector_entry_point="mmrl.envs.vector_env:make_fixed_level",
+        )
+
+
+def env_ids() -> list[str]:
+    """Every registered mmrl id, in catalogue order."""
+    return [entry.env_id for entry in ENTRIES]
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ``ValueError`` with a "did you mean" suggestion when ``env_id`` is not registered."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str such as 'mmrl/GoTo-v0', got {type(env_id).__name__}")
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown environment id {env_id!r}.{hint} Run 'mmrl envs' to list mmrl's environments.")

@@ -1,0 +1,66 @@
+"""A task family: how a level is laid out and what the instruction asks. The environment is a template method
+over it: :meth:`Task.generate` samples layouts until the planner proves one solvable."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from mmrl.engine.constants import Direction, Kind
+from mmrl.engine.planner import plan
+from mmrl.engine.world import Layout
+
+MAX_GENERATION_ATTEMPTS = 1000
+
+
+class Task(ABC):
+    """Base class of the task families.
+
+    Args:
+        height: Grid rows, walls included.
+        width: Grid columns, walls included.
+        max_steps: Episode length limit (truncation).
+        n_actions: Number of actions (a prefix of :class:`~mmrl.engine.constants.Action`, or answers).
+        is_question: One-step question task: actions are answers, no navigation.
+    """
+
+    def __init__(self, height: int, width: int, max_steps: int, n_actions: int, is_question: bool = False) -> None:
+        for name, value, low in (("height", height, 3), ("width", width, 3), ("max_steps", max_steps, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        self.height = int(height)
+        self.width = int(width)
+        self.max_steps = int(max_steps)
+        self.n_actions = n_actions
+        self.is_question = is_question
+
+    #: Instructions of a fixed level (for the compact state's ``mission_index``); one for generated levels.
+    n_missions = 1
+
+    def generate(self, rng: np.random.Generator) -> Layout:
+        """A new layout, guaranteed solvable (the planner finds a plan for navigation tasks)."""
+        for _ in range(MAX_GENERATION_ATTEMPTS):
+            layout = self.sample_layout(rng)
+            if self.is_question or plan(layout) is not None:
+                return layout
+        raise RuntimeError(f"{type(self).__name__} found no solvable layout in {MAX_GENERATION_ATTEMPTS} attempts")
+
+    @abstractmethod
+    def sample_layout(self, rng: np.random.Generator) -> Layout:
+        """One random layout (it may be unsolvable; :meth:`generate` checks)."""
+
+
+def random_empty_cells(layout: Layout, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
+    """``count`` distinct empty cells, uniformly at random."""
+    rows, cols = np.nonzero(layout.kind_HW == Kind.EMPTY)
+    if len(rows) < count:
+        raise ValueError(f"the grid has {len(rows)} empty cells, {count} are needed: use a larger size")
+    chosen = rng.choice(len(rows), size=count, replace=False)
+    return [(int(rows[i]), int(cols[i])) for i in chosen]
+
+
+def place_agent(layout: Layout, rng: np.random.Generator) -> None:
+    """Put the agent on a random empty cell with a random heading."""
+    (layout.agent_pos,) = random_empty_cells(layout, rng, 1)
+    layout.agent_dir = int(rng.integers(len(Direction)))

@@ -1,0 +1,144 @@
+"""Stable-Baselines3 ``VecEnv`` of mmrl's environments: N worlds stepped by one batched NumPy call.
+
+Auto-reset happens in the same step; the last observation is in ``infos[i]["terminal_observation"]``.
+Seeded with ``seed``, world ``i`` reproduces a single environment reset with ``seed + i``, episode for episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from mmrl.envs.batch_helpers import batch_like, frames, select
+from mmrl.envs.grid_env import GridEnv
+
+
+class GridVecEnv(VecEnv):
+    """Stable-Baselines3 ``VecEnv`` over ``n_envs`` worlds of the environment ``env`` describes.
+
+    Args:
+        env: A single :class:`~mmrl.envs.grid_env.GridEnv` whose task and observation options are copied.
+        n_envs: Number of worlds.
+    """
+
+    def __init__(self, env: GridEnv, n_envs: int) -> None:
+        self.prototype = env
+        self.batch = batch_like(env, n_envs)
+        super().__init__(n_envs, self.batch.observation_space, env.action_space)
+        self.render_mode = env.render_mode
+        self._actions: np.ndarray | None = None
+
+    @property
+    def unwrapped_env(self) -> GridEnv:
+        return self.prototype
+
+    def reset(self):
+        for i, seed in enumerate(self._seeds):
+            if seed is not None:
+                self.batch.seed_world(i, seed)
+        self._reset_seeds()
+        self.batch.reset_worlds(range(self.num_envs))
+        self.reset_infos = [{"mission": mission} for mission in self.batch.world.missions]
+        return self.batch.observe()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = self.batch.validate_actions(actions)
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async()")
+        result = self.batch.step(self._actions)
+        self._actions = None
+        dones = result.terminated_N | result.truncated_N
+        obs = self.batch.observe()
+        infos: list[dict[str, Any]] = [{"mission": mission} for mission in self.batch.world.missions]
+        done_indices = np.flatnonzero(dones)
+        if len(done_indices):
+            for i in done_indices:
+                infos[i]["terminal_observation"] = select(obs, i)
+                infos[i]["is_success"] = bool(result.success_N[i])
+                infos[i]["TimeLimit.truncated"] = bool(result.truncated_N[i] and not result.terminated_N[i])
+            self.batch.reset_worlds(done_indices)
+            fresh = self.batch.observe(done_indices)
+            if isinstance(obs, dict):
+                for key in obs:
+                    obs[key][done_indices] = fresh[key]
+            else:
+                obs[done_indices] = fresh
+            for i in done_indices:
+                infos[i]["mission"] = self.batch.world.missions[i]
+        return obs, result.reward_N.copy(), dones, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return frames(self.batch)
+
+    def render(self, mode: str | None = None) -> np.ndarray | None:
+        return super().render(mode=mode or "rgb_array")
+
+    def _indices_list(self, indices) -> list[int]:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        value = getattr(self.prototype, attr_name)
+        return [value for _ in self._indices_list(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.prototype, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        method = getattr(self.prototype, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._indices_list(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices=None) -> list[bool]:
+        return [False for _ in self._indices_list(indices)]
+
+    def get_state(self) -> dict:
+        """The worlds' arrays, instructions and RNG states, for exact resume."""
+        return self.batch.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.batch.set_state(state)
+
+
+def make_vec_env(
+    env_id: str,
+    n_envs: int = 1,
+    seed: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> VecEnv:
+    """A Stable-Baselines3 ``VecEnv`` of ``n_envs`` copies of ``env_id``.
+
+    mmrl's environments (``mmrl/...``) become one batched :class:`GridVecEnv`; any other id goes through
+    Stable-Baselines3's ``make_vec_env`` (``kwargs`` are passed on to it).
+
+    Args:
+        env_id: A registered Gymnasium id.
+        n_envs: Number of environments.
+        seed: Environment ``i`` is seeded ``seed + i`` at the first reset.
+        env_kwargs: Keyword arguments of the environment constructor.
+    """
+    from mmrl.envs.registration import check_env_id
+
+    if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs < 1:
+        raise ValueError(f"n_envs must be a positive int, got {n_envs!r}")
+    check_env_id(env_id)
+    spec = gym.spec(env_id)
+    if env_id.startswith("mmrl/"):
+        env = gym.make(env_id, **(env_kwargs or {})).unwrapped
+        assert isinstance(env, GridEnv)
+        venv = GridVecEnv(env, n_envs)
+    else:
+        from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+
+        venv = sb3_make_vec_env(spec.id, n_envs=n_envs, env_kwargs=env_kwargs, **kwargs)
+    if seed is not None:
+        venv.seed(seed)
+    return venv
