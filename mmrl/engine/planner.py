@@ -80,10 +80,11 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
     """Actions completing ``goal`` from world 0's current state (the world is advanced along the plan)."""
     plan: list[int] = []
 
-    def extend(actions: list[int] | None) -> bool:
+    def extend(actions: list[int] | None, already_run: bool = False) -> bool:
         if actions is None:
             return False
-        _run(world, actions)
+        if not already_run:
+            _run(world, actions)
         plan.extend(actions)
         return True
 
@@ -104,7 +105,11 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
             return None
         locked = bool((world.state_NHW[0][doors] == DoorState.LOCKED).all())
         holding_key = world.carry_kind_N[0] == Kind.KEY and world.carry_colour_N[0] == goal.colour
-        if locked and not holding_key and not extend(plan_goal(world, Goal(Verb.PICKUP, Kind.KEY, goal.colour))):
+        if (
+            locked
+            and not holding_key
+            and not extend(plan_goal(world, Goal(Verb.PICKUP, Kind.KEY, goal.colour)), already_run=True)
+        ):
             return None
         path = navigate(world, doors)
         if not extend(path):

@@ -17,10 +17,10 @@ def batch_like(env: GridEnv, n_envs: int) -> GridBatch:
 
 
 def select(obs: dict[str, np.ndarray] | np.ndarray, i: int):
-    """Observation ``i`` of a batched observation."""
+    """A copy of observation ``i`` of a batched observation."""
     if isinstance(obs, dict):
-        return {key: value[i] for key, value in obs.items()}
-    return obs[i]
+        return {key: value[i].copy() for key, value in obs.items()}
+    return obs[i].copy()
 
 
 def frames(batch: GridBatch) -> list[np.ndarray]:

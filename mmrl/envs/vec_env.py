@@ -116,8 +116,10 @@ def make_vec_env(
 ) -> VecEnv:
     """A Stable-Baselines3 ``VecEnv`` of ``n_envs`` copies of ``env_id``.
 
-    mmrl's environments (``mmrl/...``) become one batched :class:`GridVecEnv`; any other id goes through
-    Stable-Baselines3's ``make_vec_env`` (``kwargs`` are passed on to it).
+    mmrl's environments (``mmrl/...``) become one batched :class:`GridVecEnv`. Any other id, or an mmrl id with
+    an explicit ``vec_env_cls`` (e.g. ``SubprocVecEnv``), goes through Stable-Baselines3's ``make_vec_env``
+    (``kwargs`` are passed on to it); mmrl ids are then given as ``"mmrl:mmrl/..."`` so that worker processes
+    import mmrl and find the registration.
 
     Args:
         env_id: A registered Gymnasium id.
@@ -131,14 +133,15 @@ def make_vec_env(
         raise ValueError(f"n_envs must be a positive int, got {n_envs!r}")
     check_env_id(env_id)
     spec = gym.spec(env_id)
-    if env_id.startswith("mmrl/"):
+    if env_id.startswith("mmrl/") and kwargs.get("vec_env_cls") is None:
         env = gym.make(env_id, **(env_kwargs or {})).unwrapped
         assert isinstance(env, GridEnv)
         venv = GridVecEnv(env, n_envs)
     else:
         from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 
-        venv = sb3_make_vec_env(spec.id, n_envs=n_envs, env_kwargs=env_kwargs, **kwargs)
+        importable_id = f"mmrl:{spec.id}" if spec.id.startswith("mmrl/") else spec.id
+        venv = sb3_make_vec_env(importable_id, n_envs=n_envs, env_kwargs=env_kwargs, **kwargs)
     if seed is not None:
         venv.seed(seed)
     return venv

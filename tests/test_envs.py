@@ -1,0 +1,268 @@
+"""The environments: contract, determinism, errors, solvability, vectorization, pickling."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+
+import mmrl
+from mmrl.engine.planner import plan
+from mmrl.envs import VOCABULARY, env_ids
+from mmrl.envs.grammar import HELD_OUT, parse_instruction
+from mmrl.envs.level_file import LevelFileError, parse_level
+from mmrl.tokenizer import UNK_ID
+
+ALL_IDS = env_ids()
+NAVIGATION_IDS = [i for i in ALL_IDS if "VisualQuery" not in i]
+
+
+def rollout(env: gym.Env, seed: int, n_steps: int, action_seed: int = 0):
+    """Observations, rewards and missions of a random-action rollout with auto-reset."""
+    actions = np.random.default_rng(action_seed).integers(env.action_space.n, size=n_steps)
+    obs, info = env.reset(seed=seed)
+    trace = [(obs["image"].copy(), obs["mission"].copy(), 0.0, info["mission"])]
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        trace.append((obs["image"].copy(), obs["mission"].copy(), reward, info["mission"]))
+        if terminated or truncated:
+            obs, info = env.reset()
+    return trace
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_checkers_pass(env_id):
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(env_id).unwrapped
+    gym_check_env(env, skip_render_check=True)
+    with warnings.catch_warnings():
+        # SB3 warns that the 56x56 image is below NatureCNN's 36x36 minimum only for smaller views; none here
+        warnings.simplefilter("error")
+        sb3_check_env(env, warn=True)
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_observation_contract(env_id):
+    env = gym.make(env_id)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"image", "mission"}
+    assert space["image"].dtype == np.uint8 and space["image"].shape[-1] == 3
+    assert space["mission"].dtype == np.int64 and space["mission"].shape == (16,)
+    assert int(space["mission"].high.max()) == len(VOCABULARY) + 1
+    assert env.unwrapped.vocabulary == VOCABULARY
+    obs, info = env.reset(seed=1)
+    assert space.contains(obs)
+    assert isinstance(info["mission"], str) and info["mission"]
+    assert env.unwrapped.tokenizer.decode(obs["mission"]) == info["mission"].replace(",", "")
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert space.contains(obs)
+        done = terminated or truncated
+    assert "is_success" in info
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_same_seed_same_rollout_different_seed_differs(env_id):
+    first = rollout(gym.make(env_id), seed=7, n_steps=200)
+    second = rollout(gym.make(env_id), seed=7, n_steps=200)
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2] and a[3] == b[3]
+    other = rollout(gym.make(env_id), seed=8, n_steps=200)
+    assert any(not np.array_equal(a[0], b[0]) or a[3] != b[3] for a, b in zip(first, other, strict=True))
+
+
+def test_invalid_actions_raise_and_leave_state_unchanged():
+    env = gym.make("mmrl/GoTo-v0").unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+    env.reset(seed=0)
+    before = env.get_state()
+    for bad in (3, -1, 2.5, "left", [0, 1]):
+        with pytest.raises(ValueError, match=r"Discrete\(3\)"):
+            env.step(bad)
+    after = env.get_state()
+    for name, array in before["arrays"].items():
+        assert np.array_equal(array, after["arrays"][name]), name
+
+
+@pytest.mark.parametrize("env_id", NAVIGATION_IDS)
+def test_every_generated_level_is_solved_by_the_planner(env_id):
+    env = gym.make(env_id).unwrapped
+    for seed in range(60):
+        env.reset(seed=seed)
+        actions = plan(env.batch.world.layout(0))
+        assert actions is not None, f"{env_id} seed {seed}: no plan"
+        assert len(actions) <= env.task.max_steps
+        for i, action in enumerate(actions):
+            _, reward, terminated, truncated, info = env.step(action)
+            if terminated:
+                break
+        assert terminated and info["is_success"] and reward > 0, f"{env_id} seed {seed}: plan failed at step {i}"
+
+
+def test_missions_are_fully_in_vocabulary_and_respect_the_split():
+    held_out = {(int(c), int(k)) for c, k in HELD_OUT}
+    for split in ("train", "test"):
+        env = gym.make("mmrl/Sequence-v0", mission_split=split)
+        for seed in range(80):
+            obs, info = env.reset(seed=seed)
+            assert UNK_ID not in obs["mission"]
+            for goal in parse_instruction(info["mission"]):
+                named = (goal.colour, goal.kind)
+                assert (named in held_out) == (split == "test"), (split, info["mission"])
+
+
+def test_question_answers_are_consistent_with_the_scene():
+    env = gym.make("mmrl/VisualQuery-v0").unwrapped
+    correct = 0
+    for seed in range(50):
+        env.reset(seed=seed)
+        answer = int(env.batch.world.answer_N[0])
+        _, reward, terminated, _, info = env.step(answer)
+        correct += reward == 1.0 and terminated and info["is_success"]
+    assert correct == 50
+
+
+def test_sb3_vec_env_matches_single_envs():
+    n, seed, steps = 4, 11, 150
+    venv = mmrl.make_vec_env("mmrl/GoTo-5x5-v0", n_envs=n, seed=seed)
+    singles = [gym.make("mmrl/GoTo-5x5-v0") for _ in range(n)]
+    obs = venv.reset()
+    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        for i in range(n):
+            assert np.array_equal(obs["image"][i], single_obs[i]["image"])
+            assert np.array_equal(obs["mission"][i], single_obs[i]["mission"])
+        actions = rng.integers(3, size=n)
+        obs, rewards, dones, infos = venv.step(actions)
+        for i, env in enumerate(singles):
+            o, r, term, trunc, info = env.step(int(actions[i]))
+            assert r == pytest.approx(rewards[i]) and (term or trunc) == dones[i]
+            if term or trunc:
+                assert np.array_equal(infos[i]["terminal_observation"]["image"], o["image"])
+                assert infos[i]["is_success"] == info["is_success"]
+                o, _ = env.reset()
+            single_obs[i] = o
+
+
+def test_gymnasium_make_vec_matches_single_envs():
+    n, seed, steps = 3, 5, 120
+    venv = gym.make_vec("mmrl/Sequence-5x5-v0", num_envs=n)
+    assert type(venv).__name__ == "GridVectorEnv"
+    singles = [gym.make("mmrl/Sequence-5x5-v0") for _ in range(n)]
+    obs, _ = venv.reset(seed=seed)
+    single_obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    needs_reset = [False] * n
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        for i in range(n):
+            assert np.array_equal(obs["image"][i], single_obs[i]["image"])
+        actions = rng.integers(3, size=n)
+        obs, rewards, terms, truncs, _ = venv.step(actions)
+        for i, env in enumerate(singles):
+            if needs_reset[i]:
+                single_obs[i], _ = env.reset()
+                needs_reset[i] = False
+                assert rewards[i] == 0 and not terms[i]
+                continue
+            single_obs[i], r, term, trunc, _ = env.step(int(actions[i]))
+            assert r == pytest.approx(rewards[i]) and term == terms[i] and trunc == truncs[i]
+            needs_reset[i] = term or trunc
+
+
+def test_envs_pickle_and_run_in_subprocesses():
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = gym.make("mmrl/PickUp-5x5-v0")
+    env.reset(seed=3)
+    clone = pickle.loads(pickle.dumps(env))
+    assert np.array_equal(clone.unwrapped.batch.world.kind_NHW, env.unwrapped.batch.world.kind_NHW)
+    venv = mmrl.make_vec_env("mmrl/PickUp-5x5-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        obs = venv.reset()
+        assert obs["image"].shape == (2, 56, 56, 3)
+        obs, _, _, infos = venv.step(np.array([0, 1]))
+        assert "mission" in infos[0]
+    finally:
+        venv.close()
+
+
+def test_symbolic_full_and_channels_first_options():
+    env = gym.make("mmrl/GoTo-v0", image_mode="symbolic", view="full")
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (8, 8, 3) and env.observation_space.contains(obs)
+    agent = obs["image"][..., 0] == 10
+    assert agent.sum() == 1
+    env = gym.make("mmrl/GoTo-v0", channels_first=True, tile_size=4)
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (3, 28, 28) and env.observation_space.contains(obs)
+    egocentric = gym.make("mmrl/GoTo-v0", image_mode="symbolic")
+    obs, _ = egocentric.reset(seed=0)
+    assert obs["image"].shape == (7, 7, 3)
+
+
+def test_render_has_instruction_strip():
+    env = gym.make("mmrl/GoTo-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape[1] == 8 * 32 and frame.shape[0] > 8 * 32
+
+
+def test_compact_observation_for_fixed_levels():
+    env = gym.make("mmrl/Level-TwoRooms-v0", observation="compact")
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    states = {tuple(obs)}
+    for _ in range(50):
+        obs, *_ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        states.add(tuple(obs))
+    assert len(states) > 3
+
+
+def test_level_file_errors_name_file_and_line(tmp_path):
+    good = "name: T\nmap:\n  #####\n  #>.b#\n  #####\nlegend:\n  b: ball blue\nmissions:\n  - go to the blue ball\n"
+    path = tmp_path / "t.level"
+    path.write_text(good)
+    assert parse_level(path).missions == ["go to the blue ball"]
+    cases = {
+        "  #>.Q#": (4, "unknown map character 'Q'"),
+        "  #>.b.": (4, "border must be wall"),
+        "  #>b#": (4, "must all have 5 characters"),
+    }
+    for row, (line, message) in cases.items():
+        path.write_text(good.replace("  #>.b#", row))
+        with pytest.raises(LevelFileError, match=rf"t\.level:{line}: .*{message}"):
+            parse_level(path)
+    path.write_text(good.replace("ball blue", "ball pink"))
+    with pytest.raises(LevelFileError, match=r"t\.level:7: legend 'b'"):
+        parse_level(path)
+    path.write_text(good.replace("go to the blue ball", "go to the red ball"))
+    with pytest.raises(LevelFileError, match=r"t\.level:9: .*does not contain"):
+        parse_level(path)
+    path.write_text(good.replace("go to the blue ball", "dance with the blue ball"))
+    with pytest.raises(LevelFileError, match=r"t\.level:9: cannot read the instruction"):
+        parse_level(path)
+    path.write_text(good)
+    env = gym.make("mmrl/Level-v0", level=str(path))
+    assert env.reset(seed=0)[1]["mission"] in (
+        "go to the blue ball",
+        "walk to the blue ball",
+        "find the blue ball",
+        "move to the blue ball",
+        "head to the blue ball",
+    )
+
+
+def test_unknown_env_id_suggests():
+    from mmrl.envs import check_env_id
+
+    with pytest.raises(ValueError, match="Did you mean 'mmrl/GoTo-v0'"):
+        check_env_id("mmrl/Goto-v0")
