@@ -22,6 +22,12 @@ from mmrl.engine.world import WorldState
 
 _PICKABLE = np.zeros(256, dtype=bool)
 _PICKABLE[list(PICKABLE_KINDS)] = True
+# plain ints: comparing arrays with IntEnum members costs an enum lookup per use
+_EMPTY, _FLOOR, _GOAL, _DOOR, _KEY = int(Kind.EMPTY), int(Kind.FLOOR), int(Kind.GOAL), int(Kind.DOOR), int(Kind.KEY)
+_OPEN, _CLOSED, _LOCKED = int(DoorState.OPEN), int(DoorState.CLOSED), int(DoorState.LOCKED)
+_LEFT, _RIGHT, _FORWARD = int(Action.LEFT), int(Action.RIGHT), int(Action.FORWARD)
+_PICKUP_ACTION, _DROP, _TOGGLE = int(Action.PICKUP), int(Action.DROP), int(Action.TOGGLE)
+_GOTO, _PICKUP_VERB, _OPEN_VERB = int(Verb.GOTO), int(Verb.PICKUP), int(Verb.OPEN)
 
 
 @dataclass
@@ -51,7 +57,7 @@ def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) ->
     worlds = np.arange(n)
     world.step_count_N += 1
 
-    turn = (actions_N == Action.RIGHT).astype(np.int64) - (actions_N == Action.LEFT)
+    turn = (actions_N == _RIGHT).astype(np.int64) - (actions_N == _LEFT)
     world.agent_dir_N = (world.agent_dir_N + turn) % 4
 
     rows, cols = front_cells(world)
@@ -61,37 +67,37 @@ def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) ->
 
     # forward: onto empty cells, floor, goal squares and open doors
     passable = (
-        (front_kind == Kind.EMPTY)
-        | (front_kind == Kind.FLOOR)
-        | (front_kind == Kind.GOAL)
-        | ((front_kind == Kind.DOOR) & (front_state == DoorState.OPEN))
+        (front_kind == _EMPTY)
+        | (front_kind == _FLOOR)
+        | (front_kind == _GOAL)
+        | ((front_kind == _DOOR) & (front_state == _OPEN))
     )
-    move = (actions_N == Action.FORWARD) & passable
+    move = (actions_N == _FORWARD) & passable
     world.agent_pos_N2[move, 0] = rows[move]
     world.agent_pos_N2[move, 1] = cols[move]
 
-    carrying = world.carry_kind_N != Kind.EMPTY
+    carrying = world.carry_kind_N != _EMPTY
     # pickup: a pickable object in front and empty hands
-    pick = (actions_N == Action.PICKUP) & _PICKABLE[front_kind] & ~carrying
+    pick = (actions_N == _PICKUP_ACTION) & _PICKABLE[front_kind] & ~carrying
     world.carry_kind_N[pick] = front_kind[pick]
     world.carry_colour_N[pick] = front_colour[pick]
-    world.kind_NHW[worlds[pick], rows[pick], cols[pick]] = Kind.EMPTY
+    world.kind_NHW[worlds[pick], rows[pick], cols[pick]] = _EMPTY
     world.colour_NHW[worlds[pick], rows[pick], cols[pick]] = 0
 
     # drop: carrying, onto an empty cell in front
-    drop = (actions_N == Action.DROP) & carrying & (front_kind == Kind.EMPTY)
+    drop = (actions_N == _DROP) & carrying & (front_kind == _EMPTY)
     world.kind_NHW[worlds[drop], rows[drop], cols[drop]] = world.carry_kind_N[drop]
     world.colour_NHW[worlds[drop], rows[drop], cols[drop]] = world.carry_colour_N[drop]
-    world.carry_kind_N[drop] = Kind.EMPTY
+    world.carry_kind_N[drop] = _EMPTY
     world.carry_colour_N[drop] = 0
 
     # toggle: open a closed door, close an open one, unlock with the key of the door's colour
-    toggle = (actions_N == Action.TOGGLE) & (front_kind == Kind.DOOR)
-    has_key = (world.carry_kind_N == Kind.KEY) & (world.carry_colour_N == front_colour)
+    toggle = (actions_N == _TOGGLE) & (front_kind == _DOOR)
+    has_key = (world.carry_kind_N == _KEY) & (world.carry_colour_N == front_colour)
     new_state = front_state.copy()
-    new_state[toggle & (front_state == DoorState.OPEN)] = DoorState.CLOSED
-    new_state[toggle & (front_state == DoorState.CLOSED)] = DoorState.OPEN
-    new_state[toggle & (front_state == DoorState.LOCKED) & has_key] = DoorState.OPEN
+    new_state[toggle & (front_state == _OPEN)] = _CLOSED
+    new_state[toggle & (front_state == _CLOSED)] = _OPEN
+    new_state[toggle & (front_state == _LOCKED) & has_key] = _OPEN
     world.state_NHW[worlds[toggle], rows[toggle], cols[toggle]] = new_state[toggle]
 
     # score the current sub-goal (after the action: the agent may have turned or moved)
@@ -106,16 +112,16 @@ def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) ->
     facing_goal = (front_kind == goal_kind) & (front_colour == goal_colour)
     holding_goal = (world.carry_kind_N == goal_kind) & (world.carry_colour_N == goal_colour)
     done_goal = (
-        ((verb == Verb.GOTO) & facing_goal)
-        | ((verb == Verb.PICKUP) & holding_goal)
-        | ((verb == Verb.OPEN) & facing_goal & (front_state == DoorState.OPEN))
+        ((verb == _GOTO) & facing_goal)
+        | ((verb == _PICKUP_VERB) & holding_goal)
+        | ((verb == _OPEN_VERB) & facing_goal & (front_state == _OPEN))
     )
     active = world.stage_N < world.n_goals_N
     world.stage_N += (done_goal & active).astype(np.int64)
 
     success = active & (world.stage_N == world.n_goals_N)
     # picking up the wrong object when a pick-up is asked for ends the episode as a failure
-    failed = active & ~success & (verb == Verb.PICKUP) & pick
+    failed = active & ~success & (verb == _PICKUP_VERB) & pick
     terminated = success | failed
     reward = np.where(success, success_reward(world.step_count_N, max_steps), np.float32(0.0)).astype(np.float32)
     truncated = ~terminated & (world.step_count_N >= max_steps)

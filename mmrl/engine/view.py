@@ -68,11 +68,25 @@ def cell_codes(world: WorldState, view: str, view_size: int) -> tuple[np.ndarray
 
 
 def rgb_image(codes: tuple[np.ndarray, ...], tile_size: int) -> np.ndarray:
-    """Compose RGB frames ``(N, h * tile, w * tile, 3)`` from cell codes by indexing the tile atlas."""
+    """Compose RGB frames ``(N, h * tile, w * tile, 3)`` from cell codes by indexing the tile atlas.
+
+    One gather writes the frames in their final memory order: output pixel row ``y`` of cell ``(i, j)`` is row
+    ``y`` of the cell's tile, so the atlas is indexed by ``tile * tile_size + y`` rows of ``tile_size * 3`` bytes.
+    """
     kind, colour, state, overlay = codes
-    tiles = np.take(build_atlas(tile_size), tile_ids(kind, colour, state, overlay), axis=0)  # N,h,w,t,t,3
-    n, h, w, t = tiles.shape[:4]
-    return tiles.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * t, w * t, 3)
+    t = tile_size
+    ids_Nhw = tile_ids(kind, colour, state, overlay)
+    n, h, w = ids_Nhw.shape
+    rows_NhYw = ids_Nhw[:, :, None, :] * t + np.arange(t, dtype=ids_Nhw.dtype)[None, None, :, None]
+    atlas_rows = _atlas_rows(t)
+    return np.take(atlas_rows, rows_NhYw, axis=0).reshape(n, h * t, w * t, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _atlas_rows(tile_size: int) -> np.ndarray:
+    """The atlas as rows of pixels: ``(N_TILES * tile_size, tile_size * 3)``."""
+    atlas = build_atlas(tile_size)
+    return atlas.reshape(atlas.shape[0] * tile_size, tile_size * 3)
 
 
 def symbolic_image(codes: tuple[np.ndarray, ...]) -> np.ndarray:

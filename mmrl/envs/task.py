@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from mmrl.engine.constants import Direction, Kind
-from mmrl.engine.planner import plan
+from mmrl.engine.planner import faces_first_goal, is_solvable
 from mmrl.engine.world import Layout
 
 MAX_GENERATION_ATTEMPTS = 1000
@@ -39,10 +39,11 @@ class Task(ABC):
     n_missions = 1
 
     def generate(self, rng: np.random.Generator) -> Layout:
-        """A new layout, guaranteed solvable (the planner finds a plan for navigation tasks)."""
+        """A new layout, guaranteed solvable (every sub-goal's object is reachable; see ``is_solvable``) and not
+        already solved (the agent does not start facing its first target)."""
         for _ in range(MAX_GENERATION_ATTEMPTS):
             layout = self.sample_layout(rng)
-            if self.is_question or plan(layout) is not None:
+            if self.is_question or (is_solvable(layout) and not faces_first_goal(layout)):
                 return layout
         raise RuntimeError(f"{type(self).__name__} found no solvable layout in {MAX_GENERATION_ATTEMPTS} attempts")
 
