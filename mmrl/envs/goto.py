@@ -69,7 +69,7 @@ class GoToEnv(GridEnv):
     ## Arguments
     ``size`` (room side, walls included), ``n_distractors``, ``mission_split`` (``"train"``, ``"test"`` or
     ``"all"``: ``"train"`` never names the held-out colour/kind pairs that ``"test"`` always names),
-    ``max_steps`` (default ``4 * size**2``), plus :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
+    ``max_steps`` (default ``size**2``), plus :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
 
     ## Version History
     * v0: initial version.
@@ -83,5 +83,5 @@ class GoToEnv(GridEnv):
         max_steps: int | None = None,
         **kwargs,
     ) -> None:
-        max_steps = 4 * size * size if max_steps is None else max_steps
+        max_steps = size * size if max_steps is None else max_steps
         super().__init__(GoToTask(size, n_distractors, mission_split, max_steps), **kwargs)

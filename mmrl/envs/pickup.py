@@ -49,7 +49,7 @@ class PickUpEnv(GridEnv):
     Terminates when the agent picks up an object (success if it is the target); truncates after ``max_steps``.
 
     ## Arguments
-    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``4 * size**2``), and
+    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``size**2``), and
     :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
 
     ## Version History
@@ -64,7 +64,7 @@ class PickUpEnv(GridEnv):
         max_steps: int | None = None,
         **kwargs,
     ) -> None:
-        max_steps = 4 * size * size if max_steps is None else max_steps
+        max_steps = size * size if max_steps is None else max_steps
         super().__init__(PickUpTask(size, n_distractors, mission_split, max_steps), **kwargs)
 
 
@@ -126,7 +126,7 @@ class OpenEnv(GridEnv):
 
     ## Arguments
     ``size`` (room side, walls included; the grid adds a ring of wall behind the doors), ``n_doors``,
-    ``locked``, ``max_steps`` (default ``4 * size**2``, doubled when locked), and the view options.
+    ``locked``, ``max_steps`` (default ``2 * size**2``, doubled when locked), and the view options.
 
     ## Version History
     * v0: initial version.
@@ -135,5 +135,5 @@ class OpenEnv(GridEnv):
     def __init__(
         self, size: int = 6, n_doors: int = 2, locked: bool = False, max_steps: int | None = None, **kwargs
     ) -> None:
-        max_steps = (8 if locked else 4) * size * size if max_steps is None else max_steps
+        max_steps = (4 if locked else 2) * size * size if max_steps is None else max_steps
         super().__init__(OpenTask(size, n_doors, locked, max_steps), **kwargs)

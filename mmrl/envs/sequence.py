@@ -49,7 +49,7 @@ class SequenceEnv(GridEnv):
     Terminates when both sub-goals are done in order; truncates after ``max_steps``.
 
     ## Arguments
-    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``6 * size**2``), view options.
+    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``2 * size**2``), view options.
 
     ## Version History
     * v0: initial version.
@@ -63,5 +63,5 @@ class SequenceEnv(GridEnv):
         max_steps: int | None = None,
         **kwargs,
     ) -> None:
-        max_steps = 6 * size * size if max_steps is None else max_steps
+        max_steps = 2 * size * size if max_steps is None else max_steps
         super().__init__(SequenceTask(size, n_distractors, mission_split, max_steps), **kwargs)
