@@ -16,6 +16,10 @@ _LAZY = {
     "MultimodalExtractor": "mmrl.extractor",
     "policy_kwargs": "mmrl.extractor",
     "make_vec_env": "mmrl.envs.vec_env",
+    "train": "mmrl.training",
+    "load_policy": "mmrl.bundle",
+    "export_bundle": "mmrl.bundle",
+    "evaluate": "mmrl.evaluation",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -220,10 +220,12 @@ def test_compact_observation_for_fixed_levels():
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     states = {tuple(obs)}
-    for _ in range(50):
-        obs, *_ = env.step(env.action_space.sample())
+    for action in np.random.default_rng(0).integers(env.action_space.n, size=50):
+        obs, _, terminated, truncated, _ = env.step(int(action))
         assert env.observation_space.contains(obs)
         states.add(tuple(obs))
+        if terminated or truncated:
+            obs, _ = env.reset()
     assert len(states) > 3
 
 
