@@ -121,36 +121,38 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
     return None
 
 
+_PASSABLE = np.zeros(256, dtype=bool)
+_PASSABLE[[Kind.EMPTY, Kind.FLOOR, Kind.GOAL, Kind.DOOR]] = True
+_DOOR, _LOCKED = int(Kind.DOOR), int(DoorState.LOCKED)
+
+
+def _bits(mask: np.ndarray) -> int:
+    """A boolean grid as a Python int, bit ``row * width + col`` per cell."""
+    return int.from_bytes(np.packbits(mask.ravel(), bitorder="little").tobytes(), "little")
+
+
 def is_solvable(layout: Layout) -> bool:
     """Whether every sub-goal's object can be reached: a cheap flood fill used at level generation.
 
     Exact for layouts without locked doors (objects never block more after a pick-up, closed doors open);
-    with locked doors it falls back to the full :func:`plan`.
+    with locked doors it falls back to the full :func:`plan`. The flood fill runs on the grid as bits of one
+    Python int (a shift by 1 or by the width moves every cell at once; the wall border stops wrap-around).
     """
-    if (layout.kind_HW == Kind.DOOR).any() and (layout.state_HW == DoorState.LOCKED).any():
+    kind_HW = layout.kind_HW
+    if ((kind_HW == _DOOR) & (layout.state_HW == _LOCKED)).any():
         return plan(layout) is not None
-    passable = (layout.kind_HW == Kind.EMPTY) | (layout.kind_HW == Kind.FLOOR) | (layout.kind_HW == Kind.GOAL)
-    passable |= layout.kind_HW == Kind.DOOR
-    height, width = passable.shape
-    reached = np.zeros_like(passable)
-    stack = [layout.agent_pos]
-    reached[layout.agent_pos] = True
-    while stack:
-        row, col = stack.pop()
-        for d_row, d_col in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-            r, c = row + d_row, col + d_col
-            if 0 <= r < height and 0 <= c < width and passable[r, c] and not reached[r, c]:
-                reached[r, c] = True
-                stack.append((r, c))
-    # a target is reachable when a reached cell is next to it
-    near = np.zeros_like(reached)
-    near[1:, :] |= reached[:-1, :]
-    near[:-1, :] |= reached[1:, :]
-    near[:, 1:] |= reached[:, :-1]
-    near[:, :-1] |= reached[:, 1:]
+    width = kind_HW.shape[1]
+    passable = _bits(_PASSABLE[kind_HW])
+    reached = 1 << (layout.agent_pos[0] * width + layout.agent_pos[1])
+    while True:
+        grown = (reached | reached << 1 | reached >> 1 | reached << width | reached >> width) & passable | reached
+        if grown == reached:
+            break
+        reached = grown
+    near = reached << 1 | reached >> 1 | reached << width | reached >> width
     for goal in layout.goals:
-        target = (layout.kind_HW == goal.kind) & (layout.colour_HW == goal.colour)
-        if not (target & near).any():
+        target = _bits((kind_HW == goal.kind) & (layout.colour_HW == goal.colour))
+        if not near & target:
             return False
     return True
 

@@ -7,6 +7,7 @@ restores the worlds exactly.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,15 +53,23 @@ class Layout:
     @classmethod
     def empty_room(cls, height: int, width: int) -> Layout:
         """A room of ``height`` x ``width`` cells, walls included."""
-        kind_HW = np.full((height, width), Kind.EMPTY, dtype=np.uint8)
-        kind_HW[[0, -1], :] = Kind.WALL
-        kind_HW[:, [0, -1]] = Kind.WALL
-        return cls(kind_HW, np.zeros((height, width), np.uint8), np.zeros((height, width), np.uint8))
+        kind_HW = _room_template(height, width).copy()
+        zeros = np.zeros((height, width), np.uint8)
+        return cls(kind_HW, zeros, zeros.copy())
 
     def place(self, row: int, col: int, kind: int, colour: int = 0, state: int = DoorState.OPEN) -> None:
         self.kind_HW[row, col] = kind
         self.colour_HW[row, col] = colour
         self.state_HW[row, col] = state
+
+
+@functools.lru_cache(maxsize=32)
+def _room_template(height: int, width: int) -> np.ndarray:
+    kind_HW = np.full((height, width), Kind.EMPTY, dtype=np.uint8)
+    kind_HW[[0, -1], :] = Kind.WALL
+    kind_HW[:, [0, -1]] = Kind.WALL
+    kind_HW.setflags(write=False)
+    return kind_HW
 
 
 class WorldState:

@@ -10,6 +10,8 @@ from mmrl.envs.grammar import NAMED_KINDS, combos, describe_goals
 from mmrl.envs.grid_env import GridEnv
 from mmrl.envs.task import Task, place_agent, random_empty_cells
 
+_ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
+
 
 def sample_objects(
     layout: Layout, rng: np.random.Generator, targets: list[tuple[int, int]], n_distractors: int
@@ -20,8 +22,8 @@ def sample_objects(
     """
 
     taken = set(targets)
-    others = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS if (c, int(k)) not in taken]
-    picks = [others[i] for i in rng.choice(len(others), size=n_distractors, replace=True)]
+    others = [combo for combo in _ALL_COMBOS if combo not in taken]
+    picks = [others[i] for i in rng.integers(len(others), size=n_distractors).tolist()]
     objects = list(targets) + picks
     for (row, col), (colour, kind) in zip(random_empty_cells(layout, rng, len(objects)), objects, strict=True):
         layout.place(row, col, kind, colour)

@@ -87,8 +87,8 @@ class OpenTask(Task):
         layout.kind_HW[1 : side + 1, [1, side]] = Kind.WALL
         wall_cells = [(1, c) for c in range(2, side)] + [(side, c) for c in range(2, side)]
         wall_cells += [(r, 1) for r in range(2, side)] + [(r, side) for r in range(2, side)]
-        door_cells = [wall_cells[i] for i in rng.choice(len(wall_cells), size=self.n_doors, replace=False)]
-        colours = [int(c) for c in rng.choice(N_COLOURS, size=self.n_doors, replace=False)]
+        door_cells = [wall_cells[i] for i in rng.permutation(len(wall_cells))[: self.n_doors].tolist()]
+        colours = rng.permutation(N_COLOURS)[: self.n_doors].tolist()
         state = DoorState.LOCKED if self.locked else DoorState.CLOSED
         for (row, col), colour in zip(door_cells, colours, strict=True):
             layout.place(row, col, Kind.DOOR, colour, state)

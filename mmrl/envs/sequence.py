@@ -20,7 +20,7 @@ class SequenceTask(Task):
 
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         layout = Layout.empty_room(self.height, self.width)
-        first, second = (self.combos[int(i)] for i in rng.choice(len(self.combos), size=2, replace=False))
+        first, second = (self.combos[i] for i in rng.permutation(len(self.combos))[:2].tolist())
         sample_objects(layout, rng, [first, second], self.n_distractors)
         place_agent(layout, rng)
         layout.goals = [Goal(Verb.GOTO, first[1], first[0]), Goal(Verb.GOTO, second[1], second[0])]

@@ -12,6 +12,8 @@ from mmrl.engine.planner import faces_first_goal, is_solvable
 from mmrl.engine.world import Layout
 
 MAX_GENERATION_ATTEMPTS = 1000
+_EMPTY = int(Kind.EMPTY)
+_N_DIRECTIONS = len(Direction)
 
 
 class Task(ABC):
@@ -54,14 +56,15 @@ class Task(ABC):
 
 def random_empty_cells(layout: Layout, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
     """``count`` distinct empty cells, uniformly at random."""
-    rows, cols = np.nonzero(layout.kind_HW == Kind.EMPTY)
+    rows, cols = np.nonzero(layout.kind_HW == _EMPTY)
     if len(rows) < count:
         raise ValueError(f"the grid has {len(rows)} empty cells, {count} are needed: use a larger size")
-    chosen = rng.choice(len(rows), size=count, replace=False)
-    return [(int(rows[i]), int(cols[i])) for i in chosen]
+    chosen = rng.permutation(len(rows))[:count].tolist()
+    rows, cols = rows.tolist(), cols.tolist()
+    return [(rows[i], cols[i]) for i in chosen]
 
 
 def place_agent(layout: Layout, rng: np.random.Generator) -> None:
     """Put the agent on a random empty cell with a random heading."""
     (layout.agent_pos,) = random_empty_cells(layout, rng, 1)
-    layout.agent_dir = int(rng.integers(len(Direction)))
+    layout.agent_dir = int(rng.integers(_N_DIRECTIONS))

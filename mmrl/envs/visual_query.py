@@ -16,6 +16,7 @@ from mmrl.envs.grammar import (
     EXISTS_TEMPLATES,
     NAMED_KINDS,
     NUMBER_WORDS,
+    choose,
     combos,
 )
 from mmrl.envs.grid_env import GridEnv
@@ -47,7 +48,7 @@ class VisualQueryTask(Task):
             asked_kind = int(NAMED_KINDS[int(rng.integers(len(NAMED_KINDS)))])
             others = [int(k) for k in NAMED_KINDS if k != asked_kind]
             kinds = np.array([asked_kind] + [others[int(i)] for i in rng.integers(len(others), size=n - 1)])
-            template = str(rng.choice(COLOUR_TEMPLATES))
+            template = choose(COLOUR_TEMPLATES, rng)
             mission = template.format(kind=OBJECT_NAMES[asked_kind])
             answer = ANSWER_COLOUR_OFFSET + int(colours[0])
         else:
@@ -61,12 +62,10 @@ class VisualQueryTask(Task):
             clash = (colours[count:] == colour) & (kinds[count:] == kind)
             colours[count:][clash] = (colour + 1 + rng.integers(N_COLOURS - 1, size=int(clash.sum()))) % N_COLOURS
             if question == "count":
-                mission = str(rng.choice(COUNT_TEMPLATES)).format(
-                    colour=COLOUR_NAMES[colour], plural=OBJECT_PLURALS[kind]
-                )
+                mission = choose(COUNT_TEMPLATES, rng).format(colour=COLOUR_NAMES[colour], plural=OBJECT_PLURALS[kind])
                 answer = count
             else:
-                mission = str(rng.choice(EXISTS_TEMPLATES)).format(colour=COLOUR_NAMES[colour], kind=OBJECT_NAMES[kind])
+                mission = choose(EXISTS_TEMPLATES, rng).format(colour=COLOUR_NAMES[colour], kind=OBJECT_NAMES[kind])
                 answer = ANSWER_YES if count else ANSWER_NO
         for (row, col), colour, kind in zip(random_empty_cells(layout, rng, n), colours, kinds, strict=True):
             layout.place(row, col, int(kind), int(colour))
