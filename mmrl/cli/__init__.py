@@ -1,0 +1,97 @@
+"""``mmrl`` command line: a thin layer over the Python API.
+
+Each subcommand module (``train``, ``evaluate``, ``plot``, ``envs``, ``demo``, ``export``, ``inspect``) exposes
+``register(subparsers)``, which adds its parser and sets ``run=<function(args) -> int>``. Errors print one line
+``error: ...`` on stderr (exit 2 for usage errors, 1 otherwise, 130 on Ctrl-C), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main"]
+
+#: Subcommand modules, in help order; missing ones are skipped.
+SUBCOMMANDS = ("train", "evaluate", "plot", "envs", "demo", "export", "inspect")
+
+
+class UsageError(ValueError):
+    """Bad command-line usage (exit status 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` parser that raises :class:`UsageError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _load_subcommands() -> list:
+    modules = []
+    for name in SUBCOMMANDS:
+        qualified = f"{__name__}.{name}"
+        try:
+            modules.append(importlib.import_module(qualified))
+        except ModuleNotFoundError as error:
+            if error.name != qualified:  # a real missing dependency inside the module: do not hide it
+                raise
+    return modules
+
+
+def build_parser() -> ArgumentParser:
+    """The ``mmrl`` argument parser with every available subcommand."""
+    from mmrl.version import __version__
+
+    parser = ArgumentParser(prog="mmrl", description="Reinforcement learning on image + text observations.")
+    parser.add_argument("--version", action="version", version=f"mmrl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for module in _load_subcommands():
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mmrl`` command. Returns the exit status."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        run = getattr(args, "run", None)
+        if run is None:
+            parser.print_help()
+            return 2
+        return int(run(args) or 0)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, OSError) as error:
+        message = str(error).strip().replace("\n", " ") or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1

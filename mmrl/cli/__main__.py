@@ -1,0 +1,7 @@
+"""``python -m mmrl.cli``."""
+
+import sys
+
+from mmrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""``mmrl evaluate RUN_DIR_OR_MODEL``: evaluate a trained model and print a results table (thin layer over
+:func:`mmrl.evaluation.evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mmrl.cli import positive_int
+from mmrl.evaluation.ablation import ABLATIONS
+from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS, SPLITS
+
+#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``evaluate`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a trained model (success rate, per-instruction table, ablations, video)",
+        description=(
+            "Evaluate a run directory or model file on reproducibly seeded episodes (episode i: seed + i) and print "
+            "mean return, success rate with a 95 %% Wilson interval, episode length and success per template and per "
+            "instruction. Nothing is written unless --json / --video name a file."
+        ),
+    )
+    parser.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="run directory, or model file (.zip / .npz)")
+    parser.add_argument("--env", dest="env_id", default=None, help="env id (default: the one trained on)")
+    parser.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--deterministic", dest="deterministic", action="store_true", default=True, help="greedy (default)"
+    )
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions")
+    parser.add_argument("--split", choices=SPLITS, default=None, help="mission split of mmrl environments")
+    parser.add_argument("--ablate", choices=ABLATIONS, action="append", default=None, help="zero a modality")
+    parser.add_argument("--shuffle-missions", action="store_true", help="show each episode another's instruction")
+    parser.add_argument("--video", default=None, metavar="OUT.mp4|OUT.gif", help="record a few episodes")
+    parser.add_argument("--video-episodes", type=positive_int, default=3, help="episodes in the video (default 3)")
+    parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json", help="write the report")
+    parser.add_argument("--n-envs", type=positive_int, default=None, help="parallel envs (default min(episodes, 16))")
+    parser.add_argument("--rows", type=positive_int, default=DEFAULT_TABLE_ROWS, help="per-instruction table rows")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mmrl evaluate``; returns the exit status (0 ok, 1 error, 130 interrupted)."""
+    from mmrl.evaluation.evaluate import evaluate
+
+    try:
+        report = evaluate(
+            args.target,
+            env_id=args.env_id,
+            episodes=args.episodes,
+            seed=args.seed,
+            deterministic=args.deterministic,
+            split=args.split,
+            ablate=args.ablate,
+            shuffle_missions=args.shuffle_missions,
+            video=args.video,
+            json_path=args.json_path,
+            n_envs=args.n_envs,
+            video_episodes=args.video_episodes,
+        )
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, TypeError, OSError) as error:
+        message = str(error).strip().replace("\n", " ") or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(report.format_table(max_rows=args.rows))
+    if report.video is not None:
+        print(f"video: {report.video}")
+    if args.json_path is not None:
+        print(f"json: {args.json_path}")
+    return 0

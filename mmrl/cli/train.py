@@ -1,0 +1,88 @@
+"""``mmrl train``: a thin layer over :func:`mmrl.training.train`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmrl.cli import non_negative_int, positive_int
+
+__all__ = ["register", "run"]
+
+ALGOS = ("ppo", "a2c", "dqn", "qlearning")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train an agent and write a run directory",
+        description="Train PPO, A2C, DQN (multimodal extractor) or tabular Q-learning on an env. "
+        "Hyperparameters come from agents/<algo>.yaml, --preset and --set. Ctrl-C stops and saves the model.",
+    )
+    parser.add_argument("--algo", choices=ALGOS, help="algorithm (required unless --resume)")
+    parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")
+    parser.add_argument("--timesteps", type=positive_int, help="total env steps (default: the preset's)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    parser.add_argument("--n-envs", type=positive_int, help="parallel envs (default: the preset's)")
+    parser.add_argument("--preset", help="preset YAML (default: the built-in agents/<algo>.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset key (value parsed as YAML), e.g. --set learning_rate=3e-4 "
+        "--set env_kwargs.observation=compact; repeatable",
+    )
+    parser.add_argument("--fusion", help="extractor fusion, e.g. film, concat, gated")
+    parser.add_argument("--text-encoder", help="extractor text encoder, e.g. gru, bow")
+    parser.add_argument("--eval-freq", type=non_negative_int, help="steps between evaluations (0: only at the end)")
+    parser.add_argument("--checkpoint-freq", type=non_negative_int, help="steps between checkpoints (0: at the end)")
+    parser.add_argument("--run-dir", help="run directory (default runs/<env>/<algo>/<seed>-<time>)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing non-empty --run-dir")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print the run directory and final metrics."""
+    from mmrl.cli import UsageError
+
+    if args.resume is None and (args.algo is None or args.env_id is None):
+        raise UsageError("mmrl train: --algo and --env are required (or --resume RUN_DIR)")
+    if args.resume is not None and (args.force or args.run_dir):
+        raise UsageError("mmrl train: --resume continues in the run's own folder; drop --run-dir / --force")
+    from mmrl.training import train
+
+    result = train(
+        args.algo,
+        args.env_id,
+        timesteps=args.timesteps,
+        seed=args.seed,
+        n_envs=args.n_envs,
+        preset=args.preset,
+        overrides=args.overrides,
+        fusion=args.fusion,
+        text_encoder=args.text_encoder,
+        run_dir=args.run_dir,
+        force=args.force,
+        resume=args.resume,
+        progress_bar=not args.no_progress,
+        eval_freq=args.eval_freq,
+        checkpoint_freq=args.checkpoint_freq,
+    )
+    metrics = result.metrics
+    if result.interrupted:
+        print(f"interrupted at {metrics['timesteps']} steps; model saved in {result.run_dir}", file=sys.stderr)
+        return 130
+    success = metrics.get("success_rate")
+    success_text = "n/a" if success is None else f"{success:.1%}"
+    print(
+        f"trained {metrics['timesteps']} steps in {metrics['wall_time_s']:.0f} s ({metrics['fps']:.0f} steps/s): "
+        f"mean return {metrics['mean_return']:.3f} +- {metrics['std_return']:.3f}, success {success_text} "
+        f"over {metrics['episodes']} held-out episodes"
+    )
+    print(f"run directory: {result.run_dir}")
+    return 0

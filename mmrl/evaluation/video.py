@@ -1,0 +1,215 @@
+"""Videos of a policy: each frame is the environment's ``rgb_array`` render with the instruction, the step, the reward
+and the outcome written under it (OpenCV). ``.mp4`` is written with OpenCV's ``mp4v`` codec, ``.gif`` with imageio
+or, failing that, Pillow."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mmrl.atomic import atomic_path
+from mmrl.engine.view import caption
+from mmrl.evaluation.ablation import AblateObservation, normalize_ablate
+from mmrl.evaluation.evaluate import MISSION_KEY, EvalSetup, MissionTable, ModelLike, _seed_model, prepare
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+DEFAULT_FPS = 4
+
+
+def check_video_path(path: str | os.PathLike[str]) -> Path:
+    """Validate the video destination before any work is done.
+
+    Raises:
+        ValueError: If the suffix is not ``.mp4`` or ``.gif``, or a GIF is asked and neither imageio nor Pillow
+            is installed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"video must end in one of {VIDEO_SUFFIXES}, got {str(path)!r}")
+    if suffix == ".gif" and _gif_backend() is None:
+        raise ValueError("writing a GIF needs imageio or Pillow (pip install pillow); or write an .mp4 instead")
+    return path
+
+
+def _gif_backend() -> str | None:
+    for module in ("imageio", "PIL"):
+        if importlib.util.find_spec(module) is not None:
+            return module
+    return None
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad to even height and width (some codecs need it)."""
+    height, width = frame.shape[:2]
+    return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)))
+
+
+def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps: int = DEFAULT_FPS) -> Path:
+    """Write RGB ``frames`` (all of one size) to ``path`` (``.mp4`` or ``.gif``), atomically."""
+    path = check_video_path(path)
+    if not frames:
+        raise ValueError("no frames to write")
+    frames = [_even(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in frames]
+    if path.suffix.lower() == ".mp4":
+        height, width = frames[0].shape[:2]
+        with tempfile.TemporaryDirectory() as folder:
+            scratch = os.path.join(folder, "video.mp4")
+            writer = cv2.VideoWriter(scratch, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+            if not writer.isOpened():
+                raise ValueError("OpenCV cannot write mp4 (mp4v) here; write a .gif instead")
+            try:
+                for frame in frames:
+                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            finally:
+                writer.release()
+            with atomic_path(path) as tmp:
+                shutil.copyfile(scratch, tmp)
+        return path
+    with atomic_path(path) as tmp:
+        if _gif_backend() == "imageio":
+            import imageio.v2 as imageio
+
+            imageio.mimsave(tmp, frames, format="GIF", duration=1.0 / fps, loop=0)
+        else:
+            from PIL import Image
+
+            images = [Image.fromarray(frame) for frame in frames]
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def record_setup_video(
+    setup: EvalSetup,
+    path: str | os.PathLike[str],
+    episodes: int = 3,
+    seed: int = 0,
+    deterministic: bool = True,
+    ablate: Sequence[str] = (),
+    shuffle_missions: bool = False,
+    fps: int = DEFAULT_FPS,
+) -> Path:
+    """Record ``episodes`` episodes (episode ``i`` seeded ``seed + i``) of a prepared :class:`EvalSetup`."""
+    path = check_video_path(path)
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+    env = setup.make_env(render_mode="rgb_array")
+    if ablate:
+        env = AblateObservation(env, ablate)
+    table = MissionTable(setup.make_env()) if shuffle_missions else None
+    _seed_model(setup.model, seed)
+    frames: list[np.ndarray] = []
+    try:
+        for episode in range(episodes):
+            observation, info = env.reset(seed=seed + episode)
+            mission = str(info.get("mission", ""))
+            shown_text, shown_tokens = table.shown(seed + episode) if table is not None else (mission, None)
+            step, total, reward, outcome = 0, 0.0, 0.0, "running"
+            state: Any = None
+            start = np.ones(1, dtype=bool)
+            while True:
+                frames.append(
+                    _annotate(env.render(), episode, mission, shown_text, step, reward, total, outcome, table)
+                )
+                if outcome != "running":
+                    break
+                if shown_tokens is not None:
+                    observation = dict(observation)
+                    observation[MISSION_KEY] = shown_tokens
+                actions, state = setup.model.predict(
+                    _batch_of_one(observation), state=state, episode_start=start, deterministic=deterministic
+                )
+                start = np.zeros(1, dtype=bool)
+                observation, reward, terminated, truncated, info = env.step(np.asarray(actions).reshape(-1)[0].item())
+                step += 1
+                total += float(reward)
+                if terminated or truncated:
+                    success = info.get("is_success")
+                    outcome = "done" if success is None else ("success" if success else "failure")
+                    if truncated and not terminated:
+                        outcome += " (time limit)"
+    finally:
+        env.close()
+        if table is not None:
+            table.env.close()
+    return write_frames(frames, path, fps)
+
+
+def _batch_of_one(observation: Any) -> Any:
+    """Add a batch axis (models are asked for batches, as in :func:`~mmrl.evaluation.evaluate.evaluate`)."""
+    if isinstance(observation, dict):
+        return {key: np.asarray(value)[None] for key, value in observation.items()}
+    return np.asarray(observation)[None]
+
+
+def _annotate(
+    frame: Any,
+    episode: int,
+    mission: str,
+    shown: str,
+    step: int,
+    reward: float,
+    total: float,
+    outcome: str,
+    table: MissionTable | None,
+) -> np.ndarray:
+    if frame is None:
+        raise ValueError("the environment rendered no frame; it must support render_mode='rgb_array'")
+    lines = [f"instruction: {mission}"]
+    if table is not None:
+        lines.append(f"shown: {shown}")
+    lines += [f"episode {episode}  step {step}  reward {reward:+.2f}  return {total:.2f}", f"outcome: {outcome}"]
+    frame = np.asarray(frame, dtype=np.uint8)
+    if frame.shape[1] < 320:  # upscale so that the text is legible
+        factor = int(np.ceil(320 / frame.shape[1]))
+        frame = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+    return caption(frame, lines)
+
+
+def record_video(
+    model_or_run_dir: ModelLike | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    env_id: str | None = None,
+    episodes: int = 3,
+    seed: int = 0,
+    deterministic: bool = True,
+    split: str | None = None,
+    ablate: str | Sequence[str] | None = None,
+    shuffle_missions: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    fps: int = DEFAULT_FPS,
+) -> Path:
+    """Record a few episodes of a trained model to ``path`` (``.mp4`` or ``.gif``).
+
+    Args:
+        model_or_run_dir, env_id, seed, deterministic, split, ablate, shuffle_missions, env_kwargs: As for
+            :func:`~mmrl.evaluation.evaluate.evaluate`.
+        path: Destination, written atomically.
+        episodes: Number of episodes, one after the other.
+        fps: Frames per second.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: If the suffix is not supported, no GIF writer is installed, or the model does not fit.
+    """
+    check_video_path(path)
+    setup = prepare(model_or_run_dir, env_id, split, env_kwargs)
+    keys = normalize_ablate(ablate, setup.model.observation_space) if ablate else ()
+    probe = setup.make_env()
+    try:
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        setup.adapt(DummyVecEnv([lambda: probe]))
+    finally:
+        probe.close()
+    return record_setup_video(setup, path, episodes, seed, deterministic, keys, shuffle_missions, fps)

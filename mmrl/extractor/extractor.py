@@ -1,0 +1,476 @@
+"""``MultimodalExtractor``: an SB3 features extractor for Dict observations of images, token ids and vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from mmrl.extractor.fusion import FUSIONS, Fusion
+from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
+from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding
+from mmrl.tokenizer import PAD_ID, UNK_ID
+
+#: Channel counts recognised at either end of an image shape (grey, RGB, RGBA/RGBD).
+IMAGE_CHANNEL_COUNTS = (1, 3, 4)
+TOKENIZE_WRAPPER = "mmrl.wrappers.TokenizeText"
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {option} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def image_channel_axis(shape: Sequence[int]) -> int:
+    """Returns the channel axis (0 or 2) of a 3-D image shape.
+
+    The channel axis is the end (first or last) whose size is 1, 3 or 4. If both ends qualify, the smaller one wins,
+    and on a tie the first axis (SB3's ``is_image_space_channels_first`` makes the same call, so a space SB3 leaves
+    untransposed is read the way SB3 reads it). If neither qualifies (e.g. stacked frames), the smaller end wins,
+    again the first on a tie. MiniGrid's ``(7, 7, 3)`` is channel-last; SB3's transposed ``(3, 56, 56)`` is
+    channel-first.
+    """
+    first, last = shape[0], shape[-1]
+    first_ok, last_ok = first in IMAGE_CHANNEL_COUNTS, last in IMAGE_CHANNEL_COUNTS
+    if first_ok != last_ok:
+        return 0 if first_ok else 2
+    return 0 if first <= last else 2
+
+
+def _is_integer_box(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.integer)
+
+
+def _looks_like_tokens(space: spaces.Space) -> bool:
+    """1-D integer Box whose entries share one range ``[0, V-1]`` with ``V >= 2``."""
+    return (
+        _is_integer_box(space)
+        and len(space.shape) == 1
+        and bool(np.all(space.low == 0))
+        and bool(np.all(space.high == space.high.flat[0]))
+        and space.high.flat[0] >= 1
+    )
+
+
+def _tensor_shape(space: spaces.Space) -> tuple[int, ...]:
+    """Per-sample shape of the tensor SB3's ``preprocess_obs`` makes from ``space`` (Discrete: one-hot)."""
+    if isinstance(space, spaces.Box | spaces.MultiBinary):
+        return tuple(space.shape)
+    return (get_flattened_obs_dim(space),)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """How one image key's tensor becomes ``image_BCHW``: layout, scale and channel-first shape."""
+
+    channels_last: bool
+    scale: float
+    shape_CHW: tuple[int, int, int]
+
+
+def assign_roles(
+    observation_space: spaces.Dict,
+    image_keys: Sequence[str] | None = None,
+    text_keys: Sequence[str] | None = None,
+    ignore_keys: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """Assigns each key of ``observation_space`` a role: ``"image"``, ``"text"``, ``"vector"`` or ``"ignore"``.
+
+    Explicit lists win; keys in none of them are classified automatically (see :class:`MultimodalExtractor`).
+
+    Raises:
+        ValueError: For a non-Dict space, an unsupported subspace (with the wrapper to use), a listed key that is
+            absent or in two lists, or a listed key whose space does not fit its role.
+    """
+    if not isinstance(observation_space, spaces.Dict):
+        raise ValueError(
+            f"MultimodalExtractor needs a gymnasium.spaces.Dict observation space of images and token ids, got "
+            f"{observation_space}. Tokenise text observations with {TOKENIZE_WRAPPER} (it yields a Dict with an "
+            f"image and a token-id key); for image-only Box observations use SB3's CnnPolicy"
+        )
+    subspaces = observation_space.spaces
+    for key, subspace in subspaces.items():
+        if isinstance(subspace, spaces.Text):
+            raise ValueError(
+                f"observation key {key!r} is a raw text space {subspace}; the extractor needs token ids "
+                f"(a 1-D integer Box): wrap the env with {TOKENIZE_WRAPPER}"
+            )
+        if not isinstance(subspace, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
+            raise ValueError(
+                f"observation key {key!r} has unsupported space {subspace}; expected Box images, 1-D integer Box "
+                f"token ids (see {TOKENIZE_WRAPPER}) or Box/Discrete/MultiDiscrete/MultiBinary vectors"
+            )
+
+    explicit: dict[str, str] = {}
+    for role, keys in (("image", image_keys), ("text", text_keys), ("ignore", ignore_keys)):
+        if isinstance(keys, str):
+            raise ValueError(f"{role}_keys must be a list of keys, got the string {keys!r}")
+        for key in keys or ():
+            if key not in subspaces:
+                raise ValueError(f"{role} key {key!r} is not in the observation space; keys: {list(subspaces)}")
+            if key in explicit:
+                raise ValueError(f"observation key {key!r} is listed as both {explicit[key]} and {role}")
+            explicit[key] = role
+    for key, role in explicit.items():
+        subspace = subspaces[key]
+        if role == "image" and not (isinstance(subspace, spaces.Box) and len(subspace.shape) == 3):
+            raise ValueError(
+                f"image key {key!r}: expected a 3-D Box (H, W, C) or (C, H, W), got {subspace} with shape "
+                f"{getattr(subspace, 'shape', None)}"
+            )
+        if role == "text" and not (
+            _is_integer_box(subspace) and len(subspace.shape) == 1 and bool(np.all(subspace.low >= 0))
+        ):
+            raise ValueError(
+                f"text key {key!r}: expected a 1-D integer Box of token ids like Box(0, V-1, (L,), int64), got "
+                f"{subspace}; tokenise text with {TOKENIZE_WRAPPER}"
+            )
+
+    roles: dict[str, str] = {}
+    for key, subspace in subspaces.items():
+        if key in explicit:
+            roles[key] = explicit[key]
+        elif image_keys is None and isinstance(subspace, spaces.Box) and len(subspace.shape) == 3:
+            roles[key] = "image"
+        elif text_keys is None and _looks_like_tokens(subspace):
+            roles[key] = "text"
+        else:
+            roles[key] = "vector"
+    return roles
+
+
+def _fuse(
+    observations: Mapping[str, torch.Tensor],
+    image_inputs: Sequence[tuple[str, ImageInput, ImageEncoder]],
+    text_inputs: Sequence[tuple[str, TextEncoder]],
+    vector_inputs: Sequence[tuple[str, nn.Module]],
+    fusion: Fusion,
+    cache_text: bool,
+    text_memos: Sequence[InferenceTextMemo | None] | None = None,
+) -> torch.Tensor:
+    """Encodes every key and fuses the encodings into ``fused_BF`` (shared by ``forward`` and the dummy pass)."""
+    memos = text_memos if text_memos is not None else [None] * len(text_inputs)
+    texts = [
+        encode_text(encoder, observations[key], cache_text, memo)
+        for (key, encoder), memo in zip(text_inputs, memos, strict=True)
+    ]
+    modulations = fusion.modulations(texts) if texts else None
+    image_maps = []
+    for index, (key, image_input, encoder) in enumerate(image_inputs):
+        image = observations[key].float()
+        if image_input.channels_last:
+            image = image.permute(0, 3, 1, 2)
+        if image_input.scale != 1.0:
+            image = image * image_input.scale
+        image_maps.append(encoder.trunk(image, None if modulations is None else modulations[index]))
+    vectors = [encoder(observations[key].float()) for key, encoder in vector_inputs]
+    return fusion(image_maps, texts, vectors)
+
+
+#: Odd multipliers of the row hash used by :func:`unique_rows` (fixed, so results do not depend on a seed).
+_ROW_HASH_WEIGHTS = torch.tensor(
+    [0x9E3779B97F4A7C15 - (1 << 64), 0xC2B2AE3D27D4EB4F - (1 << 64), 0x165667B19E3779F9, 0x27D4EB2F165667C5],
+    dtype=torch.int64,
+)
+
+
+def unique_rows(tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of an integer matrix and the inverse index: ``unique_UL[inverse_B] == tokens_BL``.
+
+    Same contract as ``torch.unique(tokens_BL, dim=0, return_inverse=True)`` (up to the order of the rows), which
+    is slow on CPU (2 ms for 256 x 16 tokens, 18 ms for 2048 x 16): rows are hashed to one int64 each, the 1-D
+    keys are deduplicated (0.4 ms / 1.2 ms), and the result is verified exactly; on a hash collision the function
+    falls back to ``torch.unique(dim=0)``.
+    """
+    length = tokens_BL.shape[1]
+    weights_L = _ROW_HASH_WEIGHTS.to(tokens_BL.device).repeat((length + 3) // 4)[:length]
+    weights_L = weights_L * torch.arange(1, 2 * length, 2, device=tokens_BL.device)  # odd, distinct per position
+    keys_B = (tokens_BL * weights_L).sum(dim=1)  # wraps around on overflow: a hash, checked below
+    unique_keys_U, inverse_B = torch.unique(keys_B, return_inverse=True)
+    representative_U = torch.empty_like(unique_keys_U).scatter_(
+        0, inverse_B, torch.arange(tokens_BL.shape[0], device=tokens_BL.device)
+    )
+    unique_UL = tokens_BL[representative_U]
+    if not torch.equal(unique_UL[inverse_B], tokens_BL):
+        unique_UL, inverse_B = torch.unique(tokens_BL, dim=0, return_inverse=True)
+    return unique_UL, inverse_B
+
+
+def trim_padding(tokens_BL: torch.Tensor) -> torch.Tensor:
+    """Drops the trailing columns that are PAD in every row (keeps at least one column).
+
+    Encoders are padding invariant, so this changes no sentence encoding; it only saves the recurrent and
+    attention encoders the work on padding (instructions are often much shorter than the token space).
+    """
+    real_columns = (tokens_BL != PAD_ID).any(dim=0).nonzero()
+    length = int(real_columns[-1]) + 1 if len(real_columns) else 1
+    return tokens_BL if length == tokens_BL.shape[1] else tokens_BL[:, :length]
+
+
+class InferenceTextMemo:
+    """Remembers sentence encodings across forward passes while gradients are off (rollouts, ``predict``).
+
+    An instruction usually stays the same for a whole episode, so consecutive rollout steps re-encode the same
+    rows. Entries are keyed by the token row and dropped as soon as any parameter of the encoder changes (an
+    optimizer step, ``load_state_dict`` and moving the module all change the parameters' version counters or
+    storage), when the encoder switches between train and eval mode, or when ``max_entries`` is exceeded.
+
+    Args:
+        max_entries: Largest number of remembered rows.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._stamp: tuple | None = None
+
+    def encode(self, encoder: TextEncoder, tokens_BL: torch.Tensor) -> TextEncoding:
+        """Encodes token rows, running ``encoder`` once on the distinct rows not seen since the last change."""
+        stamp = (encoder.training, *((p.data_ptr(), p._version) for p in encoder.parameters()))
+        if stamp != self._stamp or len(self._entries) + tokens_BL.shape[0] > self.max_entries:
+            self._entries.clear()
+            self._stamp = stamp
+        keys = [row.tobytes() for row in tokens_BL.cpu().numpy()]
+        missing: dict[bytes, int] = {}
+        for index, key in enumerate(keys):
+            if key not in self._entries and key not in missing:
+                missing[key] = index
+        if missing:
+            fresh = encoder(tokens_BL[list(missing.values())])
+            for row, key in enumerate(missing):
+                self._entries[key] = (fresh.sentence_BD[row], fresh.tokens_BLD[row])
+        sentence_BD = torch.stack([self._entries[key][0] for key in keys])
+        tokens_BLD = torch.stack([self._entries[key][1] for key in keys])
+        return TextEncoding(sentence_BD, tokens_BLD, tokens_BL == PAD_ID)
+
+
+#: Batches up to this size go to the inference memo row by row; larger ones are deduplicated on the tensor first.
+MEMO_ROW_BY_ROW_MAX_BATCH = 64
+
+
+def encode_text(
+    encoder: TextEncoder, tokens: torch.Tensor, cache_text: bool = True, memo: InferenceTextMemo | None = None
+) -> TextEncoding:
+    """Encodes token ids (float or integer tensor ``tokens_BL``) with ``encoder``.
+
+    Trailing all-PAD columns are trimmed first (:func:`trim_padding`), so ``tokens_BLD`` may be shorter than the
+    token space. With ``cache_text``, each distinct row is encoded once (:func:`unique_rows`, a fast equivalent of
+    ``torch.unique(tokens_BL, dim=0, return_inverse=True)``) and the encodings are scattered back with the inverse
+    index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
+    off, rows encoded by an earlier call with unchanged parameters are not encoded again.
+    """
+    tokens_BL = trim_padding(tokens.long())
+    if not cache_text:
+        return encoder(tokens_BL)
+    if memo is not None and not torch.is_grad_enabled():
+        if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
+            return memo.encode(encoder, tokens_BL)
+        unique_UL, inverse_B = unique_rows(tokens_BL)
+        return memo.encode(encoder, unique_UL).index_select(inverse_B)
+    if tokens_BL.shape[0] > 1:
+        unique_UL, inverse_B = unique_rows(tokens_BL)
+        if unique_UL.shape[0] < tokens_BL.shape[0]:
+            return encoder(unique_UL).index_select(inverse_B)
+    return encoder(tokens_BL)
+
+
+class MultimodalExtractor(BaseFeaturesExtractor):
+    """Encodes Dict observations of images, instructions (token ids) and vectors, and fuses them.
+
+    **Roles.** Each key of the Dict space gets a role. Keys listed in ``image_keys``, ``text_keys`` or
+    ``ignore_keys`` take that role; the others are classified in this order, and only for roles whose list is
+    ``None`` (passing ``text_keys=[]`` disables text detection):
+
+    1. *image*: a 3-D ``Box`` of any dtype. The channel axis is the end of size 1, 3 or 4 (see
+       :func:`image_channel_axis`); channel-last tensors are permuted in ``forward``. Scale: float images are used
+       as they are; ``uint8`` images with bounds ``[0, 255]`` are assumed divided by 255 by the SB3 policy
+       (``normalize_images=True``, SB3's default; pass ``normalized_images=False`` otherwise); other integer images
+       (e.g. a symbolic grid with small bounds, which SB3 does not normalise) are divided by their ``high.max()``.
+    2. *text*: a 1-D integer ``Box`` whose entries all range over ``[0, V-1]`` (``V >= 2``), i.e. token ids from
+       :class:`mmrl.tokenizer.Tokenizer` with ``PAD_ID = 0``. The vocabulary size is ``high.max() + 1``. SB3 hands
+       them over as floats; they are cast back with ``.long()``.
+    3. *vector*: anything else (``Box`` of other shapes, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``),
+       flattened and encoded by ``Linear(·, vector_dim)`` + ReLU.
+
+    A raw ``gymnasium.spaces.Text`` (or a non-Dict space) is rejected with a pointer to
+    ``mmrl.wrappers.TokenizeText``.
+
+    **Pipeline.** Text keys are encoded first (:data:`~mmrl.extractor.text_encoders.TEXT_ENCODERS`); the fusion may
+    turn them into FiLM modulations of the image encoders (:data:`~mmrl.extractor.image_encoders.IMAGE_ENCODERS`),
+    whose feature maps, the text encodings and the vectors are then fused
+    (:data:`~mmrl.extractor.fusion.FUSIONS`) and projected by ``Linear(·, features_dim)`` + ReLU. The width of the
+    fused vector is measured by one dummy forward pass.
+
+    Every constructor argument is a plain string, number, bool or list of strings, so the configuration is JSON
+    serialisable.
+
+    Args:
+        observation_space: A ``gymnasium.spaces.Dict``.
+        features_dim: Output width; ``None`` returns the fused vector without the final projection.
+        image_encoder: ``"auto"``, ``"small"``, ``"nature"`` or ``"impala"``. ``"auto"`` picks ``"small"`` below
+            64 pixels on the smaller side and ``"nature"`` from 64 on.
+        text_encoder: ``"bow"``, ``"gru"``, ``"lstm"`` or ``"transformer"``.
+        fusion: ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
+            ``"cross_attention"`` (the last three need an image key and a text key).
+        image_keys: Image keys (``None``: detect).
+        text_keys: Token-id keys (``None``: detect; ``[]``: no text).
+        ignore_keys: Keys to leave out entirely.
+        text_dim: Width of word embeddings and text encodings.
+        vector_dim: Width of each encoded vector key.
+        fusion_dim: Width of the projections of ``sum``/``weighted``/``product`` and of ``cross_attention``.
+        cache_text: Encode each distinct token row once per forward pass and scatter the result back; while
+            gradients are off (rollouts, ``predict``), also reuse the encodings of rows seen in earlier passes
+            until a parameter of the text encoder changes (:class:`InferenceTextMemo`).
+        normalized_images: Whether the policy already divides ``[0, 255]`` ``uint8`` images by 255.
+
+    Raises:
+        ValueError: For unsupported spaces, bad key lists or unknown option names (the message lists the choices).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        features_dim: int | None = 128,
+        image_encoder: str = "auto",
+        text_encoder: str = "gru",
+        fusion: str = "film",
+        image_keys: list[str] | None = None,
+        text_keys: list[str] | None = None,
+        ignore_keys: list[str] | None = None,
+        text_dim: int = 64,
+        vector_dim: int = 32,
+        fusion_dim: int = 128,
+        cache_text: bool = True,
+        normalized_images: bool = True,
+    ) -> None:
+        _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
+        _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
+        _check_choice("fusion", fusion, tuple(FUSIONS))
+        if features_dim is not None and (not isinstance(features_dim, int) or features_dim < 1):
+            raise ValueError(f"features_dim must be a positive int or None, got {features_dim!r}")
+        roles = assign_roles(observation_space, image_keys, text_keys, ignore_keys)
+        subspaces = observation_space.spaces
+
+        def keys_with(role: str, explicit: Sequence[str] | None) -> list[str]:
+            return list(explicit) if explicit is not None else [key for key in subspaces if roles[key] == role]
+
+        image_key_list = keys_with("image", image_keys)
+        text_key_list = keys_with("text", text_keys)
+        vector_key_list = [key for key in subspaces if roles[key] == "vector"]
+
+        image_inputs: list[tuple[str, ImageInput, ImageEncoder]] = []
+        for key in image_key_list:
+            image_input = self._image_input(subspaces[key], normalized_images)
+            encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
+            image_inputs.append((key, image_input, IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)))
+        text_inputs: list[tuple[str, TextEncoder]] = []
+        for key in text_key_list:
+            space = subspaces[key]
+            vocab_size = int(space.high.max()) + 1
+            text_inputs.append((key, TEXT_ENCODERS[text_encoder](vocab_size, space.shape[0], text_dim)))
+        vector_inputs: list[tuple[str, nn.Module]] = [
+            (key, nn.Sequential(nn.Flatten(), nn.Linear(get_flattened_obs_dim(subspaces[key]), vector_dim), nn.ReLU()))
+            for key in vector_key_list
+        ]
+        if not image_inputs and not text_inputs and not vector_inputs:
+            raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
+        fusion_module = FUSIONS[fusion](
+            [encoder.output_shape for _, _, encoder in image_inputs],
+            [list(encoder.stage_channels) for _, _, encoder in image_inputs],
+            [encoder.output_dim for _, encoder in text_inputs],
+            [vector_dim] * len(vector_inputs),
+            fusion_dim,
+        )
+
+        expected_shapes = {key: _tensor_shape(subspaces[key]) for key in subspaces}
+        with torch.no_grad():
+            dummy = {key: torch.zeros(1, *shape) for key, shape in expected_shapes.items()}
+            for key, _ in text_inputs:
+                dummy[key].fill_(min(UNK_ID, int(subspaces[key].high.max())))
+            fused_dim = _fuse(dummy, image_inputs, text_inputs, vector_inputs, fusion_module, False).shape[1]
+        head = nn.Sequential(nn.Linear(fused_dim, features_dim), nn.ReLU()) if features_dim else nn.Identity()
+
+        super().__init__(observation_space, features_dim=features_dim or fused_dim)
+        self.roles = roles
+        self.image_keys = image_key_list
+        self.text_keys = text_key_list
+        self.vector_keys = vector_key_list
+        self.image_inputs = [image_input for _, image_input, _ in image_inputs]
+        self.image_encoders = nn.ModuleList(encoder for _, _, encoder in image_inputs)
+        self.text_encoders = nn.ModuleList(encoder for _, encoder in text_inputs)
+        self.vector_encoders = nn.ModuleList(encoder for _, encoder in vector_inputs)
+        self.fusion = fusion_module
+        self.head = head
+        self.cache_text = cache_text
+        self.text_memos = [InferenceTextMemo() for _ in text_key_list]
+        self.fused_dim = fused_dim
+        self._expected_shapes = expected_shapes
+        self._expected_keys = frozenset(subspaces)
+
+    @staticmethod
+    def _image_input(space: spaces.Box, normalized_images: bool) -> ImageInput:
+        channel_axis = image_channel_axis(space.shape)
+        height, width = (space.shape[1], space.shape[2]) if channel_axis == 0 else (space.shape[0], space.shape[1])
+        channels = space.shape[channel_axis]
+        if np.issubdtype(space.dtype, np.floating):
+            scale = 1.0
+        elif space.dtype == np.uint8 and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)):
+            scale = 1.0 if normalized_images else 1.0 / 255.0
+        else:
+            high = float(np.max(space.high))
+            scale = 1.0 / high if np.isfinite(high) and high > 0 else 1.0
+        return ImageInput(channel_axis == 2, scale, (int(channels), int(height), int(width)))
+
+    def check_observations(self, observations: Mapping[str, torch.Tensor]) -> None:
+        """Raises ``ValueError`` naming the key, expected space and actual tensor for a bad observation dict."""
+        if not isinstance(observations, Mapping):
+            raise ValueError(f"expected a dict of tensors for {self._observation_space}, got {type(observations)}")
+        if observations.keys() != self._expected_keys:
+            missing = sorted(self._expected_keys - observations.keys())
+            unexpected = sorted(observations.keys() - self._expected_keys)
+            if missing:
+                raise ValueError(
+                    f"observation key {missing[0]!r} is missing: expected {self._observation_space[missing[0]]}, "
+                    f"got keys {sorted(observations)}"
+                )
+            raise ValueError(
+                f"unexpected observation key {unexpected[0]!r} (expected only the keys of {self._observation_space})"
+            )
+        for key, tensor in observations.items():
+            expected = self._expected_shapes[key]
+            if not isinstance(tensor, torch.Tensor):
+                raise ValueError(f"observation key {key!r}: expected a torch.Tensor, got {type(tensor).__name__}")
+            if tensor.shape[1:] != expected:
+                raise ValueError(
+                    f"observation key {key!r}: expected a tensor of shape (B, {', '.join(map(str, expected))}) for "
+                    f"space {self._observation_space[key]}, got shape {tuple(tensor.shape)}"
+                )
+            if tensor.dtype == torch.bool or tensor.dtype.is_complex:
+                raise ValueError(
+                    f"observation key {key!r}: expected a real-valued tensor for space "
+                    f"{self._observation_space[key]}, got dtype {tensor.dtype}"
+                )
+
+    def encode_text(self, key: str, tokens: torch.Tensor) -> TextEncoding:
+        """Encodes the token ids of text key ``key`` (honours ``cache_text``)."""
+        index = self.text_keys.index(key)
+        return encode_text(self.text_encoders[index], tokens, self.cache_text, self.text_memos[index])
+
+    def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        self.check_observations(observations)
+        fused_BF = _fuse(
+            observations,
+            list(zip(self.image_keys, self.image_inputs, self.image_encoders, strict=True)),
+            list(zip(self.text_keys, self.text_encoders, strict=True)),
+            list(zip(self.vector_keys, self.vector_encoders, strict=True)),
+            self.fusion,
+            self.cache_text,
+            self.text_memos,
+        )
+        return self.head(fused_BF)

@@ -1,0 +1,305 @@
+"""Fusion of image feature maps, instruction encodings and other vectors into one feature vector.
+
+A fusion receives, per forward pass,
+
+* ``image_maps``: one ``feature_map_BCHW`` per image key (the output of the image encoder's trunk),
+* ``texts``: one :class:`~mmrl.extractor.text_encoders.TextEncoding` per text key,
+* ``vectors``: one ``vector_BD`` per other key (already encoded by a small MLP),
+
+and returns ``fused_BF``; the extractor's head projects it to ``features_dim``. Fusions that condition the image on
+the instruction use the *instruction vector*: the concatenation of the sentence vectors of all text keys.
+FiLM acts inside the image encoder, so a fusion may also return per-stage modulations from
+:meth:`Fusion.modulations`, which the extractor passes to the image trunks before calling :meth:`Fusion.forward`.
+
+Fusions (see :data:`FUSIONS`):
+
+* ``"concat"``: concatenation of the flattened maps, sentence vectors and vectors.
+* ``"sum"``, ``"product"``: every key (modality) is projected to ``fusion_dim`` (ReLU for the sum, linear for the
+  element-wise product) and the projections are added / multiplied (Chaplot et al. (2018) compare both).
+* ``"weighted"``: ``z = sum_k softmax(w)_k x_k`` over the projected modalities, with learned logits ``w``.
+* ``"gated"``: gated attention (Chaplot et al., 2018, "Gated-Attention Architectures for Task-Oriented Language
+  Grounding"): ``sigmoid(W t)`` gates the channels of each image map, which is then flattened.
+* ``"film"``: FiLM (Perez et al., 2018, "FiLM: Visual Reasoning with a General Conditioning Layer"), as in BabyAI
+  (Chevalier-Boisvert et al., 2019): each stage of the image encoder after the stem is modulated by
+  ``(1 + gamma(t), beta(t))`` computed from the instruction vector ``t``; the modulated map is flattened.
+* ``"cross_attention"``: image patches (feature-map positions plus learned position embeddings) attend to the
+  instruction tokens and the tokens attend to the patches (``nn.MultiheadAttention``, Vaswani et al., 2017; as in
+  ViLBERT, Lu et al., 2019); both streams are mean-pooled (padding masked) and concatenated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmrl.extractor.image_encoders import Modulation
+from mmrl.extractor.text_encoders import TextEncoding
+
+
+class Fusion(nn.Module):
+    """Base class of the fusions.
+
+    Args:
+        map_shapes: ``(C, H, W)`` of the feature map of each image key.
+        stage_channels: Channels of every encoder stage, per image key (for FiLM).
+        text_dims: Sentence-vector width of each text key.
+        vector_dims: Width of each encoded other key.
+        fusion_dim: Width of the projections / attention model where the fusion has one.
+    """
+
+    #: Whether the fusion needs at least one image key and one text key.
+    needs_image_and_text = False
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+    ) -> None:
+        super().__init__()
+        if self.needs_image_and_text and (not map_shapes or not text_dims):
+            name = next((key for key, value in FUSIONS.items() if value is type(self)), type(self).__name__)
+            raise ValueError(
+                f"fusion={name!r} conditions images on text and needs at least one image key and one text key, got "
+                f"{len(map_shapes)} image key(s) and {len(text_dims)} text key(s); use fusion='concat' otherwise"
+            )
+        self.map_shapes = [tuple(shape) for shape in map_shapes]
+        self.instruction_dim = sum(text_dims)
+
+    def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None] | None:
+        """Per image key, one FiLM modulation or ``None`` per encoder stage (``None`` overall: no modulation)."""
+        return None
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _instruction(texts: list[TextEncoding]) -> torch.Tensor:
+    """Concatenated sentence vectors of all text keys, ``instruction_BT``."""
+    return texts[0].sentence_BD if len(texts) == 1 else torch.cat([text.sentence_BD for text in texts], dim=1)
+
+
+class ConcatFusion(Fusion):
+    """Concatenates flattened image maps, sentence vectors and other vectors."""
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        parts = [feature_map.flatten(1) for feature_map in image_maps]
+        parts += [text.sentence_BD for text in texts]
+        return torch.cat(parts + vectors, dim=1)
+
+
+class _ProjectedFusion(Fusion):
+    """Projects every modality (key) to ``fusion_dim``; subclasses combine the projections."""
+
+    projection_activation: type[nn.Module] = nn.ReLU
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+    ) -> None:
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        input_dims = [c * h * w for c, h, w in map_shapes] + list(text_dims) + list(vector_dims)
+        self.projections = nn.ModuleList(
+            nn.Sequential(nn.Linear(input_dim, fusion_dim), self.projection_activation()) for input_dim in input_dims
+        )
+
+    def project(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Stacked projections, ``modalities_BMF``."""
+        inputs = [feature_map.flatten(1) for feature_map in image_maps] + [text.sentence_BD for text in texts]
+        inputs += vectors
+        return torch.stack([projection(x) for projection, x in zip(self.projections, inputs, strict=True)], dim=1)
+
+
+class SumFusion(_ProjectedFusion):
+    """Sum of the ReLU projections of all modalities."""
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        return self.project(image_maps, texts, vectors).sum(dim=1)
+
+
+class ProductFusion(_ProjectedFusion):
+    """Element-wise (Hadamard) product of the linear projections of all modalities."""
+
+    projection_activation = nn.Identity
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        return self.project(image_maps, texts, vectors).prod(dim=1)
+
+
+class WeightedFusion(_ProjectedFusion):
+    """``z = sum_k softmax(w)_k x_k`` with one learned logit per modality (initialised equal)."""
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+    ) -> None:
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        self.modality_logits = nn.Parameter(torch.zeros(len(self.projections)))
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        weights_M1 = torch.softmax(self.modality_logits, dim=0).unsqueeze(-1)
+        return (self.project(image_maps, texts, vectors) * weights_M1).sum(dim=1)
+
+
+class GatedAttentionFusion(Fusion):
+    """Gated attention (Chaplot et al., 2018): the instruction gates the channels of every image map."""
+
+    needs_image_and_text = True
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+    ) -> None:
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        self.gates = nn.ModuleList(nn.Linear(self.instruction_dim, channels) for channels, _, _ in map_shapes)
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        instruction_BT = _instruction(texts)
+        parts = []
+        for gate, feature_map_BCHW in zip(self.gates, image_maps, strict=True):
+            gate_BC = torch.sigmoid(gate(instruction_BT))
+            parts.append((feature_map_BCHW * gate_BC[:, :, None, None]).flatten(1))
+        return torch.cat(parts + vectors, dim=1)
+
+
+class FiLMFusion(Fusion):
+    """FiLM (Perez et al., 2018): per-stage ``(1 + gamma, beta)`` from the instruction modulate the image encoder.
+
+    As in BabyAI (Chevalier-Boisvert et al., 2019), the first stage (the stem) is left unconditioned and every
+    later stage is modulated; this also skips the largest feature map, where modulation costs the most.
+    """
+
+    needs_image_and_text = True
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+    ) -> None:
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        # Modulated stages: all but the stem, or the only stage of a one-stage encoder.
+        self.modulated_channels = [list(channels[1:]) or list(channels) for channels in stage_channels]
+        self.n_stages = [len(channels) for channels in stage_channels]
+        self.generators = nn.ModuleList(
+            nn.Linear(self.instruction_dim, 2 * sum(channels)) for channels in self.modulated_channels
+        )
+
+    def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None]:
+        instruction_BT = _instruction(texts)
+        per_image: list[list[Modulation | None] | None] = []
+        for generator, channels, n_stages in zip(self.generators, self.modulated_channels, self.n_stages, strict=True):
+            gamma_BC, beta_BC = generator(instruction_BT).chunk(2, dim=1)
+            stage_modulations: list[Modulation | None] = [
+                (1.0 + gamma, beta)
+                for gamma, beta in zip(gamma_BC.split(channels, dim=1), beta_BC.split(channels, dim=1), strict=True)
+            ]
+            per_image.append([None] * (n_stages - len(stage_modulations)) + stage_modulations)
+        return per_image
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        return torch.cat([feature_map.flatten(1) for feature_map in image_maps] + vectors, dim=1)
+
+
+class CrossAttentionFusion(Fusion):
+    """Image patches and instruction tokens attend to each other (two ``nn.MultiheadAttention`` blocks).
+
+    Args:
+        n_heads: Attention heads (``fusion_dim`` must be divisible by it).
+        (others): see :class:`Fusion`.
+    """
+
+    needs_image_and_text = True
+
+    def __init__(
+        self,
+        map_shapes: list[tuple[int, int, int]],
+        stage_channels: list[list[int]],
+        text_dims: list[int],
+        vector_dims: list[int],
+        fusion_dim: int,
+        n_heads: int = 4,
+    ) -> None:
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        self.patch_projections = nn.ModuleList(nn.Linear(channels, fusion_dim) for channels, _, _ in map_shapes)
+        self.patch_positions = nn.ParameterList(
+            nn.Parameter(0.02 * torch.randn(height * width, fusion_dim)) for _, height, width in map_shapes
+        )
+        self.token_projections = nn.ModuleList(nn.Linear(text_dim, fusion_dim) for text_dim in text_dims)
+        self.image_to_text = nn.MultiheadAttention(fusion_dim, n_heads, batch_first=True)
+        self.text_to_image = nn.MultiheadAttention(fusion_dim, n_heads, batch_first=True)
+        self.patch_norm = nn.LayerNorm(fusion_dim)
+        self.token_norm = nn.LayerNorm(fusion_dim)
+
+    def forward(
+        self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
+    ) -> torch.Tensor:
+        patches = []
+        for projection, positions_PD, feature_map_BCHW in zip(
+            self.patch_projections, self.patch_positions, image_maps, strict=True
+        ):
+            patches.append(projection(feature_map_BCHW.flatten(2).transpose(1, 2)) + positions_PD)
+        patches_BPD = torch.cat(patches, dim=1)
+        tokens_BLD = torch.cat(
+            [projection(text.tokens_BLD) for projection, text in zip(self.token_projections, texts, strict=True)], dim=1
+        )
+        padding_mask_BL = torch.cat([text.padding_mask_BL for text in texts], dim=1)
+        # Rows without any real token would mask every key (NaN attention): let them attend to the first position.
+        empty_B = padding_mask_BL.all(dim=1)
+        attention_mask_BL = padding_mask_BL.clone()
+        attention_mask_BL[:, 0] &= ~empty_B
+
+        attended_BPD, _ = self.image_to_text(
+            patches_BPD, tokens_BLD, tokens_BLD, key_padding_mask=attention_mask_BL, need_weights=False
+        )
+        patches_BPD = self.patch_norm(patches_BPD + attended_BPD)
+        attended_BLD, _ = self.text_to_image(tokens_BLD, patches_BPD, patches_BPD, need_weights=False)
+        tokens_BLD = self.token_norm(tokens_BLD + attended_BLD)
+
+        keep_BL1 = (~padding_mask_BL).unsqueeze(-1).to(tokens_BLD.dtype)
+        pooled_tokens_BD = (tokens_BLD * keep_BL1).sum(dim=1) / keep_BL1.sum(dim=1).clamp(min=1.0)
+        return torch.cat([patches_BPD.mean(dim=1), pooled_tokens_BD, *vectors], dim=1)
+
+
+#: Registry of fusion names to classes.
+FUSIONS: dict[str, type[Fusion]] = {
+    "concat": ConcatFusion,
+    "sum": SumFusion,
+    "weighted": WeightedFusion,
+    "product": ProductFusion,
+    "gated": GatedAttentionFusion,
+    "film": FiLMFusion,
+    "cross_attention": CrossAttentionFusion,
+}

@@ -1,0 +1,172 @@
+"""Instruction encoders: token ids ``tokens_BL`` to a sentence vector and per-token features.
+
+Token id ``PAD_ID`` (0) is padding. Every encoder is *padding invariant*: appending PAD tokens never changes the
+encoding of a sentence, and an all-PAD row encodes to finite values (zeros for the sentence vector) instead of NaN.
+The encoders assume trailing padding (as :class:`mmrl.tokenizer.Tokenizer` produces); a PAD in the middle of a
+sentence is treated as an ordinary (zero-embedded) token by the recurrent encoders.
+
+Encoders (see :data:`TEXT_ENCODERS`):
+
+* ``"bow"``: mean of the word embeddings over the real tokens (bag of words).
+* ``"gru"`` / ``"lstm"``: a one-layer GRU (Cho et al., 2014) / LSTM (Hochreiter and Schmidhuber, 1997); the
+  sentence vector is the hidden state at the last real token, so padding after it never reaches the output.
+* ``"transformer"``: a small Transformer encoder (Vaswani et al., 2017) with sinusoidal positions,
+  ``src_key_padding_mask`` hiding PAD tokens, and a masked mean over real tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mmrl.tokenizer import PAD_ID
+
+
+class TextEncoding(NamedTuple):
+    """Output of a text encoder.
+
+    Attributes:
+        sentence_BD: One vector per sentence (zeros for all-PAD rows).
+        tokens_BLD: One vector per token position (used by cross-attention).
+        padding_mask_BL: ``True`` where the token is PAD.
+    """
+
+    sentence_BD: torch.Tensor
+    tokens_BLD: torch.Tensor
+    padding_mask_BL: torch.Tensor
+
+    def index_select(self, index_B: torch.Tensor) -> TextEncoding:
+        """Rows ``index_B`` of every field (scatters cached encodings of distinct sentences back to the batch)."""
+        return TextEncoding(self.sentence_BD[index_B], self.tokens_BLD[index_B], self.padding_mask_BL[index_B])
+
+
+def _masked_mean(values_BLD: torch.Tensor, padding_mask_BL: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-padding positions; zeros for rows without any."""
+    keep_BL1 = (~padding_mask_BL).unsqueeze(-1).to(values_BLD.dtype)
+    count_B1 = keep_BL1.sum(dim=1).clamp(min=1.0)
+    return (values_BLD * keep_BL1).sum(dim=1) / count_B1
+
+
+def _lengths(padding_mask_BL: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token plus one (0 for all-PAD rows)."""
+    length = padding_mask_BL.shape[1]
+    positions_BL = torch.arange(1, length + 1, device=padding_mask_BL.device).expand_as(padding_mask_BL)
+    return torch.where(padding_mask_BL, 0, positions_BL).amax(dim=1)
+
+
+class TextEncoder(nn.Module):
+    """Base class: token ids to :class:`TextEncoding`.
+
+    Args:
+        vocab_size: Number of token ids (``high.max() + 1`` of the token space).
+        max_length: Length ``L`` of the token rows.
+        text_dim: Width of the embeddings and of the output.
+    """
+
+    def __init__(self, vocab_size: int, max_length: int, text_dim: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.output_dim = text_dim
+        self.embedding = nn.Embedding(vocab_size, text_dim, padding_idx=PAD_ID)
+
+    def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
+        raise NotImplementedError
+
+
+class BagOfWordsEncoder(TextEncoder):
+    """Mean of the word embeddings of the real tokens."""
+
+    def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
+        padding_mask_BL = tokens_BL == PAD_ID
+        embeddings_BLD = self.embedding(tokens_BL)
+        return TextEncoding(_masked_mean(embeddings_BLD, padding_mask_BL), embeddings_BLD, padding_mask_BL)
+
+
+class RecurrentEncoder(TextEncoder):
+    """GRU or LSTM over the embeddings; the sentence vector is the output at the last real token."""
+
+    rnn_class: type[nn.RNNBase] = nn.GRU
+
+    def __init__(self, vocab_size: int, max_length: int, text_dim: int) -> None:
+        super().__init__(vocab_size, max_length, text_dim)
+        self.rnn = self.rnn_class(text_dim, text_dim, batch_first=True)
+
+    def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
+        padding_mask_BL = tokens_BL == PAD_ID
+        outputs_BLD, _ = self.rnn(self.embedding(tokens_BL))
+        # A unidirectional RNN's output at step t depends only on tokens 0..t, so trailing PAD never reaches it.
+        lengths_B = _lengths(padding_mask_BL)
+        last_index_B = (lengths_B - 1).clamp(min=0)
+        last_BD = outputs_BLD[torch.arange(tokens_BL.shape[0], device=tokens_BL.device), last_index_B]
+        sentence_BD = last_BD * (lengths_B > 0).unsqueeze(-1).to(last_BD.dtype)
+        tokens_BLD = outputs_BLD * (~padding_mask_BL).unsqueeze(-1).to(outputs_BLD.dtype)
+        return TextEncoding(sentence_BD, tokens_BLD, padding_mask_BL)
+
+
+class GRUEncoder(RecurrentEncoder):
+    """One-layer GRU (Cho et al., 2014)."""
+
+    rnn_class = nn.GRU
+
+
+class LSTMEncoder(RecurrentEncoder):
+    """One-layer LSTM (Hochreiter and Schmidhuber, 1997)."""
+
+    rnn_class = nn.LSTM
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """The fixed positional encoding of Vaswani et al. (2017), shape ``(length, dim)``."""
+    positions_L1 = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    frequencies = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    table_LD = torch.zeros(length, dim)
+    table_LD[:, 0::2] = torch.sin(positions_L1 * frequencies)
+    table_LD[:, 1::2] = torch.cos(positions_L1 * frequencies[: dim // 2])
+    return table_LD
+
+
+class TransformerTextEncoder(TextEncoder):
+    """Small Transformer encoder (Vaswani et al., 2017) with a padding mask and masked mean pooling.
+
+    Args:
+        vocab_size: Number of token ids.
+        max_length: Length of the token rows (size of the positional table).
+        text_dim: Model width.
+        n_heads: Attention heads (``text_dim`` must be divisible by it).
+        n_layers: Encoder layers.
+    """
+
+    def __init__(self, vocab_size: int, max_length: int, text_dim: int, n_heads: int = 4, n_layers: int = 1) -> None:
+        super().__init__(vocab_size, max_length, text_dim)
+        layer = nn.TransformerEncoderLayer(
+            d_model=text_dim, nhead=n_heads, dim_feedforward=2 * text_dim, dropout=0.0, batch_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
+        self.register_buffer("positions_LD", sinusoidal_positions(max_length, text_dim), persistent=False)
+
+    def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
+        padding_mask_BL = tokens_BL == PAD_ID
+        length = tokens_BL.shape[1]
+        if length > self.positions_LD.shape[0]:
+            self.positions_LD = sinusoidal_positions(length, self.output_dim).to(self.positions_LD.device)
+        inputs_BLD = self.embedding(tokens_BL) + self.positions_LD[:length]
+        # An all-PAD row would mask every key and make attention NaN: let it attend to position 0, zero it later.
+        empty_B = padding_mask_BL.all(dim=1)
+        attention_mask_BL = padding_mask_BL.clone()
+        attention_mask_BL[:, 0] &= ~empty_B
+        outputs_BLD = self.transformer(inputs_BLD, src_key_padding_mask=attention_mask_BL)
+        tokens_BLD = outputs_BLD * (~padding_mask_BL).unsqueeze(-1).to(outputs_BLD.dtype)
+        return TextEncoding(_masked_mean(outputs_BLD, padding_mask_BL), tokens_BLD, padding_mask_BL)
+
+
+#: Registry of text encoder names to classes.
+TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
+    "bow": BagOfWordsEncoder,
+    "gru": GRUEncoder,
+    "lstm": LSTMEncoder,
+    "transformer": TransformerTextEncoder,
+}

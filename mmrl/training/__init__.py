@@ -1,0 +1,22 @@
+"""Training: :func:`train` (``mmrl train``), presets, the run directory and callbacks.
+
+``mmrl.train`` is this package's :func:`train`.
+"""
+
+from __future__ import annotations
+
+from mmrl.training.config import TrainConfig
+from mmrl.training.presets import load_preset, resolve_config
+from mmrl.training.run_dir import RunDir, load_model
+from mmrl.training.trainer import TrainResult, evaluate_model, train
+
+__all__ = [
+    "RunDir",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_model",
+    "load_model",
+    "load_preset",
+    "resolve_config",
+    "train",
+]

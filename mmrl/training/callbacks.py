@@ -1,0 +1,157 @@
+"""Training callbacks: progress bar, periodic evaluation + checkpoints, episode statistics."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+__all__ = ["EpisodeStats", "PeriodicCallback", "ProgressBarCallback"]
+
+
+class EpisodeStats:
+    """Recent training episodes' returns and successes, from the VecMonitor infos (``info["episode"]``).
+
+    Args:
+        window: How many recent episodes to average over.
+    """
+
+    def __init__(self, window: int = 100) -> None:
+        self.returns: deque[float] = deque(maxlen=window)
+        self.successes: deque[float] = deque(maxlen=window)
+        self.episodes = 0
+
+    def update(self, infos: list[dict[str, Any]]) -> None:
+        """Record the episodes that finished in this step."""
+        for info in infos:
+            episode = info.get("episode")
+            if episode is None:
+                continue
+            self.episodes += 1
+            self.returns.append(float(episode["r"]))
+            if "is_success" in info:
+                self.successes.append(float(info["is_success"]))
+
+    @property
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    @property
+    def success_rate(self) -> float | None:
+        return float(np.mean(self.successes)) if self.successes else None
+
+
+class ProgressBarCallback(BaseCallback):
+    """A ``tqdm`` bar over environment steps with elapsed time, ETA, FPS, recent mean return and success rate.
+
+    Args:
+        total: Target ``num_timesteps`` at the end of training.
+        stats: Shared episode statistics (updated by :class:`PeriodicCallback`).
+        refresh_s: Minimum seconds between postfix refreshes.
+    """
+
+    def __init__(self, total: int, stats: EpisodeStats, refresh_s: float = 0.5) -> None:
+        super().__init__()
+        self.total = total
+        self.stats = stats
+        self.refresh_s = refresh_s
+        self.bar: Any = None
+        self._last_refresh = 0.0
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        start = int(self.model.num_timesteps)
+        self.bar = tqdm(
+            total=self.total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True, smoothing=0.1
+        )
+
+    def _on_step(self) -> bool:
+        if self.bar is None:
+            return True
+        self.bar.update(int(self.model.num_timesteps) - self.bar.n)
+        now = time.monotonic()
+        if now - self._last_refresh >= self.refresh_s:
+            self._last_refresh = now
+            postfix = {}
+            if self.stats.mean_return is not None:
+                postfix["return"] = f"{self.stats.mean_return:.3f}"
+            if self.stats.success_rate is not None:
+                postfix["success"] = f"{self.stats.success_rate:.0%}"
+            self.bar.set_postfix(postfix, refresh=False)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also called after Ctrl-C, when ``_on_training_end`` does not run)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class PeriodicCallback(BaseCallback):
+    """Episode statistics every step; evaluation every ``eval_freq`` and checkpoints every ``checkpoint_freq`` steps.
+
+    Checkpoints are taken at the start of a rollout (after the previous update, when the model, its last
+    observation and the env state agree), or after any step when ``checkpoint_on_step`` (QLearning, which has no
+    rollouts).
+
+    Args:
+        stats: Episode statistics to update.
+        evaluate: ``evaluate(model) -> None`` (keeps the best model).
+        checkpoint: ``checkpoint(model) -> None``.
+        eval_freq: Steps between evaluations (0: never).
+        checkpoint_freq: Steps between checkpoints (0: never).
+        checkpoint_on_step: Check for a due checkpoint after every step.
+    """
+
+    def __init__(
+        self,
+        stats: EpisodeStats,
+        evaluate: Callable[[Any], None],
+        checkpoint: Callable[[Any], None],
+        eval_freq: int,
+        checkpoint_freq: int,
+        checkpoint_on_step: bool = False,
+    ) -> None:
+        super().__init__()
+        self.stats = stats
+        self.evaluate = evaluate
+        self.checkpoint = checkpoint
+        self.eval_freq = eval_freq
+        self.checkpoint_freq = checkpoint_freq
+        self.checkpoint_on_step = checkpoint_on_step
+        self._next_eval: int | None = None
+        self._next_checkpoint: int | None = None
+
+    def _next_multiple(self, freq: int) -> int | None:
+        if freq <= 0:
+            return None
+        return (int(self.model.num_timesteps) // freq + 1) * freq
+
+    def _on_training_start(self) -> None:
+        self._next_eval = self._next_multiple(self.eval_freq)
+        self._next_checkpoint = self._next_multiple(self.checkpoint_freq)
+
+    def _maybe_checkpoint(self) -> None:
+        if self._next_checkpoint is not None and self.model.num_timesteps >= self._next_checkpoint:
+            self.checkpoint(self.model)
+            self._next_checkpoint = self._next_multiple(self.checkpoint_freq)
+
+    def _on_rollout_start(self) -> None:
+        self._maybe_checkpoint()
+
+    def _on_step(self) -> bool:
+        self.stats.update(self.locals.get("infos", []))
+        if self._next_eval is not None and self.model.num_timesteps >= self._next_eval:
+            self.evaluate(self.model)
+            self._next_eval = self._next_multiple(self.eval_freq)
+        if self.checkpoint_on_step:
+            self._maybe_checkpoint()
+        return True

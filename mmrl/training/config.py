@@ -1,0 +1,69 @@
+"""``TrainConfig``: the fully resolved training configuration (what ``config.yaml`` in a run directory holds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`mmrl.train` needs; resolved from a preset, ``overrides`` and explicit arguments.
+
+    Missing values (None) are filled from the algorithm's preset (``agents/<algo>.yaml``) by
+    :func:`mmrl.training.presets.resolve_config`.
+    """
+
+    algo: str
+    """Algorithm: ``"ppo"``, ``"a2c"``, ``"dqn"`` or ``"qlearning"``."""
+    env_id: str
+    """A registered Gymnasium id, e.g. ``"mmrl/GoTo-5x5-v0"``."""
+    timesteps: int | None = None
+    """Total environment steps to train for (across all envs)."""
+    seed: int = 0
+    """Seed of the model and of the training envs (env ``i`` gets ``seed + i``); evaluation uses held-out seeds."""
+    n_envs: int | None = None
+    """Number of parallel training envs."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env constructor keyword arguments (e.g. ``{"observation": "compact"}``, ``{"image_mode": "symbolic"}``)."""
+    fusion: str | None = None
+    """Extractor fusion (``mmrl.policy_kwargs``); ignored by qlearning."""
+    text_encoder: str | None = None
+    """Extractor text encoder; ignored by qlearning."""
+    image_encoder: str | None = None
+    """Extractor image encoder (``"auto"`` picks by image size); ignored by qlearning."""
+    features_dim: int | None = None
+    """Extractor output width; ignored by qlearning."""
+    net_arch: list[int] | None = None
+    """Hidden layers of the policy / value heads; ignored by qlearning."""
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    """Algorithm constructor arguments (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ...)."""
+    eval_freq: int | None = None
+    """Evaluate every this many steps on a separate env with held-out seeds, keeping ``best_model`` (0: only at
+    the end)."""
+    eval_episodes: int | None = None
+    """Episodes per evaluation."""
+    checkpoint_freq: int | None = None
+    """Write a checkpoint every this many steps (0: only at the end and on Ctrl-C)."""
+    device: str = "cpu"
+    """Torch device of SB3 models."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML / JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: For unknown keys (the message lists the known ones).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,368 @@
+"""Hyperparameter presets (``agents/<algo>.yaml``): loading, validation and resolution into a :class:`TrainConfig`.
+
+A preset file maps an env id, a shell-style pattern (``fnmatch``, e.g. ``mmrl/GoTo-*``) or ``default`` to an entry
+(like RL Zoo's hyperparameter files)::
+
+    default:                 # applies to every env
+      timesteps: 100000
+      n_envs: 8
+      learning_rate: 0.0003
+    "mmrl/GoTo-*":           # patterns apply in file order, after default
+      n_steps: 64
+    mmrl/GoTo-5x5-v0:        # the exact id applies last
+      timesteps: 60000
+      env_kwargs: {image_mode: symbolic}
+
+Entry keys are :class:`~mmrl.training.config.TrainConfig` fields (``timesteps``, ``n_envs``, ``env_kwargs``,
+``fusion``, ``text_encoder``, ``image_encoder``, ``features_dim``, ``net_arch``, ``eval_freq``, ``eval_episodes``,
+``checkpoint_freq``) or constructor arguments of the algorithm (:data:`HYPERPARAMS`). ``env_kwargs`` entries are
+merged key by key. Overrides (``--set key=value``) use the same keys, plus ``env_kwargs.<name>=value``; values are
+parsed with ``yaml.safe_load`` (``--set n_steps=64`` gives an int). Unknown keys and wrong types raise a
+``ValueError`` naming the key and the file; nothing is ever evaluated (YAML is read with ``yaml.safe_load``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmrl.training.config import TrainConfig
+from mmrl.training.run_dir import ALGOS
+
+__all__ = [
+    "CONFIG_KEYS",
+    "HYPERPARAMS",
+    "complete_config",
+    "load_preset",
+    "parse_overrides",
+    "preset_path",
+    "resolve_config",
+]
+
+_F, _I, _B, _S = "float", "int", "bool", "str"
+
+#: TrainConfig keys settable from a preset, with their types.
+CONFIG_KEYS: dict[str, str] = {
+    "timesteps": _I,
+    "n_envs": _I,
+    "env_kwargs": "dict",
+    "fusion": _S,
+    "text_encoder": _S,
+    "image_encoder": _S,
+    "features_dim": _I,
+    "net_arch": "list[int]",
+    "eval_freq": _I,
+    "eval_episodes": _I,
+    "checkpoint_freq": _I,
+    "device": _S,
+}
+
+_ON_POLICY = {
+    "learning_rate": _F,
+    "n_steps": _I,
+    "gamma": _F,
+    "gae_lambda": _F,
+    "ent_coef": _F,
+    "vf_coef": _F,
+    "max_grad_norm": _F,
+    "normalize_advantage": _B,
+}
+
+#: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed).
+HYPERPARAMS: dict[str, dict[str, str]] = {
+    "ppo": {
+        **_ON_POLICY,
+        "batch_size": _I,
+        "n_epochs": _I,
+        "clip_range": _F,
+        "clip_range_vf": "float|None",
+        "target_kl": "float|None",
+    },
+    "a2c": {**_ON_POLICY, "rms_prop_eps": _F, "use_rms_prop": _B},
+    "dqn": {
+        "learning_rate": _F,
+        "buffer_size": _I,
+        "learning_starts": _I,
+        "batch_size": _I,
+        "tau": _F,
+        "gamma": _F,
+        "train_freq": _I,
+        "gradient_steps": _I,
+        "target_update_interval": _I,
+        "exploration_fraction": _F,
+        "exploration_initial_eps": _F,
+        "exploration_final_eps": _F,
+        "max_grad_norm": _F,
+        "optimize_memory_usage": _B,
+    },
+    "qlearning": {
+        "learning_rate": _F,
+        "gamma": _F,
+        "exploration_initial_eps": _F,
+        "exploration_final_eps": _F,
+        "exploration_fraction": _F,
+        "exploration_schedule": _S,
+        "double_q": _B,
+        "initial_q_value": _F,
+        "max_states": _I,
+    },
+}
+
+_POSITIVE = {"timesteps", "n_envs", "features_dim", "eval_episodes", "n_steps", "batch_size", "n_epochs"}
+_NON_NEGATIVE = {"eval_freq", "checkpoint_freq", "ent_coef", "vf_coef", "buffer_size", "learning_starts"}
+_UNIT_INTERVAL = {
+    "gamma",
+    "gae_lambda",
+    "tau",
+    "exploration_fraction",
+    "exploration_initial_eps",
+    "exploration_final_eps",
+}
+
+
+def check_algo(algo: Any) -> str:
+    """Return ``algo`` if known, else raise ``ValueError`` listing the algorithms."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
+    return algo
+
+
+def preset_path(algo: str) -> Path:
+    """The built-in preset file of ``algo`` (``agents/<algo>.yaml``)."""
+    from mmrl.resources import data_dir
+
+    return data_dir("agents") / f"{check_algo(algo)}.yaml"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"preset file {path} does not exist") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as error:
+        raise ValueError(
+            f"{path}: unsupported YAML tag ({error.problem}); presets are read with yaml.safe_load, so Python "
+            "object tags such as !!python/object are refused: use plain numbers, strings, lists and mappings"
+        ) from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML: {error}") from None
+
+
+def _type_ok(value: Any, kind: str) -> tuple[bool, Any]:
+    """Whether ``value`` fits ``kind``, and the value converted (ints and float-like strings for floats)."""
+    if kind.endswith("|None"):
+        if value is None:
+            return True, None
+        kind = kind[: -len("|None")]
+    if kind == _B:
+        return isinstance(value, bool), value
+    if kind == _I:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind == _F:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, (int, float)):
+            return True, float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return False, value
+    if kind == _S:
+        return isinstance(value, str), value
+    if kind == "dict":
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value), value
+    if kind == "list[int]":
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return ok, value
+    raise AssertionError(kind)
+
+
+def validate_entry(entry: Any, algo: str, source: str) -> dict[str, Any]:
+    """Check one preset entry (or a set of overrides) and return it with floats converted.
+
+    Args:
+        entry: Mapping of preset keys to values.
+        algo: The algorithm (its :data:`HYPERPARAMS` are allowed).
+        source: Where the entry comes from, for messages (e.g. ``"agents/ppo.yaml [default]"``).
+
+    Raises:
+        ValueError: For an unknown key, a wrong type or an out-of-range value; the message names key and source.
+    """
+    if not isinstance(entry, dict):
+        raise ValueError(f"{source}: expected a mapping of settings, got {type(entry).__name__}")
+    schema = {**CONFIG_KEYS, **HYPERPARAMS[algo]}
+    result: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key not in schema:
+            raise ValueError(
+                f"{source}: unknown key {key!r} for {algo}; expected one of {', '.join(sorted(schema))} "
+                "(or env_kwargs.<name>)"
+            )
+        ok, converted = _type_ok(value, schema[key])
+        if not ok:
+            raise ValueError(f"{source}: {key!r} must be of type {schema[key]}, got {type(value).__name__} {value!r}")
+        _check_range(key, converted, source)
+        result[key] = converted
+    return result
+
+
+def _check_range(key: str, value: Any, source: str) -> None:
+    if value is None:
+        return
+    if key == "learning_rate" and value <= 0:
+        raise ValueError(f"{source}: learning_rate must be > 0, got {value}")
+    if key in _POSITIVE and value <= 0:
+        raise ValueError(f"{source}: {key} must be > 0, got {value}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ValueError(f"{source}: {key} must be >= 0, got {value}")
+    if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{source}: {key} must be in [0, 1], got {value}")
+
+
+def load_preset(path: str | os.PathLike[str], algo: str, env_id: str) -> dict[str, Any]:
+    """The merged, validated entry of ``env_id`` in preset file ``path``: ``default``, then matching patterns
+    (in file order), then the exact id; ``env_kwargs`` merged key by key.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: For invalid YAML, Python tags, unknown keys or wrong types (naming key and file).
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of env ids (or 'default') to settings, got {type(data).__name__}")
+    chosen = []
+    if "default" in data:
+        chosen.append("default")
+    chosen += [key for key in data if key not in ("default", env_id) and fnmatch.fnmatchcase(env_id, str(key))]
+    if env_id in data:
+        chosen.append(env_id)
+    merged: dict[str, Any] = {}
+    for key in data:  # validate every entry, not only the chosen ones
+        validate_entry(data[key] or {}, algo, f"{path} [{key}]")
+    for key in chosen:
+        entry = validate_entry(data[key] or {}, algo, f"{path} [{key}]")
+        merge_into(merged, entry)
+    return merged
+
+
+def merge_into(target: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Update ``target`` with ``entry``, merging ``env_kwargs`` key by key."""
+    for key, value in entry.items():
+        if key == "env_kwargs":
+            target["env_kwargs"] = {**target.get("env_kwargs", {}), **value}
+        else:
+            target[key] = value
+
+
+def parse_overrides(items: list[str] | dict[str, Any] | None, algo: str) -> dict[str, Any]:
+    """``["key=value", ...]`` (values via ``yaml.safe_load``) or a dict -> validated preset entry.
+
+    ``env_kwargs.<name>=value`` sets one env argument.
+
+    Raises:
+        ValueError: For a malformed item, an unknown key or a wrong type.
+    """
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            if not isinstance(item, str) or "=" not in item:
+                raise ValueError(f"--set expects key=value (e.g. --set learning_rate=0.001), got {item!r}")
+            key, text = item.split("=", 1)
+            try:
+                value = yaml.safe_load(text) if text.strip() else None
+            except yaml.constructor.ConstructorError:
+                raise ValueError(
+                    f"--set {key}: Python object tags such as !!python/object are refused (values are read with "
+                    "yaml.safe_load); give a plain number, string or list"
+                ) from None
+            except yaml.YAMLError as error:
+                raise ValueError(f"--set {key}: cannot parse {text!r}: {error}") from None
+            pairs.append((key.strip(), value))
+    entry: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] = {}
+    for key, value in pairs:
+        if key.startswith("env_kwargs."):
+            env_kwargs[key[len("env_kwargs.") :]] = value
+        else:
+            entry[key] = value
+    result = validate_entry(entry, algo, "--set")
+    if env_kwargs:
+        result["env_kwargs"] = {**result.get("env_kwargs", {}), **env_kwargs}
+    return result
+
+
+def resolve_config(
+    algo: str,
+    env_id: str,
+    timesteps: int | None = None,
+    seed: int = 0,
+    n_envs: int | None = None,
+    preset: str | os.PathLike[str] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    **explicit: Any,
+) -> TrainConfig:
+    """Build a :class:`TrainConfig`: preset entry < ``overrides`` < explicit arguments (not None).
+
+    Args:
+        algo: ``ppo``, ``a2c``, ``dqn`` or ``qlearning``.
+        env_id: Registered env id (checked, with a "did you mean").
+        timesteps: Total steps (None: the preset's).
+        seed: Seed.
+        n_envs: Number of envs (None: the preset's).
+        preset: Preset file (default: the built-in ``agents/<algo>.yaml``).
+        overrides: ``["key=value", ...]`` or a dict of preset keys.
+        **explicit: Further preset keys given as arguments (``fusion=...``); None values are ignored.
+
+    Raises:
+        ValueError: For an unknown algorithm / env id, invalid preset or overrides.
+    """
+    from mmrl.envs import check_env_id
+
+    check_algo(algo)
+    check_env_id(env_id)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    settings = load_preset(preset if preset is not None else preset_path(algo), algo, env_id)
+    merge_into(settings, parse_overrides(overrides, algo))
+    given = {"timesteps": timesteps, "n_envs": n_envs, **explicit}
+    merge_into(settings, validate_entry({k: v for k, v in given.items() if v is not None}, algo, "arguments"))
+    config_fields = {key: settings.pop(key) for key in list(settings) if key in CONFIG_KEYS}
+    config = TrainConfig(algo=algo, env_id=env_id, seed=seed, hyperparams=settings, **config_fields)
+    defaults = {"timesteps": 100_000, "n_envs": 8, "eval_freq": 10_000, "eval_episodes": 50, "checkpoint_freq": 50_000}
+    for key, value in defaults.items():
+        if getattr(config, key) is None:
+            setattr(config, key, value)
+    return config
+
+
+def complete_config(config: TrainConfig, preset: str | os.PathLike[str] | None = None) -> TrainConfig:
+    """Validate a hand-built :class:`TrainConfig` and fill its unset (None) fields from the preset.
+
+    Raises:
+        ValueError: As :func:`resolve_config`.
+    """
+    given = {
+        key: value
+        for key, value in config.to_dict().items()
+        if key in CONFIG_KEYS and value is not None and key != "device"
+    }
+    resolved = resolve_config(
+        config.algo, config.env_id, seed=config.seed, preset=preset, overrides={**config.hyperparams, **given}
+    )
+    resolved.device = config.device
+    return resolved

@@ -1,0 +1,403 @@
+"""The run directory: what ``mmrl train`` / :func:`mmrl.train` write, and how to read it back.
+
+Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmmdd-HHMMSS>/``. Layout::
+
+    <run_dir>/
+        config.yaml          the fully resolved TrainConfig (algo, env_id, env_kwargs, seed, timesteps, n_envs,
+                             extractor settings, hyperparams, ...); ``mmrl train --resume`` reads it back
+        model.zip            final model (SB3 ``PPO/A2C/DQN.save``); ``model.npz`` for qlearning (QLearning.save)
+        best_model.zip       best model by periodic evaluation on a separate eval env with held-out seeds
+                             (``best_model.npz`` for qlearning)
+        metrics.json         final evaluation: mean_return, std_return, success_rate, episodes, timesteps,
+                             wall_time_s, fps, interrupted (true when stopped with Ctrl-C; no evaluation then),
+                             best_mean_return, evaluations (list of periodic {timesteps, mean_return, success_rate})
+        tokenizer.json       the env's ``tokenizer.to_config()`` (``mmrl.tokenizer.Tokenizer.from_config``)
+        monitor.csv          SB3 VecMonitor episode log (r, l, t, is_success), appended to on resume
+        tb/                  TensorBoard logs (SB3 ``tensorboard_log``)
+        checkpoints/         every ``checkpoint_freq`` steps and at the end / on Ctrl-C; checkpoint N is:
+            model_<N>_steps.zip (.npz)      the model (optimizer state is inside SB3's zip)
+            replay_buffer_<N>_steps.pkl     DQN only (SB3 ``save_replay_buffer``); only the newest is kept
+            env_state_<N>_steps.npz         ``venv.get_state()`` where the env supports it (mmrl envs)
+            state_<N>_steps.json            written LAST: marks the checkpoint complete; holds the step count
+                                            and the Python / NumPy / torch RNG states
+
+Every file is written atomically (temporary file + ``os.replace``, :mod:`mmrl.atomic`), except the append-only
+logs ``monitor.csv`` and ``tb/``. A checkpoint whose ``state_<N>_steps.json`` is missing is ignored.
+
+Reading back::
+
+    run = RunDir("runs/mmrl_GoTo-5x5-v0/ppo/0-20250101-120000")
+    run.algo, run.env_id, run.env_kwargs, run.config, run.metrics, run.tokenizer_config
+    model = load_model(run.path)               # or load_model(run.best_model_path), load_model("x/model.zip")
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrl.atomic import atomic_path, write_json
+
+__all__ = [
+    "ALGOS",
+    "Checkpoint",
+    "RunDir",
+    "default_run_dir",
+    "load_env_state",
+    "load_model",
+    "model_suffix",
+    "prepare_run_dir",
+    "save_env_state",
+]
+
+#: Algorithms mmrl trains, by CLI name.
+ALGOS = ("ppo", "a2c", "dqn", "qlearning")
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+TOKENIZER_FILE = "tokenizer.json"
+MONITOR_FILE = "monitor.csv"
+TB_DIR = "tb"
+CHECKPOINTS_DIR = "checkpoints"
+
+_STATE_RE = re.compile(r"^state_(\d+)_steps\.json$")
+
+
+def model_suffix(algo: str) -> str:
+    """The model file suffix of ``algo``: ``".npz"`` for qlearning, ``".zip"`` for SB3 algorithms."""
+    return ".npz" if algo == "qlearning" else ".zip"
+
+
+def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[str] = "runs") -> Path:
+    """``<root>/<env id with / -> _>/<algo>/<seed>-<YYYYmmdd-HHMMSS>`` (a ``-<k>`` suffix if that exists)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / env_id.replace("/", "_").replace(":", "_") / algo / f"{seed}-{stamp}"
+    candidate, k = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{k}")
+        k += 1
+    return candidate
+
+
+def prepare_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Create the run directory ``path``; never overwrite an existing non-empty one unless ``force``.
+
+    Args:
+        path: The run directory.
+        force: Delete an existing run directory (one holding ``config.yaml``) first.
+
+    Raises:
+        FileExistsError: If ``path`` exists, is not empty and ``force`` is False; or ``force`` is True but the
+            folder is not an mmrl run directory (mmrl never deletes a folder it did not write).
+        NotADirectoryError: If ``path`` is a file.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"run directory {path} is a file; pass a folder path to --run-dir")
+    if path.is_dir() and any(path.iterdir()):
+        if not force:
+            raise FileExistsError(
+                f"run directory {path} already exists and is not empty; pass --force (force=True) to overwrite it, "
+                f"or --resume {path} to continue it"
+            )
+        if not (path / CONFIG_FILE).is_file():
+            raise FileExistsError(
+                f"{path} is not empty and is not an mmrl run directory (no {CONFIG_FILE}); refusing to delete it "
+                "even with --force: choose another --run-dir"
+            )
+        shutil.rmtree(path)
+    (path / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One complete checkpoint in ``<run_dir>/checkpoints``."""
+
+    steps: int
+    """Environment steps (``model.num_timesteps``) at the checkpoint."""
+    model_path: Path
+    """The saved model."""
+    state_path: Path
+    """``state_<N>_steps.json`` (RNG states; its presence marks the checkpoint complete)."""
+    env_state_path: Path | None
+    """``env_state_<N>_steps.npz`` if the env supports ``get_state``."""
+    replay_buffer_path: Path | None
+    """``replay_buffer_<N>_steps.pkl`` (DQN) if kept."""
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The JSON content of :attr:`state_path`."""
+        return json.loads(self.state_path.read_text(encoding="utf-8"))
+
+
+def checkpoint_paths(run_path: Path, steps: int, algo: str) -> dict[str, Path]:
+    """File names of checkpoint ``steps`` (keys ``model``, ``replay_buffer``, ``env_state``, ``state``)."""
+    folder = run_path / CHECKPOINTS_DIR
+    return {
+        "model": folder / f"model_{steps}_steps{model_suffix(algo)}",
+        "replay_buffer": folder / f"replay_buffer_{steps}_steps.pkl",
+        "env_state": folder / f"env_state_{steps}_steps.npz",
+        "state": folder / f"state_{steps}_steps.json",
+    }
+
+
+class RunDir:
+    """A run directory written by :func:`mmrl.train` (layout in the module docstring).
+
+    Args:
+        path: The run directory.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a folder holding ``config.yaml``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"run directory {self.path} does not exist")
+        if not (self.path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not an mmrl run directory (no {CONFIG_FILE}); pass a folder written by 'mmrl train'"
+            )
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved training configuration (``config.yaml``)."""
+        import yaml
+
+        path = self.path / CONFIG_FILE
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(config, dict) or "algo" not in config or "env_id" not in config:
+            raise ValueError(f"{path}: expected a mapping with 'algo' and 'env_id', got {type(config).__name__}")
+        return config
+
+    @property
+    def algo(self) -> str:
+        """``"ppo"``, ``"a2c"``, ``"dqn"`` or ``"qlearning"``."""
+        return str(self.config["algo"])
+
+    @property
+    def env_id(self) -> str:
+        """The training env id."""
+        return str(self.config["env_id"])
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """Env constructor keyword arguments used in training (pass them to ``make_vec_env`` to evaluate)."""
+        return dict(self.config.get("env_kwargs") or {})
+
+    @property
+    def seed(self) -> int:
+        """The training seed."""
+        return int(self.config.get("seed", 0))
+
+    @property
+    def model_path(self) -> Path:
+        """The final model (``model.zip`` / ``model.npz``; may not exist if training crashed)."""
+        return self.path / f"model{model_suffix(self.algo)}"
+
+    @property
+    def best_model_path(self) -> Path:
+        """The best model by periodic evaluation (falls back to :attr:`model_path` if none was saved)."""
+        best = self.path / f"best_model{model_suffix(self.algo)}"
+        return best if best.exists() else self.model_path
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """``metrics.json`` or None if training has not finished."""
+        if not self.metrics_path.is_file():
+            return None
+        return json.loads(self.metrics_path.read_text(encoding="utf-8"))
+
+    @property
+    def tokenizer_config(self) -> dict[str, Any] | None:
+        """``tokenizer.json`` (for ``Tokenizer.from_config``), None if the env has no tokenizer."""
+        path = self.path / TOKENIZER_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    @property
+    def monitor_path(self) -> Path:
+        return self.path / MONITOR_FILE
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / TB_DIR
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Complete checkpoints, oldest first."""
+        found = []
+        if not self.checkpoints_dir.is_dir():
+            return found
+        for entry in self.checkpoints_dir.iterdir():
+            match = _STATE_RE.match(entry.name)
+            if not match:
+                continue
+            steps = int(match.group(1))
+            paths = checkpoint_paths(self.path, steps, self.algo)
+            if not paths["model"].is_file():
+                continue
+            found.append(
+                Checkpoint(
+                    steps=steps,
+                    model_path=paths["model"],
+                    state_path=paths["state"],
+                    env_state_path=paths["env_state"] if paths["env_state"].is_file() else None,
+                    replay_buffer_path=paths["replay_buffer"] if paths["replay_buffer"].is_file() else None,
+                )
+            )
+        return sorted(found, key=lambda checkpoint: checkpoint.steps)
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest complete checkpoint, or None."""
+        checkpoints = self.checkpoints()
+        return checkpoints[-1] if checkpoints else None
+
+
+# ------------------------------------------------------------------------------------------------ env state files
+def save_env_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Atomically save ``GridVecEnv.get_state()`` as ``.npz``: arrays as members, the rest as a JSON member.
+
+    No pickle: NumPy arrays (also nested one level in dicts) become ``.npy`` members, everything else must be JSON.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    rest: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+        elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+            for sub, array in value.items():
+                arrays[f"{key}/{sub}"] = array
+        else:
+            rest[key] = value
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("state.json", json.dumps(rest, default=_json_default))
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_env_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Inverse of :func:`save_env_state`."""
+    state: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name == "state.json":
+                state.update(json.loads(archive.read(name)))
+                continue
+            with archive.open(name) as member:
+                array = np.lib.format.read_array(member, allow_pickle=False)
+            key = name[: -len(".npy")]
+            if "/" in key:
+                outer, inner = key.split("/", 1)
+                state.setdefault(outer, {})[inner] = array
+            else:
+                state[key] = array
+    return state
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} in an env state file")
+
+
+# -------------------------------------------------------------------------------------------------- model loading
+def _sb3_class(algo: str) -> Any:
+    from stable_baselines3 import A2C, DQN, PPO
+
+    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo]
+
+
+def _guess_algo(path: Path) -> str:
+    """The algorithm of a model file outside a run directory, from its suffix / SB3 ``data`` member."""
+    if path.suffix == ".npz":
+        return "qlearning"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not an SB3 model zip or a QLearning .npz file ({error})") from error
+    if "target_update_interval" in data or "exploration_rate" in data:
+        return "dqn"
+    if "clip_range" in data or "n_epochs" in data:
+        return "ppo"
+    return "a2c"
+
+
+def load_model(
+    run_dir_or_model_path: str | os.PathLike[str],
+    env: Any = None,
+    algo: str | None = None,
+    best: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Load a trained model from a run directory or a model file.
+
+    Args:
+        run_dir_or_model_path: A run directory (its ``model.zip``/``model.npz``, or the best model with ``best``)
+            or a model file (inside a run directory the algorithm comes from its ``config.yaml``, else from the
+            file itself).
+        env: Env to attach (optional; needed to continue training).
+        algo: Force the algorithm (``ppo``, ``a2c``, ``dqn``, ``qlearning``).
+        best: With a run directory, load ``best_model`` instead of ``model``.
+        **kwargs: Passed to ``PPO/A2C/DQN.load`` or ``QLearning.load``.
+
+    Raises:
+        FileNotFoundError: If nothing is at the path.
+        ValueError: For an unknown algorithm or an unreadable file.
+    """
+    path = Path(run_dir_or_model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"no run directory or model file at {path}")
+    if path.is_dir():
+        run = RunDir(path)
+        algo = algo or run.algo
+        path = run.best_model_path if best else run.model_path
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist: training in {run.path} did not finish saving a model")
+    elif algo is None:
+        for parent in (path.parent, path.parent.parent):
+            if (parent / CONFIG_FILE).is_file():
+                algo = RunDir(parent).algo
+                break
+        else:
+            algo = _guess_algo(path)
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
+    if algo == "qlearning":
+        from mmrl.agents import QLearning
+
+        return QLearning.load(path, env=env, **kwargs)
+    return _sb3_class(algo).load(path, env=env, **kwargs)
+
+
+def write_metrics(run_path: Path, metrics: dict[str, Any]) -> None:
+    """Atomically write ``metrics.json``."""
+    write_json(run_path / METRICS_FILE, metrics)

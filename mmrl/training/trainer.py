@@ -1,0 +1,440 @@
+"""``train(...)``: build envs and model from a resolved :class:`TrainConfig`, learn, evaluate, write the run dir."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mmrl.atomic import atomic_path, write_json, write_text
+from mmrl.training.config import TrainConfig
+from mmrl.training.presets import complete_config, resolve_config
+from mmrl.training.run_dir import (
+    CONFIG_FILE,
+    MONITOR_FILE,
+    TB_DIR,
+    TOKENIZER_FILE,
+    RunDir,
+    checkpoint_paths,
+    default_run_dir,
+    load_env_state,
+    load_model,
+    model_suffix,
+    prepare_run_dir,
+    save_env_state,
+    write_metrics,
+)
+
+__all__ = ["EVAL_SEED_OFFSET", "TrainResult", "evaluate_model", "train"]
+
+#: Evaluation envs are seeded ``seed + EVAL_SEED_OFFSET``: seeds the training envs never see.
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    """The run directory (layout: :mod:`mmrl.training.run_dir`)."""
+    model: Any
+    """The trained model (SB3 ``PPO``/``A2C``/``DQN`` or :class:`mmrl.agents.QLearning`)."""
+    metrics: dict[str, Any]
+    """The content of ``metrics.json`` (final evaluation, timesteps, wall time, fps, interrupted)."""
+    config: TrainConfig
+    """The resolved configuration (``config.yaml``)."""
+
+    @property
+    def interrupted(self) -> bool:
+        """True if training was stopped with Ctrl-C (the model was still saved)."""
+        return bool(self.metrics.get("interrupted", False))
+
+
+def evaluate_model(model: Any, venv: Any, n_episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
+    """Run ``n_episodes`` episodes on ``venv`` (reseeded with ``seed``), greedy unless ``deterministic=False``.
+
+    Episodes are spread evenly over the envs (as SB3's ``evaluate_policy``) so short episodes are not favoured.
+
+    Returns:
+        ``{"mean_return", "std_return", "success_rate", "episodes", "mean_length"}`` (``success_rate`` is None
+        when the env reports no ``is_success``).
+    """
+    n_envs = venv.num_envs
+    targets = np.array([(n_episodes + i) // n_envs for i in range(n_envs)])
+    counts = np.zeros(n_envs, dtype=int)
+    returns, lengths, successes = [], [], []
+    current_return = np.zeros(n_envs)
+    current_length = np.zeros(n_envs, dtype=int)
+    venv.seed(seed)
+    obs = venv.reset()
+    while (counts < targets).any():
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        obs, rewards, dones, infos = venv.step(actions)
+        current_return += rewards
+        current_length += 1
+        for i in np.flatnonzero(dones):
+            if counts[i] < targets[i]:
+                returns.append(current_return[i])
+                lengths.append(current_length[i])
+                if "is_success" in infos[i]:
+                    successes.append(float(infos[i]["is_success"]))
+                counts[i] += 1
+            current_return[i] = 0.0
+            current_length[i] = 0
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "success_rate": float(np.mean(successes)) if successes else None,
+        "episodes": len(returns),
+        "mean_length": float(np.mean(lengths)),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ RNG states
+def _rng_states() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": _to_json(random.getstate()),
+        "numpy": np.random.get_state(legacy=False),
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _restore_rng_states(states: dict[str, Any]) -> None:
+    import torch
+
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in states:
+        np.random.set_state(states["numpy"])
+    if "torch" in states:
+        torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C while the final model is written (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ------------------------------------------------------------------------------------------------ env and models
+def _make_env(config: TrainConfig, n_envs: int, seed: int, monitor_path: Path | None, append: bool) -> Any:
+    from stable_baselines3.common.monitor import ResultsWriter
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from mmrl.envs.vec_env import make_vec_env
+
+    venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
+    monitor = VecMonitor(venv, info_keywords=("is_success",))
+    if monitor_path is not None:
+        # VecMonitor(filename=...) truncates; on resume, append instead.
+        monitor.results_writer = ResultsWriter(
+            str(monitor_path),
+            header={"t_start": monitor.t_start, "env_id": config.env_id},
+            extra_keys=("is_success",),
+            override_existing=not append,
+        )
+    return monitor
+
+
+def _base_env(venv: Any) -> Any:
+    while hasattr(venv, "venv"):
+        venv = venv.venv
+    return venv
+
+
+def _sb3_class(algo: str) -> Any:
+    from stable_baselines3 import A2C, DQN, PPO
+
+    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo]
+
+
+def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
+    from gymnasium import spaces
+
+    if config.algo == "qlearning":
+        from mmrl.agents import QLearning
+
+        return QLearning(venv, seed=config.seed, tensorboard_log=str(tb_dir), **config.hyperparams)
+    if isinstance(venv.observation_space, spaces.Dict):
+        from mmrl.extractor import policy_kwargs
+
+        extractor = {
+            key: getattr(config, key)
+            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
+            if getattr(config, key) is not None
+        }
+        policy, kwargs = "MultiInputPolicy", policy_kwargs(**extractor)
+    else:
+        policy, kwargs = "MlpPolicy", ({"net_arch": config.net_arch} if config.net_arch else {})
+    return _sb3_class(config.algo)(
+        policy,
+        venv,
+        policy_kwargs=kwargs,
+        seed=config.seed,
+        tensorboard_log=str(tb_dir),
+        device=config.device,
+        verbose=0,
+        **config.hyperparams,
+    )
+
+
+def _save_model(model: Any, path: Path, algo: str) -> None:
+    if algo == "qlearning":
+        model.save(path)  # QLearning.save is atomic
+    else:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+
+
+# ------------------------------------------------------------------------------------------------------ train
+def train(
+    algo: str | TrainConfig,
+    env_id: str | None = None,
+    timesteps: int | None = None,
+    seed: int = 0,
+    n_envs: int | None = None,
+    preset: str | os.PathLike[str] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    fusion: str | None = None,
+    text_encoder: str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    resume: str | os.PathLike[str] | None = None,
+    progress_bar: bool = True,
+    eval_freq: int | None = None,
+    eval_episodes: int | None = None,
+    checkpoint_freq: int | None = None,
+    runs_root: str | os.PathLike[str] = "runs",
+) -> TrainResult:
+    """Train an agent and write a run directory (:mod:`mmrl.training.run_dir`).
+
+    Example::
+
+        result = mmrl.train("ppo", "mmrl/GoTo-5x5-v0", timesteps=50_000)
+        print(result.run_dir, result.metrics["success_rate"])
+
+    Args:
+        algo: ``"ppo"``, ``"a2c"``, ``"dqn"``, ``"qlearning"``, or a :class:`TrainConfig` (then ``env_id``,
+            ``timesteps``, ``seed``, ``n_envs``, ``preset``, ``overrides``, ``fusion``, ``text_encoder``,
+            ``eval_freq``, ``eval_episodes`` and ``checkpoint_freq`` must be left unset/ignored).
+        env_id: Registered env id (e.g. ``"mmrl/GoTo-5x5-v0"``).
+        timesteps: Total env steps (default: the preset's). With ``resume``: the new total.
+        seed: Seed of model and training envs.
+        n_envs: Parallel envs (default: the preset's).
+        preset: Preset YAML (default ``agents/<algo>.yaml``; schema in :mod:`mmrl.training.presets`).
+        overrides: ``["key=value", ...]`` or a dict overriding preset keys (``env_kwargs.<name>`` for env args).
+        fusion: Extractor fusion (overrides the preset).
+        text_encoder: Extractor text encoder (overrides the preset).
+        run_dir: Run directory (default ``<runs_root>/<env>/<algo>/<seed>-<time>``).
+        force: Replace an existing non-empty ``run_dir``.
+        resume: A run directory to continue from its last checkpoint (its config is reused).
+        progress_bar: Show a progress bar.
+        eval_freq: Steps between evaluations (0: only the final one).
+        eval_episodes: Episodes per evaluation.
+        checkpoint_freq: Steps between checkpoints (0: only at the end).
+        runs_root: Root of default run directories.
+
+    Returns:
+        A :class:`TrainResult`; ``result.interrupted`` if Ctrl-C stopped training (the model is saved anyway).
+
+    Raises:
+        ValueError: For invalid settings (unknown algo / env / preset key, wrong types, ...).
+        FileExistsError: If ``run_dir`` exists, is not empty and ``force`` is False.
+        FileNotFoundError: For a missing preset or resume directory / checkpoint.
+    """
+    start_time = time.time()
+    checkpoint = None
+    if resume is not None:
+        run = RunDir(resume)
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is None:
+            raise FileNotFoundError(f"no complete checkpoint in {run.checkpoints_dir}; cannot resume {run.path}")
+        config = TrainConfig.from_dict(run.config)
+        if isinstance(algo, str) and algo != config.algo:
+            raise ValueError(
+                f"--resume {run.path} is a {config.algo} run; drop --algo {algo} or pass --algo {config.algo}"
+            )
+        if env_id is not None and env_id != config.env_id:
+            raise ValueError(f"--resume {run.path} trained on {config.env_id}; drop --env {env_id}")
+        if timesteps is not None:
+            config.timesteps = timesteps
+        run_path = run.path
+    elif isinstance(algo, TrainConfig):
+        config = algo
+        run_path = None
+    else:
+        if env_id is None:
+            raise ValueError("env_id is required (e.g. train('ppo', 'mmrl/GoTo-5x5-v0')); or pass resume=RUN_DIR")
+        config = resolve_config(
+            algo,
+            env_id,
+            timesteps=timesteps,
+            seed=seed,
+            n_envs=n_envs,
+            preset=preset,
+            overrides=overrides,
+            fusion=fusion,
+            text_encoder=text_encoder,
+            eval_freq=eval_freq,
+            eval_episodes=eval_episodes,
+            checkpoint_freq=checkpoint_freq,
+        )
+        run_path = None
+    if isinstance(algo, TrainConfig) and resume is None:
+        config = complete_config(config, preset)
+    if run_path is None:
+        run_path = (
+            Path(run_dir)
+            if run_dir is not None
+            else default_run_dir(config.env_id, config.algo, config.seed, runs_root)
+        )
+        run_path = prepare_run_dir(run_path, force=force)
+        write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return _run(config, Path(run_path), checkpoint, progress_bar, start_time)
+
+
+def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: bool, start_time: float) -> TrainResult:
+    from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback
+
+    algo = config.algo
+    venv = _make_env(config, config.n_envs, config.seed, run_path / MONITOR_FILE, append=checkpoint is not None)
+    eval_env = _make_env(config, min(config.n_envs, config.eval_episodes), config.seed + EVAL_SEED_OFFSET, None, False)
+    base = _base_env(venv)
+    try:
+        tokenizer = venv.get_attr("tokenizer")[0]
+        write_json(run_path / TOKENIZER_FILE, tokenizer.to_config())
+    except (AttributeError, IndexError):
+        pass
+
+    if checkpoint is None:
+        model = _build_model(config, venv, run_path / TB_DIR)
+        evaluations: list[dict[str, Any]] = []
+        best = -np.inf
+    else:
+        env_restored = False
+        if checkpoint.env_state_path is not None and hasattr(base, "set_state"):
+            base.set_state(load_env_state(checkpoint.env_state_path))
+            env_restored = True
+        kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR)}
+        if algo != "qlearning":
+            kwargs.update(device=config.device, force_reset=not env_restored)
+        model = load_model(checkpoint.model_path, env=venv, algo=algo, **kwargs)
+        if algo == "dqn" and checkpoint.replay_buffer_path is not None:
+            model.load_replay_buffer(checkpoint.replay_buffer_path)
+        state = checkpoint.state
+        _restore_rng_states(state.get("rng", {}))
+        evaluations = list(state.get("evaluations", []))
+        best_saved = state.get("best_mean_return")
+        best = -np.inf if best_saved is None else float(best_saved)
+
+    tracker = {"best": best, "evaluations": evaluations}
+
+    def evaluate(current: Any) -> None:
+        result = evaluate_model(current, eval_env, config.eval_episodes, config.seed + EVAL_SEED_OFFSET)
+        tracker["evaluations"].append({"timesteps": int(current.num_timesteps), **result})
+        if result["mean_return"] > tracker["best"]:
+            tracker["best"] = result["mean_return"]
+            _save_model(current, run_path / f"best_model{model_suffix(algo)}", algo)
+
+    def save_checkpoint(current: Any) -> None:
+        steps = int(current.num_timesteps)
+        paths = checkpoint_paths(run_path, steps, algo)
+        _save_model(current, paths["model"], algo)
+        if algo == "dqn":
+            with atomic_path(paths["replay_buffer"]) as tmp:
+                current.save_replay_buffer(tmp)
+            for old in paths["replay_buffer"].parent.glob("replay_buffer_*_steps.pkl"):
+                if old != paths["replay_buffer"]:
+                    old.unlink(missing_ok=True)
+        if hasattr(base, "get_state"):
+            save_env_state(paths["env_state"], base.get_state())
+        write_json(
+            paths["state"],
+            {
+                "steps": steps,
+                "rng": _rng_states(),
+                "evaluations": tracker["evaluations"],
+                "best_mean_return": tracker["best"] if np.isfinite(tracker["best"]) else None,
+            },
+        )
+
+    stats = EpisodeStats()
+    start_steps = int(model.num_timesteps)
+    remaining = max(int(config.timesteps) - start_steps, 0)
+    callbacks: list[Any] = [
+        PeriodicCallback(
+            stats,
+            evaluate,
+            save_checkpoint,
+            eval_freq=config.eval_freq,
+            checkpoint_freq=config.checkpoint_freq,
+            checkpoint_on_step=algo == "qlearning",
+        )
+    ]
+    bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
+    if bar is not None:
+        callbacks.append(bar)
+    learn_start = time.time()
+    interrupted = False
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="run")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    learn_time = time.time() - learn_start
+    with _sigint_ignored():
+        _save_model(model, run_path / f"model{model_suffix(algo)}", algo)
+        if int(model.num_timesteps) > 0:
+            save_checkpoint(model)
+    metrics: dict[str, Any] = {
+        "algo": algo,
+        "env_id": config.env_id,
+        "timesteps": int(model.num_timesteps),
+        "wall_time_s": time.time() - start_time,
+        "fps": (int(model.num_timesteps) - start_steps) / max(learn_time, 1e-9),
+        "interrupted": interrupted,
+        "train_mean_return": stats.mean_return,
+        "train_success_rate": stats.success_rate,
+    }
+    if not interrupted:
+        final = evaluate_model(model, eval_env, config.eval_episodes, config.seed + EVAL_SEED_OFFSET)
+        metrics.update(final)
+        if final["mean_return"] > tracker["best"]:
+            tracker["best"] = final["mean_return"]
+            _save_model(model, run_path / f"best_model{model_suffix(algo)}", algo)
+        tracker["evaluations"].append({"timesteps": int(model.num_timesteps), **final})
+    metrics["best_mean_return"] = tracker["best"] if np.isfinite(tracker["best"]) else None
+    metrics["evaluations"] = tracker["evaluations"]
+    write_metrics(run_path, metrics)
+    venv.close()
+    eval_env.close()
+    return TrainResult(run_dir=run_path, model=model, metrics=metrics, config=config)

@@ -1,0 +1,462 @@
+"""Unit tests of ``mmrl.extractor``: shapes, roles, padding invariance, text cache, errors, save/load."""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import preprocess_obs
+
+import mmrl
+from mmrl.extractor import (
+    FUSIONS,
+    IMAGE_ENCODER_CHOICES,
+    IMAGE_ENCODERS,
+    TEXT_ENCODERS,
+    MultimodalExtractor,
+    assign_roles,
+    image_channel_axis,
+    policy_kwargs,
+)
+from mmrl.extractor.extractor import encode_text
+from mmrl.tokenizer import PAD_ID
+
+VOCAB_SIZE = 20
+MAX_LENGTH = 16
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+SPATIAL_FUSIONS = ("gated", "film", "cross_attention")
+
+torch.set_num_threads(1)
+
+
+def contract_space(vocab_size: int = VOCAB_SIZE, max_length: int = MAX_LENGTH) -> spaces.Dict:
+    """The observation space of mmrl's environments: 56x56 RGB image (channel-last uint8) + token ids."""
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (56, 56, 3), np.uint8),
+            "mission": spaces.Box(0, vocab_size - 1, (max_length,), np.int64),
+        }
+    )
+
+
+def random_observations(space: spaces.Dict, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random batch as SB3's ``preprocess_obs`` hands it to the extractor (floats, one-hot, images / 255)."""
+    space.seed(seed)
+    samples = [space.sample() for _ in range(batch_size)]
+    raw = {key: torch.as_tensor(np.stack([sample[key] for sample in samples])) for key in space.spaces}
+    return preprocess_obs(raw, space)
+
+
+def tokens(*ids: int, length: int = MAX_LENGTH) -> torch.Tensor:
+    """One padded token row, shape ``(1, length)``."""
+    return torch.tensor([list(ids) + [PAD_ID] * (length - len(ids))])
+
+
+# --------------------------------------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize(
+    ("image_encoder", "text_encoder", "fusion"),
+    list(itertools.product(IMAGE_ENCODER_CHOICES, TEXT_ENCODERS, FUSIONS)),
+)
+def test_every_combination_outputs_features_dim_on_contract(image_encoder: str, text_encoder: str, fusion: str):
+    space = contract_space()
+    extractor = MultimodalExtractor(
+        space, features_dim=32, image_encoder=image_encoder, text_encoder=text_encoder, fusion=fusion
+    )
+    features = extractor(random_observations(space, batch_size=3))
+    assert extractor.features_dim == 32
+    assert features.shape == (3, 32)
+    assert torch.isfinite(features).all()
+
+
+OTHER_CONTRACTS = {
+    "minigrid_7x7x3": spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (7, 7, 3), np.uint8),
+            "direction": spaces.Discrete(4),
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (8,), np.int64),
+        }
+    ),
+    "channel_first": spaces.Dict(
+        {"image": spaces.Box(0, 255, (3, 40, 40), np.uint8), "mission": spaces.Box(0, 9, (6,), np.int64)}
+    ),
+    "float_image": spaces.Dict(
+        {"image": spaces.Box(0.0, 1.0, (20, 20, 3), np.float32), "mission": spaces.Box(0, 9, (6,), np.int64)}
+    ),
+    "extra_vectors": spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+            "mission": spaces.Box(0, 9, (6,), np.int64),
+            "position": spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "carrying": spaces.MultiDiscrete([3, 5]),
+        }
+    ),
+    "two_images_two_texts": spaces.Dict(
+        {
+            "front": spaces.Box(0, 255, (12, 12, 1), np.uint8),
+            "top": spaces.Box(0, 255, (3, 16, 16), np.uint8),
+            "mission": spaces.Box(0, 9, (6,), np.int64),
+            "hint": spaces.Box(0, 14, (4,), np.int64),
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("image_encoder", ["auto", "small", "impala", "nature"])
+@pytest.mark.parametrize("contract", OTHER_CONTRACTS)
+def test_other_contracts(contract: str, image_encoder: str, fusion: str):
+    space = OTHER_CONTRACTS[contract]
+    if image_encoder == "nature" and contract != "channel_first":  # the others have images below 36x36
+        with pytest.raises(ValueError, match="at least 36x36"):
+            MultimodalExtractor(space, image_encoder=image_encoder, fusion=fusion)
+        return
+    extractor = MultimodalExtractor(
+        space, features_dim=24, image_encoder=image_encoder, text_encoder="gru", fusion=fusion
+    )
+    features = extractor(random_observations(space, batch_size=2))
+    assert features.shape == (2, 24)
+    assert torch.isfinite(features).all()
+
+
+def test_features_dim_none_returns_fused_vector():
+    extractor = MultimodalExtractor(
+        contract_space(), features_dim=None, fusion="concat", text_encoder="bow", text_dim=8
+    )
+    # small CNN on 56x56: three stride-2 layers -> 32 x 7 x 7 map, plus the 8-d bag of words
+    assert extractor.features_dim == 32 * 7 * 7 + 8
+    assert extractor(random_observations(contract_space(), 2)).shape == (2, extractor.features_dim)
+
+
+# ---------------------------------------------------------------------------------------------------------- roles
+
+
+def test_automatic_roles_are_predictable():
+    space = OTHER_CONTRACTS["minigrid_7x7x3"]
+    assert assign_roles(space) == {"direction": "vector", "image": "image", "mission": "text"}
+    extra = OTHER_CONTRACTS["extra_vectors"]
+    assert assign_roles(extra) == {"carrying": "vector", "image": "image", "mission": "text", "position": "vector"}
+    # A 1-D integer Box with mixed bounds is not a token row.
+    mixed = spaces.Dict({"ids": spaces.Box(np.array([0, 0]), np.array([3, 5]), dtype=np.int64)})
+    assert assign_roles(mixed) == {"ids": "vector"}
+
+
+def test_explicit_roles_override_detection():
+    space = contract_space()
+    roles = assign_roles(space, text_keys=[], ignore_keys=["image"])
+    assert roles == {"image": "ignore", "mission": "vector"}
+    extractor = MultimodalExtractor(space, fusion="concat", text_keys=[], ignore_keys=["mission"])
+    assert extractor.text_keys == [] and extractor.image_keys == ["image"] and extractor.vector_keys == []
+    assert extractor(random_observations(space, 2)).shape == (2, 128)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis"),
+    [
+        ((7, 7, 3), 2),
+        ((3, 7, 7), 0),
+        ((56, 56, 3), 2),
+        ((3, 56, 56), 0),
+        ((1, 84, 84), 0),
+        ((84, 84, 4), 2),
+        ((3, 4, 4), 0),
+        ((4, 4, 3), 2),
+        ((12, 32, 32), 0),
+        ((32, 32, 12), 2),
+    ],
+)
+def test_image_channel_axis(shape: tuple[int, int, int], axis: int):
+    assert image_channel_axis(shape) == axis
+
+
+def test_image_scaling():
+    def scale_of(space: spaces.Box, **kwargs) -> float:
+        extractor = MultimodalExtractor(spaces.Dict({"image": space}), fusion="concat", **kwargs)
+        return extractor.image_inputs[0].scale
+
+    assert scale_of(spaces.Box(0, 255, (8, 8, 3), np.uint8)) == 1.0  # SB3 divides by 255
+    assert scale_of(spaces.Box(0, 255, (8, 8, 3), np.uint8), normalized_images=False) == pytest.approx(1 / 255)
+    assert scale_of(spaces.Box(0, 10, (8, 8, 3), np.uint8)) == pytest.approx(1 / 10)  # symbolic, SB3 leaves as is
+    assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
+
+
+def test_channel_last_and_channel_first_inputs_agree():
+    last = MultimodalExtractor(spaces.Dict({"image": spaces.Box(0.0, 1.0, (20, 20, 3), np.float32)}), fusion="concat")
+    first = MultimodalExtractor(spaces.Dict({"image": spaces.Box(0.0, 1.0, (3, 20, 20), np.float32)}), fusion="concat")
+    first.load_state_dict(last.state_dict())
+    image_BHWC = torch.rand(2, 20, 20, 3)
+    torch.testing.assert_close(last({"image": image_BHWC}), first({"image": image_BHWC.permute(0, 3, 1, 2)}))
+
+
+# ---------------------------------------------------------------------------------------------------------- text
+
+
+@pytest.mark.parametrize("text_encoder", TEXT_ENCODERS)
+def test_padding_never_changes_the_encoding(text_encoder: str):
+    torch.manual_seed(0)
+    encoder = TEXT_ENCODERS[text_encoder](VOCAB_SIZE, MAX_LENGTH, 16).eval()
+    sentence = (5, 3, 9, 2, 7)
+    short = encoder(tokens(*sentence, length=8))
+    long = encoder(tokens(*sentence, length=16))
+    torch.testing.assert_close(short.sentence_BD, long.sentence_BD)
+    torch.testing.assert_close(short.tokens_BLD, long.tokens_BLD[:, :8])
+    empty = encoder(torch.zeros(3, MAX_LENGTH, dtype=torch.long))
+    assert torch.isfinite(empty.sentence_BD).all() and torch.isfinite(empty.tokens_BLD).all()
+    assert not empty.sentence_BD.any()
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_all_pad_instructions_give_finite_features(fusion: str):
+    space = contract_space()
+    extractor = MultimodalExtractor(space, fusion=fusion, text_encoder="transformer")
+    observations = random_observations(space, 3)
+    observations["mission"] = torch.zeros_like(observations["mission"])
+    features = extractor(observations)
+    features.sum().backward()
+    assert torch.isfinite(features).all()
+    assert all(torch.isfinite(p.grad).all() for p in extractor.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize(
+    ("text_encoder", "fusion"), [(t, "film") for t in TEXT_ENCODERS] + [("gru", "cross_attention")]
+)
+def test_text_cache_gives_identical_outputs_and_gradients(text_encoder: str, fusion: str):
+    space = contract_space()
+    torch.manual_seed(0)
+    cached = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion, cache_text=True)
+    plain = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion, cache_text=False)
+    plain.load_state_dict(cached.state_dict())
+    observations = random_observations(space, 8)
+    instructions = torch.cat([tokens(4, 5, 6), tokens(7, 8), tokens(4, 5, 6), torch.zeros(1, MAX_LENGTH).long()])
+    observations["mission"] = instructions[torch.tensor([0, 1, 2, 0, 3, 1, 0, 3])].float()
+
+    outputs = [model(observations) for model in (cached, plain)]
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for output in outputs:
+        (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
+    for (name, cached_param), plain_param in zip(cached.named_parameters(), plain.parameters(), strict=True):
+        assert cached_param.grad is not None, name
+        torch.testing.assert_close(cached_param.grad, plain_param.grad, msg=name)
+
+
+def test_cache_encodes_each_distinct_row_once():
+    encoder = TEXT_ENCODERS["gru"](VOCAB_SIZE, MAX_LENGTH, 8)
+    batch_sizes = []
+    encoder.register_forward_pre_hook(lambda module, args: batch_sizes.append(args[0].shape[0]))
+    encode_text(encoder, torch.cat([tokens(2, 3)] * 5 + [tokens(4)] * 3).float(), cache_text=True)
+    encode_text(encoder, torch.cat([tokens(2, 3)] * 5 + [tokens(4)] * 3).float(), cache_text=False)
+    assert batch_sizes == [2, 8]
+
+
+def test_inference_memo_reuses_encodings_until_parameters_change():
+    space = contract_space()
+    torch.manual_seed(0)
+    extractor = MultimodalExtractor(space, text_encoder="gru", fusion="film")
+    plain = MultimodalExtractor(space, text_encoder="gru", fusion="film", cache_text=False)
+    plain.load_state_dict(extractor.state_dict())
+    encoded_rows = []
+    extractor.text_encoders[0].register_forward_pre_hook(lambda module, args: encoded_rows.append(args[0].shape[0]))
+    observations = random_observations(space, 4)
+    observations["mission"] = torch.cat([tokens(4, 5), tokens(6), tokens(4, 5), tokens(7)]).float()
+    with torch.no_grad():
+        first = extractor(observations)
+        second = extractor(observations)
+        torch.testing.assert_close(first, plain(observations))
+        torch.testing.assert_close(second, first)
+        swapped = {**observations, "mission": observations["mission"].flip(0)}
+        torch.testing.assert_close(extractor(swapped), plain(swapped))
+    assert encoded_rows == [3]  # three distinct rows, encoded once across three forward passes
+
+    optimizer = torch.optim.SGD(extractor.parameters(), lr=0.1)
+    extractor(observations).sum().backward()  # gradients on: the memo is not used
+    optimizer.step()
+    plain.load_state_dict(extractor.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(observations), plain(observations))
+    assert encoded_rows == [3, 3, 3]
+
+    large = random_observations(space, 100)
+    large["mission"] = observations["mission"][torch.arange(100) % 4]  # deduplicated on the tensor first
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(large), plain(large))
+    assert encoded_rows == [3, 3, 3]  # still remembered
+
+
+# --------------------------------------------------------------------------------------------------------- errors
+
+
+def test_forward_rejects_missing_unexpected_and_misshapen_keys():
+    space = contract_space()
+    extractor = MultimodalExtractor(space, text_encoder="bow")
+    observations = random_observations(space, 2)
+    with pytest.raises(ValueError, match=r"'mission' is missing.*Box\(0, 19, \(16,\), int64\)"):
+        extractor({"image": observations["image"]})
+    with pytest.raises(ValueError, match="unexpected observation key 'extra'"):
+        extractor({**observations, "extra": torch.zeros(2, 3)})
+    with pytest.raises(
+        ValueError, match=r"'image'.*\(B, 56, 56, 3\).*Box\(0, 255, \(56, 56, 3\), uint8\).*\(2, 3, 56, 56\)"
+    ):
+        extractor({**observations, "image": observations["image"].permute(0, 3, 1, 2)})
+    with pytest.raises(ValueError, match=r"'mission'.*\(B, 16\).*got shape \(2, 8\)"):
+        extractor({**observations, "mission": observations["mission"][:, :8]})
+    with pytest.raises(ValueError, match=r"'mission'.*real-valued.*torch\.bool"):
+        extractor({**observations, "mission": observations["mission"] > 0})
+
+
+def test_bad_spaces_name_the_key_and_the_wrapper():
+    with pytest.raises(ValueError, match=r"'mission' is a raw text space.*mmrl\.wrappers\.TokenizeText"):
+        MultimodalExtractor(spaces.Dict({"image": spaces.Box(0, 255, (8, 8, 3), np.uint8), "mission": spaces.Text(20)}))
+    with pytest.raises(ValueError, match=r"Dict observation space.*mmrl\.wrappers\.TokenizeText"):
+        MultimodalExtractor(spaces.Box(0, 255, (8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"text key 'mission'.*1-D integer Box.*float32"):
+        MultimodalExtractor(
+            spaces.Dict({"mission": spaces.Box(0.0, 9.0, (6,), np.float32)}), text_keys=["mission"], fusion="concat"
+        )
+    with pytest.raises(ValueError, match=r"image key 'mission'.*3-D Box.*\(16,\)"):
+        MultimodalExtractor(contract_space(), image_keys=["mission"])
+    with pytest.raises(ValueError, match="'goal' is not in the observation space"):
+        MultimodalExtractor(contract_space(), text_keys=["goal"])
+    with pytest.raises(ValueError, match="'mission' has unsupported space"):
+        MultimodalExtractor(spaces.Dict({"mission": spaces.Tuple([spaces.Discrete(2)])}))
+
+
+@pytest.mark.parametrize("fusion", SPATIAL_FUSIONS)
+def test_conditioning_fusions_need_image_and_text(fusion: str):
+    with pytest.raises(ValueError, match=f"fusion='{fusion}'.*one image key and one text key"):
+        MultimodalExtractor(contract_space(), fusion=fusion, text_keys=[])
+
+
+@pytest.mark.parametrize(
+    ("option", "choices"),
+    [
+        ("fusion", "concat, sum, weighted, product, gated, film, cross_attention"),
+        ("text_encoder", "bow, gru, lstm, transformer"),
+        ("image_encoder", "auto, small, nature, impala"),
+    ],
+)
+def test_bad_option_names_list_the_choices(option: str, choices: str):
+    with pytest.raises(ValueError, match=f"unknown {option} 'foo'; valid choices: {choices}"):
+        MultimodalExtractor(contract_space(), **{option: "foo"})
+    with pytest.raises(ValueError, match=f"unknown {option} 'foo'; valid choices: {choices}"):
+        policy_kwargs(**{option: "foo"})
+
+
+# -------------------------------------------------------------------------------------------------- SB3 integration
+
+
+def test_policy_kwargs_are_json_friendly_and_exported():
+    kwargs = mmrl.policy_kwargs(fusion="gated", text_encoder="bow", text_dim=32, ignore_keys=["extra"])
+    assert kwargs["features_extractor_class"] is mmrl.MultimodalExtractor
+    assert json.loads(json.dumps(kwargs["features_extractor_kwargs"])) == kwargs["features_extractor_kwargs"]
+    assert kwargs["features_extractor_kwargs"]["fusion"] == "gated"
+    assert set(IMAGE_ENCODERS) <= set(IMAGE_ENCODER_CHOICES)
+
+
+class ContractEnv(gym.Env):
+    """Tiny env with the mmrl Dict contract; the instruction picks which image half to report."""
+
+    def __init__(self, image_size: int = 56) -> None:
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+            }
+        )
+        self.action_space = spaces.Discrete(3)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return self.observation_space.sample()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.observation_space.seed(int(self.np_random.integers(2**31)))
+        return self._observation(), {}
+
+    def step(self, action: int):
+        return self._observation(), float(action == 1), True, False, {}
+
+
+def action_scores(model, observations: dict[str, np.ndarray]) -> np.ndarray:
+    """Action probabilities (PPO, A2C) or Q-values (DQN) of a batch of raw observations."""
+    import torch as th
+
+    tensors, _ = model.policy.obs_to_tensor(observations)
+    with th.no_grad():
+        if hasattr(model, "q_net"):
+            return model.q_net(tensors).numpy()
+        return model.policy.get_distribution(tensors).distribution.probs.numpy()
+
+
+ROUND_TRIP_SCRIPT = (
+    "import numpy as np\n"
+    + inspect.getsource(action_scores)
+    + textwrap.dedent(
+        """
+    import sys
+    import numpy as np
+    from stable_baselines3 import A2C, DQN, PPO
+
+    directory = sys.argv[1]
+    observations = dict(np.load(directory + "/observations.npz"))
+    for name, algorithm in (("PPO", PPO), ("A2C", A2C), ("DQN", DQN)):
+        model = algorithm.load(directory + "/" + name + ".zip", device="cpu")
+        actions, _ = model.predict(observations, deterministic=True)
+        np.save(directory + "/" + name + "_loaded.npy", actions)
+        np.save(directory + "/" + name + "_loaded_scores.npy", action_scores(model, observations))
+    """
+    )
+)
+
+
+def test_save_load_round_trip_in_fresh_process(tmp_path: Path):
+    from stable_baselines3 import A2C, DQN, PPO
+
+    env = ContractEnv()
+    observation_space = env.observation_space
+    observation_space.seed(1)
+    samples = [observation_space.sample() for _ in range(6)]
+    observations = {key: np.stack([sample[key] for sample in samples]) for key in observation_space.spaces}
+    np.savez(tmp_path / "observations.npz", **observations)
+    kwargs = policy_kwargs(features_dim=32, text_dim=16)
+    models = {
+        "PPO": PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, n_epochs=1, policy_kwargs=kwargs, seed=0),
+        "A2C": A2C("MultiInputPolicy", env, n_steps=4, policy_kwargs=kwargs, seed=0),
+        "DQN": DQN(
+            "MultiInputPolicy",
+            env,
+            buffer_size=64,
+            learning_starts=4,
+            train_freq=4,
+            batch_size=4,
+            policy_kwargs=kwargs,
+            seed=0,
+        ),
+    }
+    expected = {}
+    for name, model in models.items():
+        model.learn(total_timesteps=8)
+        model.save(tmp_path / name)
+        expected[name] = model.predict(observations, deterministic=True)[0], action_scores(model, observations)
+    result = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([REPO_ROOT, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert result.returncode == 0, result.stderr
+    for name, (actions, scores) in expected.items():
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_loaded.npy"), actions, err_msg=name)
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}_loaded_scores.npy"), scores, rtol=1e-5, err_msg=name)

@@ -1,0 +1,241 @@
+"""Fault tolerance: SIGKILL during checkpointing never leaves a broken checkpoint; resuming is exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mmrl
+from mmrl.training.run_dir import RunDir, load_model
+
+torch.set_num_threads(1)
+
+ENV_ID = "mmrl/GoTo-5x5-v0"
+PPO_SMALL = {"n_steps": 32, "batch_size": 32, "n_epochs": 1}
+FINAL_NAME = re.compile(r"^(model|replay_buffer|env_state|state)_(\d+)_steps\.(zip|npz|pkl|json)$")
+TEMP_NAME = re.compile(r"^\..+\.tmp$")
+
+TRAIN_CHILD = """
+import sys, torch
+torch.set_num_threads(1)
+import mmrl
+run_dir, resume = sys.argv[1], sys.argv[2] == "resume"
+print("ready", flush=True)
+if resume:
+    mmrl.train("ppo", resume=run_dir, timesteps=10_000_000, progress_bar=False)
+else:
+    mmrl.train("ppo", "mmrl/GoTo-5x5-v0", timesteps=10_000_000, n_envs=2, run_dir=run_dir, progress_bar=False,
+               checkpoint_freq=64, eval_freq=0, eval_episodes=1,
+               overrides={"n_steps": 32, "batch_size": 32, "n_epochs": 1})
+"""
+
+
+def _check_checkpoint_files(run_dir: Path) -> None:
+    """No truncated file under a final checkpoint name; only dot-prefixed ``.tmp`` files are temporary."""
+    folder = run_dir / "checkpoints"
+    for path in folder.iterdir():
+        name = path.name
+        if TEMP_NAME.match(name):
+            continue
+        assert FINAL_NAME.match(name), f"unexpected file {name} in {folder}"
+        if name.endswith(".zip") or name.endswith(".npz"):
+            with zipfile.ZipFile(path) as archive:
+                assert archive.testzip() is None, f"{name}: corrupt member"
+        elif name.endswith(".json"):
+            state = json.loads(path.read_text())
+            assert state["steps"] == int(FINAL_NAME.match(name).group(2))
+        elif name.endswith(".pkl"):
+            assert path.stat().st_size > 0
+    for name in ("config.yaml", "model.zip", "metrics.json", "tokenizer.json"):
+        path = run_dir / name
+        if path.exists() and name.endswith(".json"):
+            json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_sigkill_during_checkpointing_keeps_last_checkpoint_loadable(tmp_path: Path) -> None:
+    rng = random.Random(1234)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    previous_steps = 0
+    interrupted_writes = 0  # kills that left a temporary file or a checkpoint without its state file
+    kills = 6
+    for attempt in range(kills):
+        mode = "fresh" if attempt == 0 else "resume"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TRAIN_CHILD, str(run_dir), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            # Wait until this process has written a checkpoint newer than the last one, then kill at a random moment.
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and proc.poll() is None:
+                checkpoints = RunDir(run_dir).checkpoints() if (run_dir / "config.yaml").exists() else []
+                if checkpoints and checkpoints[-1].steps > previous_steps:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, f"training ended early: {proc.communicate()[1][-2000:]}"
+            time.sleep(rng.uniform(0.0, 1.5))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        names = {p.name for p in (run_dir / "checkpoints").iterdir()}
+        if any(TEMP_NAME.match(n) for n in names) or any(
+            n.startswith("model_") and f"state_{FINAL_NAME.match(n).group(2)}_steps.json" not in names
+            for n in names
+            if FINAL_NAME.match(n)
+        ):
+            interrupted_writes += 1
+        _check_checkpoint_files(run_dir)
+        latest = RunDir(run_dir).latest_checkpoint()
+        assert latest is not None
+        assert latest.steps > previous_steps, "no new checkpoint although training ran past checkpoint_freq"
+        model = load_model(latest.model_path, algo="ppo", device="cpu")
+        assert model.num_timesteps == latest.steps
+        assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+        previous_steps = latest.steps
+    print(f"{kills} kills, {interrupted_writes} of them in the middle of writing a checkpoint")
+
+
+def _train(algo: str, run_dir: Path, timesteps: int, resume: bool = False, overrides: dict | None = None):
+    if resume:
+        return mmrl.train(algo, resume=run_dir, timesteps=timesteps, progress_bar=False)
+    kwargs = {
+        "ppo": {"env_id": ENV_ID, "n_envs": 2, "overrides": PPO_SMALL},
+        "dqn": {
+            "env_id": ENV_ID,
+            "n_envs": 2,
+            "overrides": {
+                "buffer_size": 1000,
+                "learning_starts": 32,
+                "batch_size": 16,
+                "train_freq": 4,
+                "target_update_interval": 64,
+            },
+        },
+        "qlearning": {"env_id": "mmrl/Level-Corridor-v0", "n_envs": 2, "overrides": {}},
+    }[algo]
+    return mmrl.train(
+        algo,
+        kwargs["env_id"],
+        timesteps=timesteps,
+        n_envs=kwargs["n_envs"],
+        seed=3,
+        run_dir=run_dir,
+        progress_bar=False,
+        eval_freq=0,
+        eval_episodes=1,
+        checkpoint_freq=0,
+        overrides={**kwargs["overrides"], **(overrides or {})},
+    )
+
+
+def _parameters(algo: str, model) -> dict[str, np.ndarray]:
+    if algo == "qlearning":
+        return {"q_table": np.array(model.q_table), "visit_counts": np.array(model.visit_counts)}
+    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in model.policy.state_dict().items()}
+
+
+def _assert_same_parameters(algo: str, straight, resumed) -> None:
+    a, b = _parameters(algo, straight), _parameters(algo, resumed)
+    assert a.keys() == b.keys()
+    differing = {
+        name: (
+            f"shape {a[name].shape} vs {b[name].shape}"
+            if a[name].shape != b[name].shape
+            else f"max abs diff {float(np.max(np.abs(a[name].astype(float) - b[name].astype(float)))):.3g}"
+        )
+        for name in a
+        if not np.array_equal(a[name], b[name])
+    }
+    assert not differing, (
+        f"{algo}: resumed run differs from the uninterrupted one in {len(differing)}/{len(a)} arrays: "
+        f"{dict(list(differing.items())[:4])}"
+    )
+
+
+def _train_split(algo: str, tmp_path: Path, n: int, overrides: dict | None = None):
+    straight = _train(algo, tmp_path / "straight", 2 * n, overrides=overrides)
+    first = _train(algo, tmp_path / "split", n, overrides=overrides)
+    assert first.metrics["timesteps"] == n
+    assert RunDir(tmp_path / "split").latest_checkpoint().steps == n
+    resumed = _train(algo, tmp_path / "split", 2 * n, resume=True)
+    return straight, resumed
+
+
+def _assert_resume_continues(algo: str, tmp_path: Path, straight, resumed, n: int) -> None:
+    """What holds for every algorithm: the step counter continues, parameters are finite and the result loads."""
+    assert resumed.metrics["timesteps"] == straight.metrics["timesteps"] == 2 * n
+    assert resumed.model.num_timesteps == 2 * n
+    assert RunDir(tmp_path / "split").latest_checkpoint().steps == 2 * n
+    for name, array in _parameters(algo, resumed.model).items():
+        assert np.isfinite(array).all(), name
+    reloaded = load_model(tmp_path / "split", algo=algo, **({} if algo == "qlearning" else {"device": "cpu"}))
+    assert reloaded.num_timesteps == 2 * n
+    _assert_same_parameters(algo, resumed.model, reloaded)
+
+
+N_STEPS = 128
+
+# Known gaps in the trainer's resume (found by this module; remove the xfail once fixed -- strict, so a fix shows up):
+RESUME_GAPS = {
+    "dqn": "DQN explores with self.action_space.sample(); the action space's RNG (action_space.np_random) is not "
+    "in the checkpoint, so exploratory actions after resume differ (exact with exploration off: see "
+    "test_resume_is_exact_dqn_without_exploration)",
+    "qlearning": "QLearning.load ignores force_reset and does not save _last_obs, so the first learn() after "
+    "loading resets the env and discards the env state the trainer restored; trajectories then differ",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "algo",
+    [
+        "ppo",
+        pytest.param("dqn", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=RESUME_GAPS["dqn"])),
+        pytest.param(
+            "qlearning", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=RESUME_GAPS["qlearning"])
+        ),
+    ],
+)
+def test_resume_is_exact(tmp_path: Path, algo: str) -> None:
+    straight, resumed = _train_split(algo, tmp_path, N_STEPS)
+    _assert_resume_continues(algo, tmp_path, straight, resumed, N_STEPS)
+    _assert_same_parameters(algo, straight.model, resumed.model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["dqn", "qlearning"])
+def test_resume_continues(tmp_path: Path, algo: str) -> None:
+    """The tightest property that holds where exact resume does not (yet)."""
+    straight, resumed = _train_split(algo, tmp_path, N_STEPS)
+    _assert_resume_continues(algo, tmp_path, straight, resumed, N_STEPS)
+    if algo == "dqn":
+        assert resumed.model.replay_buffer.size() == straight.model.replay_buffer.size()
+        assert resumed.model._n_calls == straight.model._n_calls
+
+
+@pytest.mark.slow
+def test_resume_is_exact_dqn_without_exploration(tmp_path: Path) -> None:
+    """With epsilon 0 (no action_space.sample()), DQN resume is bit-exact: replay buffer, RNGs and env state."""
+    no_exploration = {"exploration_initial_eps": 0.0, "exploration_final_eps": 0.0}
+    straight, resumed = _train_split("dqn", tmp_path, N_STEPS, overrides=no_exploration)
+    _assert_resume_continues("dqn", tmp_path, straight, resumed, N_STEPS)
+    _assert_same_parameters("dqn", straight.model, resumed.model)

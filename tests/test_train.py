@@ -1,0 +1,134 @@
+"""The Python training API: ``mmrl.train``, ``TrainConfig``, presets and the run directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import mmrl
+from mmrl.training import RunDir, TrainConfig, load_model, load_preset, resolve_config
+from mmrl.training.presets import parse_overrides, preset_path
+from mmrl.training.run_dir import ALGOS, load_env_state, prepare_run_dir, save_env_state
+
+torch.set_num_threads(1)
+
+ENV = "mmrl/Level-Corridor-v0"
+
+
+def test_builtin_presets_are_valid_for_every_env():
+    from mmrl.envs import env_ids
+
+    for algo in ALGOS:
+        for env_id in env_ids():
+            config = resolve_config(algo, env_id)
+            assert config.timesteps > 0 and config.n_envs > 0
+
+
+def test_preset_resolution_order(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(
+        "default: {n_steps: 8, gamma: 0.9, env_kwargs: {a: 1}}\n"
+        "'mmrl/GoTo-*': {n_steps: 16, env_kwargs: {b: 2}}\n"
+        "mmrl/GoTo-5x5-v0: {gamma: 0.5}\n"
+    )
+    entry = load_preset(preset, "ppo", "mmrl/GoTo-5x5-v0")
+    assert entry == {"n_steps": 16, "gamma": 0.5, "env_kwargs": {"a": 1, "b": 2}}
+    assert load_preset(preset, "ppo", "mmrl/Open-v0")["n_steps"] == 8
+    config = resolve_config("ppo", "mmrl/GoTo-5x5-v0", preset=preset, overrides=["n_steps=32", "env_kwargs.c=x"])
+    assert config.hyperparams["n_steps"] == 32 and config.env_kwargs == {"a": 1, "b": 2, "c": "x"}
+
+
+def test_overrides_are_typed_and_validated():
+    assert parse_overrides(["learning_rate=3e-4", "n_steps=64", "normalize_advantage=false"], "ppo") == {
+        "learning_rate": 3e-4,
+        "n_steps": 64,
+        "normalize_advantage": False,
+    }
+    with pytest.raises(ValueError, match="n_steps"):
+        parse_overrides(["n_steps=1.5"], "ppo")
+    with pytest.raises(ValueError, match="buffer_size"):
+        parse_overrides(["buffer_size=10"], "ppo")  # a DQN key
+    with pytest.raises(ValueError, match="learning_rate"):
+        parse_overrides({"learning_rate": -1.0}, "qlearning")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["n_steps"], "ppo")
+
+
+def test_preset_path_finds_builtin_files():
+    for algo in ALGOS:
+        assert preset_path(algo).is_file()
+    with pytest.raises(ValueError, match="expected one of"):
+        preset_path("sac")
+
+
+def test_prepare_run_dir_never_overwrites(tmp_path):
+    path = tmp_path / "run"
+    prepare_run_dir(path)
+    (path / "config.yaml").write_text("algo: ppo\nenv_id: x\n")
+    with pytest.raises(FileExistsError, match="--force"):
+        prepare_run_dir(path)
+    prepare_run_dir(path, force=True)
+    assert not (path / "config.yaml").exists()
+
+
+def test_env_state_round_trip(tmp_path):
+    venv = mmrl.make_vec_env("mmrl/GoTo-5x5-v0", n_envs=3, seed=1)
+    venv.reset()
+    for _ in range(5):
+        venv.step(np.array([2, 0, 1]))
+    save_env_state(tmp_path / "s.npz", venv.get_state())
+    other = mmrl.make_vec_env("mmrl/GoTo-5x5-v0", n_envs=3, seed=99)
+    other.reset()
+    other.set_state(load_env_state(tmp_path / "s.npz"))
+    for _ in range(20):
+        actions = np.array([2, 1, 2])
+        first, second = venv.step(actions), other.step(actions)
+        for key in ("image", "mission"):
+            np.testing.assert_array_equal(first[0][key], second[0][key])
+        np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_train_api_and_train_config(tmp_path):
+    result = mmrl.train(
+        "qlearning",
+        ENV,
+        timesteps=64,
+        n_envs=2,
+        run_dir=tmp_path / "a",
+        progress_bar=False,
+        eval_freq=32,
+        eval_episodes=2,
+    )
+    assert result.run_dir == tmp_path / "a" and not result.interrupted
+    assert result.metrics["timesteps"] == 64 and 0.0 <= result.metrics["success_rate"] <= 1.0
+    assert len(result.metrics["evaluations"]) >= 2
+    run = RunDir(result.run_dir)
+    assert run.config["hyperparams"]["learning_rate"] == 0.2
+    assert run.env_kwargs == {"observation": "compact"}
+    config = TrainConfig(algo="qlearning", env_id=ENV, timesteps=32, n_envs=2, eval_episodes=2, eval_freq=0)
+    config.hyperparams["gamma"] = 0.9
+    result = mmrl.train(config, run_dir=tmp_path / "b", progress_bar=False)
+    assert RunDir(result.run_dir).config["hyperparams"]["gamma"] == 0.9
+    assert load_model(result.run_dir / "model.npz").num_timesteps == 32
+
+
+def test_train_sb3_symbolic_images(tmp_path):
+    result = mmrl.train(
+        "a2c",
+        "mmrl/GoTo-5x5-v0",
+        timesteps=64,
+        n_envs=2,
+        overrides={"n_steps": 8, "features_dim": 16, "env_kwargs": {"image_mode": "symbolic"}},
+        fusion="concat",
+        text_encoder="bow",
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        eval_episodes=2,
+    )
+    run = RunDir(result.run_dir)
+    assert run.config["fusion"] == "concat" and run.env_kwargs["image_mode"] == "symbolic"
+    model = load_model(run.path)
+    venv = mmrl.make_vec_env(run.env_id, n_envs=2, seed=0, env_kwargs=run.env_kwargs)
+    actions, _ = model.predict(venv.reset(), deterministic=True)
+    assert actions.shape == (2,)
