@@ -67,7 +67,7 @@ def make_babyai_env(
 
 def train(
     level: str = DEFAULT_LEVEL,
-    total_timesteps: int = 80_000,
+    total_timesteps: int = 60_000,
     seed: int = 0,
     n_envs: int = 8,
     use_mmrl_extractor: bool = True,
@@ -99,10 +99,10 @@ def train(
     model = PPO(
         "MultiInputPolicy",
         venv,
-        n_steps=128,
+        n_steps=256,
         batch_size=256,
         n_epochs=4,
-        learning_rate=1e-3,
+        learning_rate=5e-4,
         gamma=0.99,
         gae_lambda=0.95,
         ent_coef=0.01,
@@ -148,7 +148,7 @@ def model_policy(model: PPO, deterministic: bool = False) -> Policy:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--level", default=DEFAULT_LEVEL)
-    parser.add_argument("--timesteps", type=int, default=80_000)
+    parser.add_argument("--timesteps", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--text-encoder", default="bow")

@@ -979,6 +979,7 @@ class QLearning:
         arrays["counters"] = np.asarray([self.num_timesteps, self._episode_num], dtype=np.int64)
         arrays["schedule_values"] = np.asarray([self.exploration_rate, self.learning_rate_value], dtype=np.float64)
         arrays.update(self.indexer.to_arrays())
+        arrays.update(_last_obs_arrays(self._last_obs))
         arrays = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
         metadata = self._metadata(arrays)
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -1004,8 +1005,10 @@ class QLearning:
         Args:
             path: File written by :meth:`save` (``".npz"`` is tried when ``path`` does not exist and has no suffix).
             env: Env to attach (its spaces must equal the saved ones); None for prediction only.
-            device, print_system_info, force_reset: Accepted for SB3 compatibility and ignored (NumPy runs on
-                the CPU; the env is always reset at the first ``learn`` after loading).
+            device, print_system_info: Accepted for SB3 compatibility and ignored (NumPy runs on the CPU).
+            force_reset: With ``False`` and an ``env``, keep the last observations saved with the model, so that
+                ``learn(..., reset_num_timesteps=False)`` continues the episodes in flight (the caller restores
+                the env's own state); with ``True`` (the default) the env is reset at the first ``learn``.
             custom_objects: Constructor arguments to replace, like ``overrides``.
             **overrides: Constructor arguments to override (e.g. ``verbose``, ``tensorboard_log``).
 
@@ -1021,7 +1024,13 @@ class QLearning:
             raise FileNotFoundError(f"no QLearning file at {path}")
         metadata, arrays = _read_archive(path)
         try:
-            return cls._from_saved(metadata, arrays, env, {**(custom_objects or {}), **overrides})
+            model = cls._from_saved(metadata, arrays, env, {**(custom_objects or {}), **overrides})
+            if env is not None and not force_reset:
+                last_obs = _last_obs_from_arrays(arrays)
+                if last_obs is not None:
+                    model._last_obs = last_obs
+                    model._last_rows = model._rows(last_obs, add=True)
+            return model
         except (KeyError, TypeError) as error:
             raise ValueError(f"{path}: malformed QLearning file: {error!r}") from error
         except ValueError as error:
@@ -1096,6 +1105,26 @@ class QLearning:
             model.env = vec_env
             model.n_envs = vec_env.num_envs
         return model
+
+
+_LAST_OBS = "last_obs"
+
+
+def _last_obs_arrays(last_obs: Any) -> dict[str, np.ndarray]:
+    """The last observations as named arrays (``last_obs`` or ``last_obs.<key>`` for Dict observations)."""
+    if last_obs is None:
+        return {}
+    if isinstance(last_obs, dict):
+        return {f"{_LAST_OBS}.{key}": np.asarray(value) for key, value in last_obs.items()}
+    return {_LAST_OBS: np.asarray(last_obs)}
+
+
+def _last_obs_from_arrays(arrays: dict[str, np.ndarray]) -> Any:
+    if _LAST_OBS in arrays:
+        return arrays[_LAST_OBS]
+    prefix = f"{_LAST_OBS}."
+    keyed = {name[len(prefix) :]: array for name, array in arrays.items() if name.startswith(prefix)}
+    return keyed or None
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

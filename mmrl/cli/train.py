@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-dir", help="run directory (default runs/<env>/<algo>/<seed>-<time>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing non-empty --run-dir")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument(
+        "--stop-at",
+        type=positive_int,
+        metavar="N",
+        help="stop this session at the first rollout boundary at or after N steps, keeping the full --timesteps "
+        "horizon (schedules); continue exactly with --resume RUN_DIR",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -72,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
         eval_freq=args.eval_freq,
         checkpoint_freq=args.checkpoint_freq,
+        stop_at=args.stop_at,
     )
     metrics = result.metrics
     if result.interrupted:
         print(f"interrupted at {metrics['timesteps']} steps; model saved in {result.run_dir}", file=sys.stderr)
         return 130
+    if metrics.get("stopped"):
+        print(f"stopped at {metrics['timesteps']} steps (--stop-at); continue with --resume {result.run_dir}")
     success = metrics.get("success_rate")
     success_text = "n/a" if success is None else f"{success:.1%}"
     print(

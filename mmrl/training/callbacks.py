@@ -10,7 +10,40 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["EpisodeStats", "PeriodicCallback", "ProgressBarCallback"]
+__all__ = ["EpisodeStats", "PeriodicCallback", "ProgressBarCallback", "StopAtBoundary", "reset_inference_memos"]
+
+
+def reset_inference_memos(model: Any) -> None:
+    """Empty the text-encoding memos of the model's extractors (:class:`mmrl.extractor.extractor.InferenceTextMemo`).
+
+    A memo is a cache, never saved, but not a transparent one: an entry holds the encoding computed within the
+    batch of the call that filled it, and batched kernels round differently for different batch compositions. DQN's
+    target network keeps its parameters for ``target_update_interval`` steps, so without a reset its memo carries
+    entries across rollouts, and a run resumed from a checkpoint (empty memos) computes TD targets that differ from
+    the uninterrupted run's in the last bits. Resetting at every rollout boundary costs one re-encoding of the
+    distinct instructions per rollout (PPO/A2C invalidate their memos at every update anyway).
+    """
+    policy = getattr(model, "policy", None)
+    if policy is None or not hasattr(policy, "modules"):
+        return
+    for module in policy.modules():
+        memos = getattr(module, "text_memos", None)
+        if memos:
+            module.text_memos = [None if memo is None else type(memo)(memo.max_entries) for memo in memos]
+
+
+class StopAtBoundary(Exception):
+    """Raised by :class:`PeriodicCallback` at the rollout boundary where ``stop_at`` is reached, after the
+    boundary checkpoint was written.
+
+    SB3 steps the env *before* ``callback.on_step()``, so returning False from ``on_step`` would leave the env one
+    step ahead of the stored transitions; raising from ``on_rollout_start`` instead leaves the model exactly in the
+    checkpointed state. :func:`mmrl.train` catches it.
+    """
+
+    def __init__(self, steps: int) -> None:
+        super().__init__(f"stopped at the rollout boundary at {steps} steps")
+        self.steps = steps
 
 
 class EpisodeStats:
@@ -100,7 +133,15 @@ class PeriodicCallback(BaseCallback):
 
     Checkpoints are taken at the start of a rollout (after the previous update, when the model, its last
     observation and the env state agree), or after any step when ``checkpoint_on_step`` (QLearning, which has no
-    rollouts).
+    rollouts and whose ``on_step`` runs after the table update and the ``_last_obs`` update). At every rollout start
+    the extractors' inference memos are emptied (:func:`reset_inference_memos`), so that a resumed run, which starts
+    with empty memos, computes exactly what the uninterrupted run computes.
+
+    With ``stop_at``, training stops at the first such boundary at or after ``stop_at`` steps: a checkpoint is
+    written there (unless one was just written at that step) and then, for rollout algorithms,
+    :class:`StopAtBoundary` is raised from ``on_rollout_start`` (no env step is taken); with
+    ``checkpoint_on_step``, ``on_step`` returns False. :attr:`stopped_at` and :attr:`last_checkpoint_steps` tell
+    the caller what happened.
 
     Args:
         stats: Episode statistics to update.
@@ -109,6 +150,7 @@ class PeriodicCallback(BaseCallback):
         eval_freq: Steps between evaluations (0: never).
         checkpoint_freq: Steps between checkpoints (0: never).
         checkpoint_on_step: Check for a due checkpoint after every step.
+        stop_at: Stop at the first boundary at or after this many steps (None: never).
     """
 
     def __init__(
@@ -119,6 +161,7 @@ class PeriodicCallback(BaseCallback):
         eval_freq: int,
         checkpoint_freq: int,
         checkpoint_on_step: bool = False,
+        stop_at: int | None = None,
     ) -> None:
         super().__init__()
         self.stats = stats
@@ -129,6 +172,11 @@ class PeriodicCallback(BaseCallback):
         self.checkpoint_on_step = checkpoint_on_step
         self._next_eval: int | None = None
         self._next_checkpoint: int | None = None
+        self.stop_at = stop_at
+        self.stopped_at: int | None = None
+        """``num_timesteps`` where ``stop_at`` stopped training (None if it did not)."""
+        self.last_checkpoint_steps: int | None = None
+        """``num_timesteps`` of the last checkpoint this callback wrote (None if none)."""
 
     def _next_multiple(self, freq: int) -> int | None:
         if freq <= 0:
@@ -139,13 +187,29 @@ class PeriodicCallback(BaseCallback):
         self._next_eval = self._next_multiple(self.eval_freq)
         self._next_checkpoint = self._next_multiple(self.checkpoint_freq)
 
+    def _write_checkpoint(self) -> None:
+        self.checkpoint(self.model)
+        self.last_checkpoint_steps = int(self.model.num_timesteps)
+
     def _maybe_checkpoint(self) -> None:
         if self._next_checkpoint is not None and self.model.num_timesteps >= self._next_checkpoint:
-            self.checkpoint(self.model)
+            self._write_checkpoint()
             self._next_checkpoint = self._next_multiple(self.checkpoint_freq)
 
+    def _should_stop(self) -> bool:
+        """At a boundary: stop here? Writes the boundary checkpoint first when stopping."""
+        if self.stop_at is None or self.model.num_timesteps < self.stop_at:
+            return False
+        if self.last_checkpoint_steps != int(self.model.num_timesteps):
+            self._write_checkpoint()
+        self.stopped_at = int(self.model.num_timesteps)
+        return True
+
     def _on_rollout_start(self) -> None:
+        reset_inference_memos(self.model)
         self._maybe_checkpoint()
+        if not self.checkpoint_on_step and self._should_stop():
+            raise StopAtBoundary(int(self.model.num_timesteps))
 
     def _on_step(self) -> bool:
         self.stats.update(self.locals.get("infos", []))
@@ -154,4 +218,6 @@ class PeriodicCallback(BaseCallback):
             self._next_eval = self._next_multiple(self.eval_freq)
         if self.checkpoint_on_step:
             self._maybe_checkpoint()
+            if self._should_stop():
+                return False
         return True

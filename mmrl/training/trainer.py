@@ -231,6 +231,7 @@ def train(
     eval_episodes: int | None = None,
     checkpoint_freq: int | None = None,
     runs_root: str | os.PathLike[str] = "runs",
+    stop_at: int | None = None,
 ) -> TrainResult:
     """Train an agent and write a run directory (:mod:`mmrl.training.run_dir`).
 
@@ -259,6 +260,29 @@ def train(
         eval_episodes: Episodes per evaluation.
         checkpoint_freq: Steps between checkpoints (0: only at the end).
         runs_root: Root of default run directories.
+        stop_at: Stop this session early, at the first rollout boundary at or after ``stop_at`` total steps (see
+            *Stopping and exact resume* below). Training keeps the full ``timesteps`` horizon, so schedules
+            (exploration, learning rate) are those of the uninterrupted run. A per-session instruction: it is not
+            written to ``config.yaml``. None: train to ``timesteps``.
+
+    Stopping and exact resume:
+        Checkpoints are taken at rollout boundaries: at ``on_rollout_start`` for PPO/A2C/DQN (after the previous
+        update, before the next env step; SB3 steps the env *before* ``callback.on_step()``, so a stop requested
+        from ``on_step`` would leave the env one step ahead of the stored transitions) and after a complete step
+        (table update, then ``_last_obs``) for QLearning. A checkpoint holds the model (with its last observation,
+        step counters, optimizer and schedule state), the env state (``venv.get_state()``), the DQN replay buffer,
+        the Python, NumPy and torch global RNG states and the ``action_space.np_random`` state (DQN explores with
+        ``action_space.sample()``). Caches that are not saved but change results are emptied at every boundary in
+        both runs: the extractors' text-encoding memos (:func:`mmrl.training.callbacks.reset_inference_memos`;
+        DQN's target network would otherwise reuse encodings computed in other batches, off in the last bits).
+        With ``stop_at``, the boundary checkpoint is written and training stops
+        there without another env step (``result.metrics["stopped"]`` is True); the final ``model`` file is then
+        the same model, and no newer checkpoint is written. ``train(resume=RUN_DIR, timesteps=T)`` continues from
+        that checkpoint, and on CPU its parameters after ``T`` steps are bit-identical to an uninterrupted
+        ``T``-step run with the same seed (tested for PPO, DQN with exploration, and QLearning in
+        ``tests/test_fault_tolerance.py``), provided ``T`` is the ``timesteps`` of the stopped run (the schedules
+        span the total horizon) and evaluation / checkpoint frequencies are the same. A stop with Ctrl-C, or
+        resuming from a periodic checkpoint after a crash, is exact only from the last checkpoint.
 
     Returns:
         A :class:`TrainResult`; ``result.interrupted`` if Ctrl-C stopped training (the model is saved anyway).
@@ -269,6 +293,8 @@ def train(
         FileNotFoundError: For a missing preset or resume directory / checkpoint.
     """
     start_time = time.time()
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at <= 0):
+        raise ValueError(f"stop_at must be a positive int or None, got {stop_at!r}")
     checkpoint = None
     if resume is not None:
         run = RunDir(resume)
@@ -316,11 +342,18 @@ def train(
         )
         run_path = prepare_run_dir(run_path, force=force)
         write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return _run(config, Path(run_path), checkpoint, progress_bar, start_time)
+    return _run(config, Path(run_path), checkpoint, progress_bar, start_time, stop_at)
 
 
-def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: bool, start_time: float) -> TrainResult:
-    from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback
+def _run(
+    config: TrainConfig,
+    run_path: Path,
+    checkpoint: Any,
+    progress_bar: bool,
+    start_time: float,
+    stop_at: int | None = None,
+) -> TrainResult:
+    from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback, StopAtBoundary
 
     algo = config.algo
     venv = _make_env(config, config.n_envs, config.seed, run_path / MONITOR_FILE, append=checkpoint is not None)
@@ -341,14 +374,17 @@ def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: boo
         if checkpoint.env_state_path is not None and hasattr(base, "set_state"):
             base.set_state(load_env_state(checkpoint.env_state_path))
             env_restored = True
-        kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR)}
+        kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR), "force_reset": not env_restored}
         if algo != "qlearning":
-            kwargs.update(device=config.device, force_reset=not env_restored)
+            kwargs.update(device=config.device)
         model = load_model(checkpoint.model_path, env=venv, algo=algo, **kwargs)
         if algo == "dqn" and checkpoint.replay_buffer_path is not None:
             model.load_replay_buffer(checkpoint.replay_buffer_path)
         state = checkpoint.state
         _restore_rng_states(state.get("rng", {}))
+        if state.get("action_space_rng") is not None:
+            # DQN explores with action_space.sample(): its generator is part of the training state
+            model.action_space.np_random.bit_generator.state = state["action_space_rng"]
         evaluations = list(state.get("evaluations", []))
         best_saved = state.get("best_mean_return")
         best = -np.inf if best_saved is None else float(best_saved)
@@ -379,6 +415,7 @@ def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: boo
             {
                 "steps": steps,
                 "rng": _rng_states(),
+                "action_space_rng": current.action_space.np_random.bit_generator.state,
                 "evaluations": tracker["evaluations"],
                 "best_mean_return": tracker["best"] if np.isfinite(tracker["best"]) else None,
             },
@@ -387,16 +424,19 @@ def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: boo
     stats = EpisodeStats()
     start_steps = int(model.num_timesteps)
     remaining = max(int(config.timesteps) - start_steps, 0)
-    callbacks: list[Any] = [
-        PeriodicCallback(
-            stats,
-            evaluate,
-            save_checkpoint,
-            eval_freq=config.eval_freq,
-            checkpoint_freq=config.checkpoint_freq,
-            checkpoint_on_step=algo == "qlearning",
-        )
-    ]
+    stopped = False
+    if stop_at is not None and stop_at <= start_steps:
+        remaining, stopped = 0, True  # already at or past the stop: the loaded checkpoint is the boundary
+    periodic = PeriodicCallback(
+        stats,
+        evaluate,
+        save_checkpoint,
+        eval_freq=config.eval_freq,
+        checkpoint_freq=config.checkpoint_freq,
+        checkpoint_on_step=algo == "qlearning",
+        stop_at=stop_at,
+    )
+    callbacks: list[Any] = [periodic]
     bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
     if bar is not None:
         callbacks.append(bar)
@@ -405,15 +445,22 @@ def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: boo
     try:
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="run")
+    except StopAtBoundary:
+        pass  # the boundary checkpoint is written; the model is exactly in its state
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if bar is not None:
             bar.close()
+    stopped = stopped or periodic.stopped_at is not None
     learn_time = time.time() - learn_start
+    # A checkpoint already written at the current step (the loaded one, or the stop boundary's) is kept as is.
+    written = start_steps if checkpoint is not None else None
+    if periodic.last_checkpoint_steps is not None:
+        written = periodic.last_checkpoint_steps
     with _sigint_ignored():
         _save_model(model, run_path / f"model{model_suffix(algo)}", algo)
-        if int(model.num_timesteps) > 0:
+        if int(model.num_timesteps) > 0 and int(model.num_timesteps) != written:
             save_checkpoint(model)
     metrics: dict[str, Any] = {
         "algo": algo,
@@ -422,6 +469,7 @@ def _run(config: TrainConfig, run_path: Path, checkpoint: Any, progress_bar: boo
         "wall_time_s": time.time() - start_time,
         "fps": (int(model.num_timesteps) - start_steps) / max(learn_time, 1e-9),
         "interrupted": interrupted,
+        "stopped": stopped,
         "train_mean_return": stats.mean_return,
         "train_success_rate": stats.success_rate,
     }
