@@ -23,23 +23,11 @@ RETURN_RATIO = 1.3  # mean return relative to random
 
 #: (algo, env id, timesteps, overrides)
 CASES = [
-    ("ppo", "mmrl/GoTo-5x5-v0", 20_000, {}),
-    ("ppo", "mmrl/PickUp-5x5-v0", 20_000, {}),
-    pytest.param(
-        "ppo",
-        "mmrl/Open-v0",
-        40_000,
-        {},
-        marks=pytest.mark.xfail(reason="preset not tuned yet: 0.21-0.27 success vs random 0.13", strict=False),
-    ),
-    ("ppo", "mmrl/Sequence-5x5-v0", 30_000, {}),
-    pytest.param(
-        "ppo",
-        "mmrl/VisualQuery-Colour-v0",
-        20_000,
-        {},
-        marks=pytest.mark.xfail(reason="preset not tuned yet: 0.09-0.14 success vs random 0.02", strict=False),
-    ),
+    ("ppo", "mmrl/GoTo-5x5-v0", 40_000, {}),
+    ("ppo", "mmrl/PickUp-5x5-v0", 40_000, {}),
+    ("ppo", "mmrl/Open-v0", 60_000, {}),
+    ("ppo", "mmrl/Sequence-5x5-v0", 40_000, {}),
+    ("ppo", "mmrl/VisualQuery-Colour-v0", 40_000, {}),
     ("qlearning", "mmrl/Level-Corridor-v0", 20_000, {}),
 ]
 

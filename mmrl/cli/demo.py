@@ -13,7 +13,7 @@ __all__ = ["DEMO_ENV", "DEMO_TIMESTEPS", "random_baseline", "register", "run"]
 
 #: The demo's env and budget: learned well past random in a few CPU minutes.
 DEMO_ENV = "mmrl/GoTo-5x5-v0"
-DEMO_TIMESTEPS = 30_000
+DEMO_TIMESTEPS = 40_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,30 +71,15 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"interrupted; model saved in {result.run_dir}")
         return 130
+    from mmrl.evaluation import evaluate, record_video
+    from mmrl.plotting import plot_runs
+
     seed = EVAL_SEED_OFFSET + 7
-    env_kwargs = dict(result.config.env_kwargs)
-    try:
-        from mmrl.evaluation import evaluate
-
-        # sampled actions: greedy gridworld policies can loop where the sampled policy does not
-        report = evaluate(result.run_dir, episodes=args.episodes, seed=seed, deterministic=False)
-        trained = {"mean_return": report.mean_return, "success_rate": report.success_rate}
-    except ImportError:  # pragma: no cover - evaluation module missing
-        trained = result.metrics
-    baseline = random_baseline(args.env_id, args.episodes, seed, env_kwargs)
-    video = plot = None
-    try:
-        from mmrl.evaluation import record_video
-
-        video = record_video(result.run_dir, out / "agent.mp4", episodes=3, seed=seed)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from mmrl.plotting import plot_runs
-
-        plot = plot_runs([result.run_dir], out / "curve.png", title=f"PPO on {args.env_id}")
-    except ImportError:  # pragma: no cover
-        pass
+    report = evaluate(result.run_dir, episodes=args.episodes, seed=seed, deterministic=True)
+    trained = {"mean_return": report.mean_return, "success_rate": report.success_rate}
+    baseline = random_baseline(args.env_id, args.episodes, seed, dict(result.config.env_kwargs))
+    video = record_video(result.run_dir, out / "agent.mp4", episodes=3, seed=seed)
+    plot = plot_runs([result.run_dir], out / "curve.png", title=f"PPO on {args.env_id}")
 
     def rate(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0%}"
@@ -106,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
         f"mean return {baseline['mean_return']:.3f}) over {args.episodes} held-out episodes"
     )
     print(f"run directory: {result.run_dir}")
-    if video is not None:
-        print(f"video: {video}")
-    if plot is not None:
-        print(f"learning curve: {plot}")
+    print(f"video: {video}")
+    print(f"learning curve: {plot}")
     return 0
