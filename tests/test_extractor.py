@@ -399,6 +399,26 @@ def action_scores(model, observations: dict[str, np.ndarray]) -> np.ndarray:
         return model.policy.get_distribution(tensors).distribution.probs.numpy()
 
 
+def test_film_starts_near_identity_after_sb3_orthogonal_init():
+    """SB3's ``ortho_init`` zeroes every Linear bias; FiLM's gamma must still start around 1, not 0."""
+    from stable_baselines3 import PPO
+
+    model = PPO(
+        "MultiInputPolicy", ContractEnv(), n_steps=8, batch_size=8, policy_kwargs=policy_kwargs(fusion="film"), seed=0
+    )
+    extractor = model.policy.features_extractor
+    assert all(not generator.bias.any() for generator in extractor.fusion.generators)  # re-initialised by SB3
+    observations = random_observations(extractor._observation_space, 16)
+    with torch.no_grad():
+        texts = [extractor.encode_text("mission", observations["mission"])]
+        modulations = [m for m in extractor.fusion.modulations(texts)[0] if m is not None]
+    assert len(modulations) == 2  # the two stages after the stem
+    gamma = torch.cat([gamma_BC11.flatten() for gamma_BC11, _ in modulations])
+    beta = torch.cat([beta_BC11.flatten() for _, beta_BC11 in modulations])
+    assert abs(gamma.mean().item() - 1.0) < 0.1
+    assert abs(beta.mean().item()) < 0.1
+
+
 ROUND_TRIP_SCRIPT = (
     "import numpy as np\n"
     + inspect.getsource(action_scores)

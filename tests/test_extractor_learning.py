@@ -29,11 +29,13 @@ VOCABULARY = {word: index + 2 for index, word in enumerate(WORDS)}  # 0 = PAD, 1
 MAX_LENGTH = 10
 IMAGE_SIZE = 16
 SQUARE = 4
-EVAL_EPISODES = 400
+EVAL_EPISODES = 1000
 EVAL_SEED = 1_000_000  # held out: training envs are seeded from 0
 SUCCESS_THRESHOLD = 0.95
 CHANCE = 0.5
-CHANCE_TOLERANCE = 0.08  # 400 episodes: one standard deviation of the success rate at chance is 2.5 %
+CHANCE_TOLERANCE = 0.07  # 1000 episodes: one standard deviation of the success rate at chance is 1.6 %
+TIMESTEPS = 24_576  # 96 PPO updates of 16 envs x 16 steps; ~25 s per fusion on one idle core
+LEARNING_RATE = 2e-3
 
 
 def sample_episode(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
@@ -100,7 +102,7 @@ def train(fusion: str, total_timesteps: int, text_encoder: str = "gru", seed: in
         n_steps=16,
         batch_size=128,
         n_epochs=4,
-        learning_rate=1e-3,
+        learning_rate=lambda progress_remaining: LEARNING_RATE * progress_remaining,  # linear decay to 0
         ent_coef=0.01,
         gamma=0.0,
         gae_lambda=1.0,
@@ -121,17 +123,17 @@ def test_which_side_task_needs_both_modalities():
         assert 0.35 < answers[colour_tokens == token].mean() < 0.65
 
 
-@pytest.mark.parametrize(("fusion", "total_timesteps"), [("concat", 20_480), ("film", 20_480), ("gated", 20_480)])
-def test_ppo_learns_to_ground_instructions(fusion: str, total_timesteps: int):
+@pytest.mark.parametrize("fusion", ["concat", "film", "gated"])
+def test_ppo_learns_to_ground_instructions(fusion: str):
     start = time.perf_counter()
-    model = train(fusion, total_timesteps)
+    model = train(fusion, TIMESTEPS)
     seconds = time.perf_counter() - start
     observations, answers = held_out_batch()
     success = success_rate(model, observations, answers)
     padded = {**observations, "mission": np.full_like(observations["mission"], PAD_ID)}
     ablated = success_rate(model, padded, answers)
     print(
-        f"\n{fusion}: {total_timesteps} steps in {seconds:.1f} s, held-out success {success:.3f}, "
+        f"\n{fusion}: {TIMESTEPS} steps in {seconds:.1f} s, held-out success {success:.3f}, "
         f"with PAD instructions {ablated:.3f}"
     )
     assert success >= SUCCESS_THRESHOLD

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -213,13 +214,19 @@ def trim_padding(tokens_BL: torch.Tensor) -> torch.Tensor:
     return tokens_BL if length == tokens_BL.shape[1] else tokens_BL[:, :length]
 
 
+#: Batches up to this size go to the inference memo row by row; larger ones are deduplicated on the tensor first.
+MEMO_ROW_BY_ROW_MAX_BATCH = 64
+
+
 class InferenceTextMemo:
     """Remembers sentence encodings across forward passes while gradients are off (rollouts, ``predict``).
 
     An instruction usually stays the same for a whole episode, so consecutive rollout steps re-encode the same
-    rows. Entries are keyed by the token row and dropped as soon as any parameter of the encoder changes (an
-    optimizer step, ``load_state_dict`` and moving the module all change the parameters' version counters or
-    storage), when the encoder switches between train and eval mode, or when ``max_entries`` is exceeded.
+    rows. The memo keeps the previous batch whole (between episode ends a rollout batch repeats exactly, and the
+    check costs one ``torch.equal``) and every encoded row by its token ids. Everything is dropped as soon as a
+    parameter of the encoder changes (an optimizer step, ``load_state_dict`` and moving the module all change the
+    parameters' version counters or storage), when the encoder switches between train and eval mode, or when
+    ``max_entries`` rows are exceeded.
 
     Args:
         max_entries: Largest number of remembered rows.
@@ -229,13 +236,44 @@ class InferenceTextMemo:
         self.max_entries = max_entries
         self._entries: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
         self._stamp: tuple | None = None
+        self._last: tuple[torch.Tensor, TextEncoding] | None = None
+        self._parameters: list[torch.Tensor] = []
+        self._encoder_id: int | None = None
 
-    def encode(self, encoder: TextEncoder, tokens_BL: torch.Tensor) -> TextEncoding:
-        """Encodes token rows, running ``encoder`` once on the distinct rows not seen since the last change."""
-        stamp = (encoder.training, *((p.data_ptr(), p._version) for p in encoder.parameters()))
-        if stamp != self._stamp or len(self._entries) + tokens_BL.shape[0] > self.max_entries:
+    def _refresh(self, encoder: TextEncoder, batch_size: int) -> None:
+        """Drops everything if the encoder's parameters or mode changed (or the memo would grow too large)."""
+        if self._encoder_id != id(encoder):
+            self._parameters = list(encoder.parameters())
+            self._encoder_id = id(encoder)
+        stamp = (encoder.training, *((p.data_ptr(), p._version) for p in self._parameters))
+        if stamp != self._stamp or len(self._entries) + batch_size > self.max_entries:
             self._entries.clear()
+            self._last = None
             self._stamp = stamp
+
+    def encode(self, encoder: TextEncoder, tokens: torch.Tensor) -> TextEncoding:
+        """Encodes a batch of token ids (any dtype, as in :func:`encode_text`), reusing remembered encodings."""
+        self._refresh(encoder, tokens.shape[0])
+        last = self._last
+        if (
+            last is not None
+            and last[0].shape == tokens.shape
+            and last[0].dtype == tokens.dtype
+            and last[0].device == tokens.device
+            and torch.equal(last[0], tokens)
+        ):
+            return last[1]
+        tokens_BL = trim_padding(tokens.long())
+        if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
+            encoding = self._encode_rows(encoder, tokens_BL)
+        else:
+            unique_UL, inverse_B = unique_rows(tokens_BL)
+            encoding = self._encode_rows(encoder, unique_UL).index_select(inverse_B)
+        self._last = (tokens.clone(), encoding)
+        return encoding
+
+    def _encode_rows(self, encoder: TextEncoder, tokens_BL: torch.Tensor) -> TextEncoding:
+        """Looks rows up one by one, running ``encoder`` once on the distinct rows not remembered yet."""
         keys = [row.tobytes() for row in tokens_BL.cpu().numpy()]
         missing: dict[bytes, int] = {}
         for index, key in enumerate(keys):
@@ -250,10 +288,6 @@ class InferenceTextMemo:
         return TextEncoding(sentence_BD, tokens_BLD, tokens_BL == PAD_ID)
 
 
-#: Batches up to this size go to the inference memo row by row; larger ones are deduplicated on the tensor first.
-MEMO_ROW_BY_ROW_MAX_BATCH = 64
-
-
 def encode_text(
     encoder: TextEncoder, tokens: torch.Tensor, cache_text: bool = True, memo: InferenceTextMemo | None = None
 ) -> TextEncoding:
@@ -263,17 +297,13 @@ def encode_text(
     token space. With ``cache_text``, each distinct row is encoded once (:func:`unique_rows`, a fast equivalent of
     ``torch.unique(tokens_BL, dim=0, return_inverse=True)``) and the encodings are scattered back with the inverse
     index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
-    off, rows encoded by an earlier call with unchanged parameters are not encoded again.
+    off, rows encoded by an earlier call with unchanged parameters are not encoded again
+    (:class:`InferenceTextMemo`).
     """
+    if cache_text and memo is not None and not torch.is_grad_enabled():
+        return memo.encode(encoder, tokens)
     tokens_BL = trim_padding(tokens.long())
-    if not cache_text:
-        return encoder(tokens_BL)
-    if memo is not None and not torch.is_grad_enabled():
-        if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
-            return memo.encode(encoder, tokens_BL)
-        unique_UL, inverse_B = unique_rows(tokens_BL)
-        return memo.encode(encoder, unique_UL).index_select(inverse_B)
-    if tokens_BL.shape[0] > 1:
+    if cache_text and tokens_BL.shape[0] > 1:
         unique_UL, inverse_B = unique_rows(tokens_BL)
         if unique_UL.shape[0] < tokens_BL.shape[0]:
             return encoder(unique_UL).index_select(inverse_B)
@@ -339,7 +369,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         features_dim: int | None = 128,
         image_encoder: str = "auto",
         text_encoder: str = "gru",
-        fusion: str = "film",
+        fusion: str = "gated",
         image_keys: list[str] | None = None,
         text_keys: list[str] | None = None,
         ignore_keys: list[str] | None = None,
@@ -401,6 +431,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self.image_keys = image_key_list
         self.text_keys = text_key_list
         self.vector_keys = vector_key_list
+        self._vector_key_set = frozenset(vector_key_list)
         self.image_inputs = [image_input for _, image_input, _ in image_inputs]
         self.image_encoders = nn.ModuleList(encoder for _, _, encoder in image_inputs)
         self.text_encoders = nn.ModuleList(encoder for _, encoder in text_inputs)
@@ -446,7 +477,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             expected = self._expected_shapes[key]
             if not isinstance(tensor, torch.Tensor):
                 raise ValueError(f"observation key {key!r}: expected a torch.Tensor, got {type(tensor).__name__}")
-            if tensor.shape[1:] != expected:
+            # vector keys are flattened: SB3's rollout buffer hands Discrete keys over one-hot as (B, 1, n)
+            mismatch = (
+                math.prod(tensor.shape[1:]) != math.prod(expected)
+                if key in self._vector_key_set
+                else tensor.shape[1:] != expected
+            )
+            if mismatch:
                 raise ValueError(
                     f"observation key {key!r}: expected a tensor of shape (B, {', '.join(map(str, expected))}) for "
                     f"space {self._observation_space[key]}, got shape {tuple(tensor.shape)}"

@@ -2,16 +2,18 @@
 
 Every encoder maps a channel-first float image ``image_BCHW`` to a feature map ``feature_map_BCHW`` through a
 sequence of *stages*. Fusion modules that need spatial features (gated attention, FiLM, cross-attention) work on
-that map, and FiLM (Perez et al., 2018) modulates the output of every stage with a per-channel ``(gamma, beta)``
-pair, so an encoder's :attr:`ImageEncoder.stage_channels` tells the FiLM generator how many channels each stage has.
+that map, and FiLM (Perez et al., 2018) modulates the output of a stage with a per-channel ``(gamma, beta)`` pair
+inside :meth:`ImageEncoder.trunk`, so an encoder's :attr:`ImageEncoder.stage_channels` tells the FiLM generator
+how many channels each stage has.
 Flattening the map into a vector is left to the fusion, so no encoder has a dense head of its own.
 
 Encoders (see :data:`IMAGE_ENCODERS`):
 
 * ``"small"``: three conv layers (16, 32, 32 channels) whose strides bring the map to at most 8 pixels on its
   smaller side: a MiniGrid 7x7 symbolic view keeps its 7x7 resolution (one feature per cell); a 56x56 render (7x7
-  tiles of 8 px) goes through a 4x4 stride-4 patch stem and a stride-2 layer to a 7x7 map, for about 1 M
-  multiply-adds per image (a third of the Nature CNN, and 4x faster to train than plain stride-2 3-layer stacks).
+  tiles of 8 px) goes through a 4x4 stride-4 patch stem and a stride-2 layer to a 7x7 map, for about 1.0 M
+  multiply-adds per image (Nature CNN: 2.2 M); on one CPU thread it trains 1.7x faster than the Nature CNN and
+  3.8x faster than three 4x4 stride-2 layers on 56x56 images.
 * ``"nature"``: the DQN encoder of Mnih et al. (2015), "Human-level control through deep reinforcement learning".
   It needs images of at least 36x36 pixels.
 * ``"impala"``: the residual encoder of Espeholt et al. (2018), "IMPALA: Scalable Distributed Deep-RL with
@@ -33,7 +35,7 @@ AUTO_NATURE_MIN_SIDE = 64
 #: Smallest image side the Nature CNN accepts (8x8 stride 4, 4x4 stride 2, 3x3 stride 1).
 NATURE_MIN_SIDE = 36
 
-#: A FiLM modulation of one stage: ``(gamma_BC, beta_BC)``.
+#: A FiLM modulation of one stage: ``(gamma_BC11, beta_BC11)``, shaped to broadcast over ``feature_map_BCHW``.
 Modulation = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -41,8 +43,8 @@ def _modulate(feature_map_BCHW: torch.Tensor, modulation: Modulation | None) -> 
     """Applies ``gamma * x + beta`` channel-wise (FiLM) when a modulation is given."""
     if modulation is None:
         return feature_map_BCHW
-    gamma_BC, beta_BC = modulation
-    return torch.addcmul(beta_BC[:, :, None, None], feature_map_BCHW, gamma_BC[:, :, None, None])
+    gamma_BC11, beta_BC11 = modulation
+    return torch.addcmul(beta_BC11, feature_map_BCHW, gamma_BC11)
 
 
 class ImageEncoder(nn.Module):
@@ -75,7 +77,7 @@ class ImageEncoder(nn.Module):
 
         Args:
             image_BCHW: Float images, channel first.
-            modulations: One ``(gamma_BC, beta_BC)`` or ``None`` per stage, or ``None`` for no modulation.
+            modulations: One ``(gamma_BC11, beta_BC11)`` or ``None`` per stage, or ``None`` for no modulation.
 
         Returns:
             ``feature_map_BCHW``.
@@ -98,8 +100,8 @@ class SmallCNN(ImageEncoder):
     3): ``n = 0`` uses three 3x3 stride-1 convolutions (a MiniGrid 7x7 view keeps one feature per cell);
     ``n = 1`` starts with a 2x2 stride-2 patch convolution; ``n >= 2`` with a 4x4 stride-4 patch convolution (a
     "patchify" stem as in ConvNeXt, Liu et al., 2022), followed for ``n = 3`` by a 4x4 stride-2 convolution; the
-    remaining layers are 3x3 stride 1. A 56x56 image thus becomes a 7x7 map for about 1 M multiply-adds, a third
-    of the Nature CNN's cost.
+    remaining layers are 3x3 stride 1. A 56x56 image thus becomes a 7x7 map for about 1.0 M multiply-adds (the
+    Nature CNN needs 2.2 M).
 
     Args:
         image_shape: ``(channels, height, width)``.
