@@ -15,8 +15,8 @@ import functools
 import cv2
 import numpy as np
 
-from mmrl.engine.atlas import build_atlas, tile_ids
-from mmrl.engine.constants import DIRECTION_DELTAS, Direction, Kind
+from mmrl.engine.atlas import N_OVERLAYS, build_atlas
+from mmrl.engine.constants import DIRECTION_DELTAS, N_COLOURS, N_STATES, Direction, Kind
 from mmrl.engine.world import WorldState
 
 VIEWS = ("agent", "full")
@@ -37,62 +37,76 @@ def _egocentric_offsets(view_size: int) -> np.ndarray:
     return offsets
 
 
-def cell_codes(world: WorldState, view: str, view_size: int) -> tuple[np.ndarray, ...]:
-    """``(kind, colour, state, overlay)`` grids of the view, each ``(N, h, w)``; overlay = 1 + heading at the agent."""
+def cell_codes(world: WorldState, view: str, view_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(base, overlay)`` grids of the view, each ``(N, h, w)`` int32.
+
+    ``base = (kind * N_COLOURS + colour) * N_STATES + state`` packs a cell into one code (0 is ``UNSEEN``), so the
+    egocentric window costs one gather instead of three; ``overlay`` is 1 + heading at the agent's cell, else 0.
+    """
     n = world.n_worlds
     worlds = np.arange(n)
+    base_NHW = (world.kind_NHW.astype(np.int32) * N_COLOURS + world.colour_NHW) * N_STATES + world.state_NHW
     if view == "full":
-        kind, colour, state = world.kind_NHW, world.colour_NHW, world.state_NHW
-        overlay = np.zeros(kind.shape, dtype=np.int32)
+        overlay = np.zeros(base_NHW.shape, dtype=np.int32)
         # question tasks have no agent to draw
         overlay[worlds, world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1]] = np.where(
             world.answer_N < 0, 1 + world.agent_dir_N, 0
         )
-        return kind, colour, state, overlay
+        return base_NHW, overlay
     if view != "agent":
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
     height, width = world.grid_shape
-    cells_NVV2 = world.agent_pos_N2[:, None, None, :] + _egocentric_offsets(view_size)[world.agent_dir_N]
-    rows = cells_NVV2[..., 0]
-    cols = cells_NVV2[..., 1]
+    offsets_NVV2 = _egocentric_offsets(view_size)[world.agent_dir_N]
+    rows = world.agent_pos_N2[:, 0, None, None] + offsets_NVV2[..., 0]
+    cols = world.agent_pos_N2[:, 1, None, None] + offsets_NVV2[..., 1]
     inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    rows = np.clip(rows, 0, height - 1)
-    cols = np.clip(cols, 0, width - 1)
-    index = (worlds[:, None, None], rows, cols)
-    kind = np.where(inside, world.kind_NHW[index], np.uint8(Kind.UNSEEN))
-    colour = np.where(inside, world.colour_NHW[index], np.uint8(0))
-    state = np.where(inside, world.state_NHW[index], np.uint8(0))
-    overlay = np.zeros(kind.shape, dtype=np.int32)
-    overlay[:, view_size - 1, view_size // 2] = 1 + Direction.NORTH
-    return kind, colour, state, overlay
+    flat = worlds[:, None, None] * (height * width) + np.clip(rows, 0, height - 1) * width + np.clip(cols, 0, width - 1)
+    base = np.take(base_NHW.ravel(), flat)
+    base *= inside  # outside the grid: code 0, UNSEEN
+    return base, _egocentric_overlay(n, view_size)
 
 
-def rgb_image(codes: tuple[np.ndarray, ...], tile_size: int) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def _egocentric_overlay_one(view_size: int) -> np.ndarray:
+    overlay = np.zeros((view_size, view_size), dtype=np.int32)
+    overlay[view_size - 1, view_size // 2] = 1 + Direction.NORTH
+    return overlay
+
+
+def _egocentric_overlay(n: int, view_size: int) -> np.ndarray:
+    return np.broadcast_to(_egocentric_overlay_one(view_size), (n, view_size, view_size))
+
+
+def rgb_image(codes: tuple[np.ndarray, np.ndarray], tile_size: int) -> np.ndarray:
     """Compose RGB frames ``(N, h * tile, w * tile, 3)`` from cell codes by indexing the tile atlas.
 
     One gather writes the frames in their final memory order: output pixel row ``y`` of cell ``(i, j)`` is row
-    ``y`` of the cell's tile, so the atlas is indexed by ``tile * tile_size + y`` rows of ``tile_size * 3`` bytes.
+    ``y`` of the cell's tile, so the atlas is indexed by ``tile * tile_size + y`` rows of ``tile_size * 3`` bytes
+    (each row viewed as one opaque item, which numpy copies whole).
     """
-    kind, colour, state, overlay = codes
+    base, overlay = codes
     t = tile_size
-    ids_Nhw = tile_ids(kind, colour, state, overlay)
+    ids_Nhw = base * N_OVERLAYS + overlay
     n, h, w = ids_Nhw.shape
-    rows_NhYw = ids_Nhw[:, :, None, :] * t + np.arange(t, dtype=ids_Nhw.dtype)[None, None, :, None]
-    atlas_rows = _atlas_rows(t)
-    return np.take(atlas_rows, rows_NhYw, axis=0).reshape(n, h * t, w * t, 3)
+    rows_NhYw = ids_Nhw[:, :, None, :] * t + np.arange(t, dtype=np.int32)[None, None, :, None]
+    frames = np.take(_atlas_rows(t), rows_NhYw)
+    return frames.view(np.uint8).reshape(n, h * t, w * t, 3)
 
 
 @functools.lru_cache(maxsize=8)
 def _atlas_rows(tile_size: int) -> np.ndarray:
-    """The atlas as rows of pixels: ``(N_TILES * tile_size, tile_size * 3)``."""
-    atlas = build_atlas(tile_size)
-    return atlas.reshape(atlas.shape[0] * tile_size, tile_size * 3)
+    """The atlas as one opaque item per pixel row: ``(N_TILES * tile_size,)`` of ``tile_size * 3`` bytes."""
+    atlas = np.ascontiguousarray(build_atlas(tile_size))
+    rows = atlas.reshape(atlas.shape[0] * tile_size, tile_size * 3)
+    return rows.view(np.dtype((np.void, tile_size * 3))).ravel()
 
 
-def symbolic_image(codes: tuple[np.ndarray, ...]) -> np.ndarray:
+def symbolic_image(codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Symbolic frames ``(N, h, w, 3)``: kind, colour and state codes; the agent's cell shows its heading."""
-    kind, colour, state, overlay = codes
-    image = np.stack([kind, colour, state], axis=-1).astype(np.uint8)
+    base, overlay = codes
+    image = np.stack([base // (N_COLOURS * N_STATES), (base // N_STATES) % N_COLOURS, base % N_STATES], axis=-1).astype(
+        np.uint8
+    )
     agent = overlay > 0
     if agent.any():
         image[agent] = np.stack(
