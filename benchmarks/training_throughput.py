@@ -4,7 +4,7 @@ Variants, each trained for a fixed number of timesteps per measurement (median o
 ``model.learn`` only):
 
 * ``mmrl multimodal``: ``mmrl.make_vec_env("mmrl/GoTo-v0", channels_first=True)`` (no ``VecTransposeImage``) with
-  ``mmrl.policy_kwargs()`` (FiLM fusion, GRU instruction encoder, small CNN);
+  ``mmrl.policy_kwargs()`` (the defaults: gated-attention fusion, GRU instruction encoder, small CNN);
 * ``mmrl image-only``: the same env and CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``,
   concat fusion);
 * ``MiniGrid DummyVecEnv``: the path without mmrl's env: ``BabyAI-GoToRedBall-v0`` with the RGB partial view

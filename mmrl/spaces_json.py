@@ -107,9 +107,11 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
     if isinstance(space, spaces.Dict):
         return {"type": "Dict", "spaces": {str(key): space_to_json(sub) for key, sub in space.spaces.items()}}
+    if isinstance(space, spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_json(sub) for sub in space.spaces]}
     raise TypeError(
         f"cannot describe a {type(space).__name__} space in JSON; supported: Box, Discrete, MultiDiscrete, "
-        "MultiBinary, Dict"
+        "MultiBinary, Dict, Tuple"
     )
 
 
@@ -147,6 +149,11 @@ def space_from_json(description: Any) -> spaces.Space:
             if not isinstance(subspaces, dict):
                 raise ValueError(f"Dict 'spaces' must be an object, got {type(subspaces).__name__}")
             return spaces.Dict({str(key): space_from_json(sub) for key, sub in subspaces.items()})
+        if kind == "Tuple":
+            subspaces = description["spaces"]
+            if not isinstance(subspaces, list):
+                raise ValueError(f"Tuple 'spaces' must be a list, got {type(subspaces).__name__}")
+            return spaces.Tuple([space_from_json(sub) for sub in subspaces])
     except KeyError as error:
         raise ValueError(f"{kind} space description lacks the field {error}: {description!r}") from error
     except (TypeError, OverflowError) as error:

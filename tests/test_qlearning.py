@@ -36,8 +36,9 @@ from mmrl.agents import (
     TabularMDP,
     TabularVecEnv,
 )
-from mmrl.agents.qlearning import sequential_update, space_from_json, space_to_json
+from mmrl.agents.qlearning import sequential_update
 from mmrl.agents.schedules import make_schedule, schedule_from_dict
+from mmrl.spaces_json import space_from_json, space_to_json
 from mmrl.version import __version__
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

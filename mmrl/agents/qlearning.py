@@ -88,9 +88,10 @@ from mmrl.agents.state_indexer import (
     make_state_indexer,
 )
 from mmrl.atomic import atomic_path
+from mmrl.spaces_json import space_from_json, space_to_json
 from mmrl.version import __version__
 
-__all__ = ["GymnasiumVecEnvAdapter", "QLearning", "space_from_json", "space_to_json"]
+__all__ = ["GymnasiumVecEnvAdapter", "QLearning"]
 
 ALGORITHM_NAME = "QLearning"
 FILE_FORMAT = "mmrl.agents.QLearning"
@@ -100,89 +101,6 @@ DEFAULT_SUFFIX = ".npz"
 _INITIAL_HASHED_ROWS = 1024
 
 GymEnvLike = gym.Env | gym.vector.VectorEnv | VecEnv | str
-
-
-# --------------------------------------------------------------------------------------------------- spaces <-> JSON
-def _bound_to_json(values: np.ndarray) -> Any:
-    flat = values.reshape(-1)
-    if flat.size and np.all(flat == flat[0]):
-        return _float_to_json(flat[0])
-    return [_float_to_json(v) for v in flat]
-
-
-def _float_to_json(value: Any) -> Any:
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, float) and not np.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    return value
-
-
-def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """Describe a Gymnasium space as JSON (``Discrete``, ``Box``, ``MultiDiscrete``, ``MultiBinary``, ``Dict``,
-    ``Tuple``); :func:`space_from_json` inverts it.
-
-    Raises:
-        TypeError: For other spaces.
-    """
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "shape": list(space.shape),
-            "dtype": np.dtype(space.dtype).str,
-            "low": _bound_to_json(space.low),
-            "high": _bound_to_json(space.high),
-        }
-    if isinstance(space, spaces.MultiDiscrete):
-        return {
-            "type": "MultiDiscrete",
-            "nvec": np.asarray(space.nvec).tolist(),
-            "start": np.asarray(space.start).tolist(),
-            "dtype": np.dtype(space.dtype).str,
-        }
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
-    if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": {key: space_to_json(sub) for key, sub in sorted(space.spaces.items())}}
-    if isinstance(space, spaces.Tuple):
-        return {"type": "Tuple", "spaces": [space_to_json(sub) for sub in space.spaces]}
-    raise TypeError(f"cannot describe space {space} in JSON")
-
-
-def space_from_json(description: dict[str, Any]) -> spaces.Space:
-    """Rebuild a space from :func:`space_to_json` output.
-
-    Raises:
-        ValueError: If the description is malformed.
-    """
-    try:
-        kind = description["type"]
-        if kind == "Discrete":
-            return spaces.Discrete(int(description["n"]), start=int(description["start"]))
-        if kind == "Box":
-            shape = tuple(description["shape"])
-            dtype = np.dtype(description["dtype"])
-
-            def bound(value: Any) -> np.ndarray:
-                array = np.asarray(value, dtype=np.float64)
-                array = np.broadcast_to(array, shape) if array.ndim == 0 else array.reshape(shape)
-                return array.astype(dtype) if dtype.kind in "fiu" else array
-
-            return spaces.Box(bound(description["low"]), bound(description["high"]), shape=shape, dtype=dtype)
-        if kind == "MultiDiscrete":
-            return spaces.MultiDiscrete(
-                np.asarray(description["nvec"]), dtype=np.dtype(description["dtype"]), start=description["start"]
-            )
-        if kind == "MultiBinary":
-            return spaces.MultiBinary(description["n"])
-        if kind == "Dict":
-            return spaces.Dict({key: space_from_json(sub) for key, sub in description["spaces"].items()})
-        if kind == "Tuple":
-            return spaces.Tuple([space_from_json(sub) for sub in description["spaces"]])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"malformed space description {description!r}: {error}") from error
-    raise ValueError(f"unknown space type {kind!r}")
 
 
 def _normalised_json(obj: Any) -> Any:

@@ -30,20 +30,37 @@ def sample_objects(
     return objects
 
 
-class GoToTask(Task):
+class RoomTask(Task):
+    """A square room with named target objects and distractors; subclasses set the verb and the action count.
+
+    Args:
+        size: Room side, walls included.
+        n_distractors: Objects besides the targets.
+        mission_split: ``"train"``, ``"test"`` or ``"all"`` (see :func:`~mmrl.envs.grammar.combos`).
+        max_steps: Episode length limit.
+    """
+
+    verb: Verb = Verb.GOTO
+    n_room_actions: int = 3
+    n_targets: int = 1
+
     def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
-        super().__init__(size, size, max_steps, n_actions=3)
+        super().__init__(size, size, max_steps, n_actions=self.n_room_actions)
         self.n_distractors = n_distractors
         self.combos = combos(mission_split)
 
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         layout = Layout.empty_room(self.height, self.width)
-        colour, kind = self.combos[int(rng.integers(len(self.combos)))]
-        sample_objects(layout, rng, [(colour, kind)], self.n_distractors)
+        targets = [self.combos[i] for i in rng.permutation(len(self.combos))[: self.n_targets].tolist()]
+        sample_objects(layout, rng, targets, self.n_distractors)
         place_agent(layout, rng)
-        layout.goals = [Goal(Verb.GOTO, kind, colour)]
+        layout.goals = [Goal(self.verb, kind, colour) for colour, kind in targets]
         layout.mission = describe_goals(layout.goals, rng)
         return layout
+
+
+class GoToTask(RoomTask):
+    verb = Verb.GOTO
 
 
 class GoToEnv(GridEnv):

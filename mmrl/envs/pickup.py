@@ -6,26 +6,15 @@ import numpy as np
 
 from mmrl.engine.constants import N_COLOURS, DoorState, Kind, Verb
 from mmrl.engine.world import Goal, Layout
-from mmrl.envs.goto import sample_objects
-from mmrl.envs.grammar import combos, describe_goals
+from mmrl.envs.goto import RoomTask
+from mmrl.envs.grammar import describe_goals
 from mmrl.envs.grid_env import GridEnv
 from mmrl.envs.task import Task, place_agent, random_empty_cells
 
 
-class PickUpTask(Task):
-    def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
-        super().__init__(size, size, max_steps, n_actions=4)
-        self.n_distractors = n_distractors
-        self.combos = combos(mission_split)
-
-    def sample_layout(self, rng: np.random.Generator) -> Layout:
-        layout = Layout.empty_room(self.height, self.width)
-        colour, kind = self.combos[int(rng.integers(len(self.combos)))]
-        sample_objects(layout, rng, [(colour, kind)], self.n_distractors)
-        place_agent(layout, rng)
-        layout.goals = [Goal(Verb.PICKUP, kind, colour)]
-        layout.mission = describe_goals(layout.goals, rng)
-        return layout
+class PickUpTask(RoomTask):
+    verb = Verb.PICKUP
+    n_room_actions = 4
 
 
 class PickUpEnv(GridEnv):

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from mmrl.engine.constants import Verb
-from mmrl.engine.world import Goal, Layout
-from mmrl.envs.goto import sample_objects
-from mmrl.envs.grammar import combos, describe_goals
+from mmrl.envs.goto import RoomTask
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, place_agent
 
 
-class SequenceTask(Task):
-    def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
-        super().__init__(size, size, max_steps, n_actions=3)
-        self.n_distractors = n_distractors
-        self.combos = combos(mission_split)
-
-    def sample_layout(self, rng: np.random.Generator) -> Layout:
-        layout = Layout.empty_room(self.height, self.width)
-        first, second = (self.combos[i] for i in rng.permutation(len(self.combos))[:2].tolist())
-        sample_objects(layout, rng, [first, second], self.n_distractors)
-        place_agent(layout, rng)
-        layout.goals = [Goal(Verb.GOTO, first[1], first[0]), Goal(Verb.GOTO, second[1], second[0])]
-        layout.mission = describe_goals(layout.goals, rng)
-        return layout
+class SequenceTask(RoomTask):
+    verb = Verb.GOTO
+    n_targets = 2
 
 
 class SequenceEnv(GridEnv):
