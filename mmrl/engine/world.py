@@ -87,6 +87,9 @@ class WorldState:
         mission_index_N: Index of the instruction among a fixed level's instructions.
     """
 
+    #: The arrays an image observation reads.
+    VIEW_ARRAY_NAMES = ("kind_NHW", "colour_NHW", "state_NHW", "agent_pos_N2", "agent_dir_N", "answer_N")
+
     ARRAY_NAMES = (
         "kind_NHW",
         "colour_NHW",
@@ -177,10 +180,10 @@ class WorldState:
             int(self.mission_index_N[i]),
         )
 
-    def subset(self, indices: np.ndarray) -> WorldState:
-        """A new batch holding copies of the worlds ``indices`` (for observing a few worlds)."""
+    def subset(self, indices: np.ndarray, names: tuple[str, ...] = ARRAY_NAMES) -> WorldState:
+        """A new batch holding copies of the worlds ``indices`` (only the arrays ``names``: enough to observe)."""
         part = WorldState.__new__(WorldState)
-        for name in self.ARRAY_NAMES:
+        for name in names:
             setattr(part, name, getattr(self, name)[indices])
         part.missions = [self.missions[i] for i in indices]
         return part

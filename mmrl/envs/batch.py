@@ -161,7 +161,12 @@ class GridBatch:
 
     def observe(self, indices: np.ndarray | None = None) -> dict[str, np.ndarray] | np.ndarray:
         """Observations of all worlds, or of ``indices`` only (fresh arrays)."""
-        world = self.world if indices is None else self.world.subset(indices)
+        if indices is None:
+            world = self.world
+        elif self.observation == "compact":
+            world = self.world.subset(indices)
+        else:
+            world = self.world.subset(indices, WorldState.VIEW_ARRAY_NAMES)
         if self.observation == "compact":
             return self.compact(world)
         image = observe(world, self.view, self.view_size, self.image_mode, self.tile_size)

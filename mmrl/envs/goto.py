@@ -8,7 +8,7 @@ from mmrl.engine.constants import N_COLOURS, Verb
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.grammar import NAMED_KINDS, combos, describe_goals
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, place_agent, random_empty_cells
+from mmrl.envs.task import N_DIRECTIONS, Task, random_empty_cells
 
 _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 
@@ -16,17 +16,20 @@ _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 def sample_objects(
     layout: Layout, rng: np.random.Generator, targets: list[tuple[int, int]], n_distractors: int
 ) -> list[tuple[int, int]]:
-    """Place the target (colour, kind) objects and ``n_distractors`` objects of other combinations.
+    """Place the target (colour, kind) objects, ``n_distractors`` objects of other combinations and the agent
+    (random cell and heading; one draw of empty cells for all of them).
 
     Distractors never repeat a target's combination, so every instruction names exactly one object.
     """
-
     taken = set(targets)
     others = [combo for combo in _ALL_COMBOS if combo not in taken]
     picks = [others[i] for i in rng.integers(len(others), size=n_distractors).tolist()]
     objects = list(targets) + picks
-    for (row, col), (colour, kind) in zip(random_empty_cells(layout, rng, len(objects)), objects, strict=True):
+    *cells, agent_cell = random_empty_cells(layout, rng, len(objects) + 1)
+    for (row, col), (colour, kind) in zip(cells, objects, strict=True):
         layout.place(row, col, kind, colour)
+    layout.agent_pos = agent_cell
+    layout.agent_dir = int(rng.integers(N_DIRECTIONS))
     return objects
 
 
@@ -53,7 +56,6 @@ class RoomTask(Task):
         layout = Layout.empty_room(self.height, self.width)
         targets = [self.combos[i] for i in rng.permutation(len(self.combos))[: self.n_targets].tolist()]
         sample_objects(layout, rng, targets, self.n_distractors)
-        place_agent(layout, rng)
         layout.goals = [Goal(self.verb, kind, colour) for colour, kind in targets]
         layout.mission = describe_goals(layout.goals, rng)
         return layout

@@ -13,7 +13,7 @@ from mmrl.engine.world import Layout
 
 MAX_GENERATION_ATTEMPTS = 1000
 _EMPTY = int(Kind.EMPTY)
-_N_DIRECTIONS = len(Direction)
+N_DIRECTIONS = len(Direction)
 
 
 class Task(ABC):
@@ -67,4 +67,4 @@ def random_empty_cells(layout: Layout, rng: np.random.Generator, count: int) -> 
 def place_agent(layout: Layout, rng: np.random.Generator) -> None:
     """Put the agent on a random empty cell with a random heading."""
     (layout.agent_pos,) = random_empty_cells(layout, rng, 1)
-    layout.agent_dir = int(rng.integers(_N_DIRECTIONS))
+    layout.agent_dir = int(rng.integers(N_DIRECTIONS))
