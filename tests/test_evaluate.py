@@ -107,6 +107,11 @@ def test_report_fields_and_reproducibility(ppo_run: Path) -> None:
 
 def test_wilson_and_template() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    for trials in (1, 6, 7, 100, 1000):
+        for successes in (0, 1, trials // 3, trials - 1, trials):
+            low, high = wilson_interval(successes, trials)
+            assert 0.0 <= low <= successes / trials <= high <= 1.0, (successes, trials, low, high)
+    assert wilson_interval(0, 6)[0] == 0.0 and wilson_interval(6, 6)[1] == 1.0
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
     assert mission_template("go to the red ball, then pick up the blue key") == (

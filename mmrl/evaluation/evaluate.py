@@ -47,7 +47,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
     denominator = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval contains p exactly; clamp so that rounding (e.g. 2.8e-17 at p = 0) cannot say otherwise
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def mission_template(mission: str) -> str:
