@@ -12,7 +12,7 @@ median is reported with the min-max spread):
   of 5 rounds of 3 passes.
 
 Variants: the image-only baseline (same ``"small"`` CNN, FiLM-free ``concat`` fusion, instruction ignored), the
-default ``mmrl.policy_kwargs()`` (FiLM + GRU) with and without the text cache, and BOW / gated variants. The ratio
+default ``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / gated variants. The ratio
 column is frames/s relative to the image-only baseline; the target is text costing at most 10 % (ratio >= 0.90).
 
 Environment: ``mmrl/GoTo-v0`` via ``gymnasium.make`` when ``import mmrl.envs`` registers it, otherwise (or with
@@ -46,10 +46,10 @@ MMRL_ENV_ID = "mmrl/GoTo-v0"
 BASELINE = "image-only CNN (baseline)"
 VARIANTS: dict[str, dict[str, Any]] = {
     BASELINE: {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
-    "film + gru, text cache (default)": {},
-    "film + gru, no cache": {"cache_text": False},
-    "film + bow, text cache": {"text_encoder": "bow"},
-    "gated + gru, text cache": {"fusion": "gated"},
+    "gated + gru, text cache (default)": {},
+    "gated + gru, no cache": {"cache_text": False},
+    "gated + bow, text cache": {"text_encoder": "bow"},
+    "film + gru, text cache": {"fusion": "film"},
 }
 
 
