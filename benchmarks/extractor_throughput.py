@@ -11,8 +11,8 @@ median is reported with the min-max spread):
   (``--batch`` observations drawn from the env, so with the few distinct instructions a batch really holds); best
   of 5 rounds of 3 passes.
 
-Variants: the image-only baseline (same ``"small"`` CNN, FiLM-free ``concat`` fusion, instruction ignored), the
-default ``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / gated variants. The ratio
+Variants: the image-only baseline (same ``"small"`` CNN, ``concat`` fusion, instruction ignored), the default
+``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / FiLM variants. The ratio
 column is frames/s relative to the image-only baseline; the target is text costing at most 10 % (ratio >= 0.90).
 
 Environment: ``mmrl/GoTo-v0`` via ``gymnasium.make`` when ``import mmrl.envs`` registers it, otherwise (or with
