@@ -1,6 +1,6 @@
 """Success rate of a uniformly random policy on every registered mmrl environment (the README's table).
 
-    python benchmarks/random_policy.py [--episodes 500]
+python benchmarks/random_policy.py [--episodes 500]
 """
 
 from __future__ import annotations

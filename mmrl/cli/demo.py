@@ -13,7 +13,7 @@ __all__ = ["DEMO_ENV", "DEMO_TIMESTEPS", "random_baseline", "register", "run"]
 
 #: The demo's env and budget: learned well past random in a few CPU minutes.
 DEMO_ENV = "mmrl/GoTo-5x5-v0"
-DEMO_TIMESTEPS = 40_000
+DEMO_TIMESTEPS = 80_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
