@@ -1,15 +1,17 @@
 """Sample efficiency: environment frames until PPO's greedy policy reaches 90 % and 95 % success, per fusion.
 
-For each env family (small variants) and each fusion of :data:`mmrl.extractor.FUSIONS`, PPO with
-``mmrl.policy_kwargs(fusion=...)`` is trained for up to ``--max-frames`` frames per seed. Every ``--eval-every``
+For each env family (small variants) and each fusion of :data:`mmrl.extractor.FUSIONS`, PPO is trained as
+``mmrl train --algo ppo --env ID --fusion F`` would (the ``agents/ppo.yaml`` preset of the env: envs, PPO settings,
+text encoder; only the fusion varies) for up to ``--max-frames`` frames per seed. Every ``--eval-every``
 frames an SB3 callback runs the greedy (deterministic) policy for one episode in each of ``--eval-episodes`` worlds
 seeded from 1,000,000 on (held out: training worlds use seeds below 1,000) and records the frames and wall time at
 which the success rate first reaches 90 % and 95 %; training stops at 95 %. The table gives the mean and spread
 (min-max) over seeds; a seed that never reaches a threshold counts as ``> max-frames``.
 
 ``--babyai`` adds the peer comparison: ``BabyAI-GoToRedBall-v0`` through mmrl's wrappers (symbolic grid +
-``TokenizeText``, ``DummyVecEnv``), frames until the success rate of the last 100 *training* episodes reaches 95 %
-(the published reference: about 290k frames for PPO with a plain CNN + GRU + concat extractor).
+``TokenizeText``, ``DummyVecEnv``) with the default PPO preset, frames until the success rate of the last 100
+*training* episodes reaches 95 % (the published reference: about 290k frames for PPO with a plain CNN + GRU +
+concat extractor).
 
 This is expensive: the full run (4 families x 7 fusions x 3 seeds) is for a quiet machine; ``--quick`` runs a
 short smoke test. Run ``python benchmarks/sample_efficiency.py --help``.
@@ -43,10 +45,23 @@ THRESHOLDS = (0.90, 0.95)
 HELD_OUT_SEED = 1_000_000
 PEER_ID = "BabyAI-GoToRedBall-v0"
 PEER_REFERENCE_FRAMES = 290_000
+#: Preset keys that are ``PPO(...)`` arguments.
+PPO_ARGUMENTS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda", "ent_coef", "clip_range")
 
 
-def ppo_kwargs() -> dict[str, Any]:
-    return {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 5e-4, "ent_coef": 0.01}
+def preset_run(env_id: str, fusion: str | None) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What ``mmrl train --algo ppo --env ENV_ID [--fusion F]`` would build: ``(n_envs, env_kwargs,
+    policy_kwargs, ppo_kwargs)`` from ``agents/ppo.yaml``."""
+    import mmrl
+    from mmrl.training.presets import resolve_config
+
+    config = resolve_config("ppo", env_id, fusion=fusion)
+    extractor = {
+        key: getattr(config, key)
+        for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
+        if getattr(config, key) is not None
+    }
+    return int(config.n_envs), dict(config.env_kwargs), mmrl.policy_kwargs(**extractor), dict(config.hyperparams)
 
 
 def greedy_success(model: Any, venv: Any) -> float:
@@ -102,16 +117,10 @@ def run_family(
     import mmrl
 
     torch.set_num_threads(args.threads)
-    train_env = mmrl.make_vec_env(env_id, args.n_envs, seed=seed * 100, env_kwargs={"channels_first": True})
-    eval_env = mmrl.make_vec_env(env_id, args.eval_episodes, env_kwargs={"channels_first": True})
-    model = PPO(
-        "MultiInputPolicy",
-        train_env,
-        policy_kwargs=mmrl.policy_kwargs(fusion=fusion),
-        seed=seed,
-        device="cpu",
-        **ppo_kwargs(),
-    )
+    n_envs, env_kwargs, policy_kwargs, ppo_kwargs = preset_run(env_id, fusion)
+    train_env = mmrl.make_vec_env(env_id, n_envs, seed=seed * 100, env_kwargs=env_kwargs)
+    eval_env = mmrl.make_vec_env(env_id, args.eval_episodes, env_kwargs=env_kwargs)
+    model = PPO("MultiInputPolicy", train_env, policy_kwargs=policy_kwargs, seed=seed, device="cpu", **ppo_kwargs)
     callback = make_threshold_callback(eval_env, args.eval_every, THRESHOLDS)
     start = time.perf_counter()
     model.learn(args.max_frames, callback=callback)
@@ -160,21 +169,27 @@ def babyai_peer(args: argparse.Namespace, table: Table) -> None:
                 return False
             return True
 
+    from mmrl.training.presets import load_preset, preset_path
+
     torch.set_num_threads(args.threads)
+    preset = load_preset(preset_path("ppo"), "ppo", PEER_ID)  # the default entry: PEER_ID matches no pattern
+    extractor_keys = ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
+    ppo_kwargs = {key: value for key, value in preset.items() if key in PPO_ARGUMENTS}
     for fusion in args.babyai_fusions:
         frames: list[int | None] = []
         walls: list[float] = []
+        extractor = {key: preset[key] for key in extractor_keys if key in preset} | {"fusion": fusion}
         for seed in range(args.seeds):
             with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-                venv = DummyVecEnv([make for _ in range(args.n_envs)])
+                venv = DummyVecEnv([make for _ in range(preset["n_envs"])])
                 venv.seed(seed * 100)
                 model = PPO(
                     "MultiInputPolicy",
                     venv,
-                    policy_kwargs=mmrl.policy_kwargs(fusion=fusion, text_encoder="gru"),
+                    policy_kwargs=mmrl.policy_kwargs(**extractor),
                     seed=seed,
                     device="cpu",
-                    **ppo_kwargs(),
+                    **ppo_kwargs,
                 )
                 callback = TrainingSuccess()
                 start = time.perf_counter()
@@ -188,7 +203,10 @@ def babyai_peer(args: argparse.Namespace, table: Table) -> None:
             **{"frames to 90%": "", "frames to 95%": summarise(frames, args.babyai_max_frames)},
             **{"wall s (mean)": statistics.mean(walls), "last greedy success": None},
         )
-    table.notes.append(f"{PEER_ID}: peer reference ~{PEER_REFERENCE_FRAMES:,} frames (PPO, CNN + GRU + concat).")
+    table.notes.append(
+        f"{PEER_ID}: mmrl's default PPO preset (agents/ppo.yaml) through TokenizeText + MiniGridSymbolicImage; "
+        f"peer reference ~{PEER_REFERENCE_FRAMES:,} frames (PPO, CNN + GRU + concat), target half of it."
+    )
 
 
 def main(argv: list[str] | None = None) -> Table:
@@ -201,14 +219,15 @@ def main(argv: list[str] | None = None) -> Table:
     parser.add_argument("--max-frames", type=int, help="frame budget per run (default 500k, quick 8192)")
     parser.add_argument("--eval-every", type=int, help="frames between evaluations (default 10240, quick 4096)")
     parser.add_argument("--eval-episodes", type=int, help="held-out episodes per evaluation (default 200, quick 32)")
-    parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--babyai", action="store_true", help=f"add the peer comparison on {PEER_ID}")
+    parser.add_argument("--babyai-only", action="store_true", help="run only the peer comparison (no families)")
     parser.add_argument("--babyai-fusions", nargs="+", default=["concat"], choices=list(mmrl.extractor.FUSIONS))
     parser.add_argument("--babyai-max-frames", type=int, default=1_000_000)
     add_output_args(parser, default_repeats=1)
     args = parser.parse_args(argv)
-    args.families = args.families or (["GoTo"] if args.quick else list(FAMILIES))
+    args.families = [] if args.babyai_only else args.families or (["GoTo"] if args.quick else list(FAMILIES))
+    args.babyai = args.babyai or args.babyai_only
     args.fusions = args.fusions or (["film"] if args.quick else list(mmrl.extractor.FUSIONS))
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.max_frames = args.max_frames or (8192 if args.quick else 500_000)

@@ -1,17 +1,23 @@
 """Training frames/s of SB3 PPO, A2C and DQN with mmrl's extractor, against image-only and MiniGrid baselines.
 
-Variants, each trained for a fixed number of timesteps per measurement (median of repeats, wall time of
-``model.learn`` only):
+Each measurement builds the env and the model, then times ``model.learn(timesteps)`` (wall time of ``learn``
+only). A variant is an env path and a network:
 
-* ``mmrl multimodal``: ``mmrl.make_vec_env("mmrl/GoTo-v0", channels_first=True)`` (no ``VecTransposeImage``) with
-  ``mmrl.policy_kwargs()`` (the defaults: gated-attention fusion, GRU instruction encoder, small CNN);
-* ``mmrl image-only``: the same env and CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``,
-  concat fusion);
-* ``MiniGrid DummyVecEnv``: the path without mmrl's env: ``BabyAI-GoToRedBall-v0`` with the RGB partial view
-  (``RGBImgPartialObsWrapper(tile_size=8)``, 56x56) and ``mmrl.wrappers.TokenizeText``, in SB3's ``DummyVecEnv``
-  (SB3 adds ``VecTransposeImage``), with the same ``mmrl.policy_kwargs()`` network.
+* env paths: ``mmrl``: ``mmrl.make_vec_env("mmrl/GoTo-v0", channels_first=True)`` (one batched NumPy engine, no
+  ``VecTransposeImage``); ``MiniGrid``: the path without mmrl's env: ``BabyAI-GoToRedBall-v0`` with the RGB
+  partial view (``RGBImgPartialObsWrapper(tile_size=8)``, 56x56) and ``mmrl.wrappers.TokenizeText``, in SB3's
+  ``DummyVecEnv`` (SB3 adds ``VecTransposeImage``).
+* networks: ``gated+bow (preset)``: what ``mmrl train`` builds for the GoTo family (``agents/*.yaml``: gated
+  attention, bag-of-words instruction encoder, patch CNN); ``gated+gru (default)``: ``mmrl.policy_kwargs()``'s
+  library defaults (GRU instruction encoder, for instructions whose word order matters); ``image-only``: the same
+  patch CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``, concat fusion).
 
-``torch.set_num_threads`` is set explicitly for each measurement (``--threads``, default 1 and 2).
+The ``x MiniGrid`` column compares an mmrl variant with the MiniGrid path running the *same network*;
+``x image-only`` compares with the mmrl image-only variant. Repeats are interleaved (every variant once per round),
+so a slow spell of the machine hits all variants alike, and a ratio is the median over rounds of the ratio within
+the round (on a shared 2-core VM single measurements vary by +-15 %; paired ratios vary much less).
+``torch.set_num_threads`` is set explicitly for each measurement (``--threads``, default 1 and 2; 2 is torch's
+default on this 2-core machine).
 Run ``python benchmarks/training_throughput.py --help``.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -32,7 +39,20 @@ from benchmarks.common import Table, Timing, add_output_args, check, optional_im
 ENV_ID = "mmrl/GoTo-v0"
 PEER_ID = "BabyAI-GoToRedBall-v0"
 ALGOS = ("PPO", "A2C", "DQN")
-VARIANTS = ("mmrl multimodal", "mmrl image-only", "MiniGrid DummyVecEnv")
+#: Network name -> ``mmrl.policy_kwargs`` arguments.
+NETWORKS: dict[str, dict[str, Any]] = {
+    "gated+bow (preset)": {"fusion": "gated", "text_encoder": "bow"},
+    "gated+gru (default)": {},
+    "image-only": {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
+}
+#: (env path, network) pairs measured by default.
+VARIANTS: tuple[tuple[str, str], ...] = (
+    ("mmrl", "gated+bow (preset)"),
+    ("mmrl", "gated+gru (default)"),
+    ("mmrl", "image-only"),
+    ("MiniGrid", "gated+bow (preset)"),
+    ("MiniGrid", "gated+gru (default)"),
+)
 
 
 def algo_kwargs(algo: str, timesteps: int) -> dict[str, Any]:
@@ -44,10 +64,10 @@ def algo_kwargs(algo: str, timesteps: int) -> dict[str, Any]:
     return {"buffer_size": min(timesteps, 10_000), "learning_starts": 256, "train_freq": 4, "batch_size": 64}
 
 
-def make_env(variant: str, n_envs: int, seed: int):
+def make_env(path: str, n_envs: int, seed: int):
     import mmrl
 
-    if variant.startswith("mmrl"):
+    if path == "mmrl":
         return mmrl.make_vec_env(ENV_ID, n_envs, seed=seed, env_kwargs={"channels_first": True})
     from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -58,27 +78,32 @@ def make_env(variant: str, n_envs: int, seed: int):
     return venv
 
 
-def network(variant: str) -> dict[str, Any]:
+def network(name: str) -> dict[str, Any]:
     import mmrl
 
-    if variant == "mmrl image-only":
-        return mmrl.policy_kwargs(fusion="concat", text_keys=[], ignore_keys=["mission"])
-    return mmrl.policy_kwargs()
+    return mmrl.policy_kwargs(**NETWORKS[name])
 
 
-def train_once(algo: str, variant: str, timesteps: int, n_envs: int, threads: int, seed: int) -> float:
+def paired_ratio(values: list[float], references: list[float] | None) -> float | None:
+    """Median over rounds of ``value / reference`` measured in the same round (None without a reference)."""
+    if not references:
+        return None
+    return statistics.median(ratio(value, reference) for value, reference in zip(values, references, strict=True))
+
+
+def train_once(algo: str, path: str, net: str, timesteps: int, n_envs: int, threads: int, seed: int) -> float:
     """Frames/s of one ``learn(timesteps)``: env and model built first, outside the timing."""
     import stable_baselines3
     import torch
 
     torch.set_num_threads(threads)
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # MiniGrid prints rejected samples
-        venv = make_env(variant, n_envs, seed)
+        venv = make_env(path, n_envs, seed)
         cls = getattr(stable_baselines3, algo)
         model = cls(
             "MultiInputPolicy",
             venv,
-            policy_kwargs=network(variant),
+            policy_kwargs=network(net),
             seed=seed,
             device="cpu",
             verbose=0,
@@ -95,7 +120,8 @@ def train_once(algo: str, variant: str, timesteps: int, n_envs: int, threads: in
 def main(argv: list[str] | None = None) -> Table:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--no-minigrid", action="store_true", help="skip the MiniGrid path")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch.set_num_threads values")
     parser.add_argument("--timesteps", type=int, help="timesteps per measurement (default 16384, quick 4096)")
     parser.add_argument("--n-envs", type=int, default=16)
@@ -103,51 +129,46 @@ def main(argv: list[str] | None = None) -> Table:
     args = parser.parse_args(argv)
     timesteps = args.timesteps or (4096 if args.quick else 16_384)
     warnings.filterwarnings("ignore")
-    variants = list(args.variants)
-    if "MiniGrid DummyVecEnv" in variants and optional_import("minigrid") is None:
-        variants.remove("MiniGrid DummyVecEnv")
+    with_minigrid = not args.no_minigrid and optional_import("minigrid") is not None
+    variants = [
+        (path, net)
+        for path, net in VARIANTS
+        if net in args.networks and (path == "mmrl" or with_minigrid) and (path, net) != ("MiniGrid", "image-only")
+    ]
 
     table = Table(
-        f"Training frames/s on {ENV_ID} ({args.n_envs} envs, {timesteps:,} timesteps per measurement)",
-        ["algo", "torch threads", "variant", "frames/s (median)", "min-max", "x MiniGrid", "x image-only"],
+        f"Training frames/s on {ENV_ID} ({args.n_envs} envs, {timesteps:,} timesteps per measurement, "
+        f"{args.repeats} interleaved rounds)",
+        ["algo", "torch threads", "env path", "network", "frames/s (median)", "min-max", "x MiniGrid", "x image-only"],
     )
     checks: list[str] = []
     for algo in args.algos:
         for threads in args.threads:
-            medians: dict[str, float] = {}
-            rows: list[tuple[str, Timing]] = []
-            for variant in variants:
-                timing = Timing(
-                    [train_once(algo, variant, timesteps, args.n_envs, threads, i) for i in range(args.repeats)]
-                )
-                medians[variant] = timing.median
-                rows.append((variant, timing))
-                print(f"  {algo} threads={threads} {variant:22s} {timing.median:9,.0f} frames/s", flush=True)
-            for variant, timing in rows:
+            samples: dict[tuple[str, str], list[float]] = {variant: [] for variant in variants}
+            for repeat in range(args.repeats):
+                for path, net in variants:
+                    fps = train_once(algo, path, net, timesteps, args.n_envs, threads, repeat)
+                    samples[(path, net)].append(fps)
+                    print(f"  {algo} threads={threads} round {repeat} {path:8s} {net:20s} {fps:9,.0f}", flush=True)
+            for (path, net), values in samples.items():
+                timing = Timing(values)
+                peer = samples.get(("MiniGrid", net)) if path == "mmrl" else None
+                image_only = samples.get(("mmrl", "image-only")) if path == "mmrl" else None
+                to_peer = paired_ratio(values, peer)
+                to_image_only = paired_ratio(values, image_only)
                 table.add(
                     algo=algo,
-                    **{"torch threads": threads, "variant": variant, "frames/s (median)": timing.median},
-                    **{"min-max": timing.spread()},
-                    **{"x MiniGrid": ratio(timing.median, medians.get("MiniGrid DummyVecEnv"))},
-                    **{"x image-only": ratio(timing.median, medians.get("mmrl image-only"))},
+                    **{"torch threads": threads, "env path": path, "network": net},
+                    **{"frames/s (median)": timing.median, "min-max": timing.spread()},
+                    **{"x MiniGrid": to_peer, "x image-only": to_image_only},
                 )
-            multimodal = medians.get("mmrl multimodal")
-            if multimodal is not None and algo == "PPO":
-                checks.append(
-                    check(
-                        f"PPO threads={threads} mmrl / MiniGrid DummyVecEnv",
-                        ratio(multimodal, medians.get("MiniGrid DummyVecEnv")),
-                        3.0,
-                    )
-                )
-            if multimodal is not None:
-                checks.append(
-                    check(
-                        f"{algo} threads={threads} multimodal / image-only",
-                        ratio(multimodal, medians.get("mmrl image-only")),
-                        0.9,
-                    )
-                )
+                if path != "mmrl" or net == "image-only":
+                    continue
+                label = f"{algo} threads={threads} {net}"
+                if algo == "PPO" and to_peer is not None:
+                    checks.append(check(f"{label}: mmrl / MiniGrid (same network)", to_peer, 3.0))
+                if to_image_only is not None:
+                    checks.append(check(f"{label} / image-only", to_image_only, 0.9))
     table.notes.extend(checks)
     table.notes.append("Frames = environment steps summed over all envs; wall time of model.learn() only.")
     report(args, [table], "Training throughput")

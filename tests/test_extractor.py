@@ -115,7 +115,7 @@ OTHER_CONTRACTS = {
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("image_encoder", ["auto", "small", "impala", "nature"])
+@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature"])
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
     space = OTHER_CONTRACTS[contract]
@@ -135,9 +135,34 @@ def test_features_dim_none_returns_fused_vector():
     extractor = MultimodalExtractor(
         contract_space(), features_dim=None, fusion="concat", text_encoder="bow", text_dim=8
     )
-    # small CNN on 56x56: three stride-2 layers -> 32 x 7 x 7 map, plus the 8-d bag of words
-    assert extractor.features_dim == 32 * 7 * 7 + 8
+    # patch CNN on 56x56: 8x8 stride-8 stem and a 3x3 layer -> 16 x 7 x 7 map, plus the 8-d bag of words
+    assert extractor.features_dim == 16 * 7 * 7 + 8
     assert extractor(random_observations(contract_space(), 2)).shape == (2, extractor.features_dim)
+
+
+@pytest.mark.parametrize(
+    ("image_shape", "map_hw", "patch"),
+    [((3, 56, 56), (7, 7), 8), ((3, 7, 7), (7, 7), 1), ((3, 16, 16), (8, 8), 2), ((1, 64, 48), (8, 6), 8)],
+)
+def test_patch_encoder_stem_embeds_each_tile_on_its_own(
+    image_shape: tuple[int, int, int], map_hw: tuple[int, int], patch: int
+):
+    from mmrl.extractor.image_encoders import PatchCNN, resolve_image_encoder
+
+    encoder = PatchCNN(image_shape)
+    assert resolve_image_encoder("auto", image_shape) == "patch"
+    assert encoder.output_shape == (16, *map_hw)
+    if patch == 1:
+        return  # a 7x7 grid keeps one feature per cell (3x3 stem)
+    image = torch.rand(1, *image_shape)
+    changed = image.clone()
+    changed[:, :, patch : 2 * patch, 2 * patch : 3 * patch] += 1.0  # the tile at row 1, column 2
+    stem = encoder.stages[0]
+    with torch.no_grad():
+        difference = (stem(changed) - stem(image)).abs().sum(dim=1)[0]
+    assert difference[1, 2] > 0
+    difference[1, 2] = 0
+    assert torch.count_nonzero(difference) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------- roles
@@ -190,6 +215,32 @@ def test_image_scaling():
     assert scale_of(spaces.Box(0, 255, (8, 8, 3), np.uint8), normalized_images=False) == pytest.approx(1 / 255)
     assert scale_of(spaces.Box(0, 10, (8, 8, 3), np.uint8)) == pytest.approx(1 / 10)  # symbolic, SB3 leaves as is
     assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
+
+
+@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala"])
+def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
+    """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients."""
+    space = spaces.Dict({"image": spaces.Box(0, 255, (3, 40, 40), np.uint8)})
+    folded = MultimodalExtractor(space, fusion="concat", image_encoder=image_encoder, normalized_images=False)
+    divided = MultimodalExtractor(space, fusion="concat", image_encoder=image_encoder, normalized_images=True)
+    divided.load_state_dict(folded.state_dict())
+    assert folded.image_encoders[0].input_scale == pytest.approx(1 / 255)
+    pixels = torch.randint(0, 256, (4, 3, 40, 40)).float()
+    out_folded, out_divided = folded({"image": pixels}), divided({"image": pixels / 255.0})
+    torch.testing.assert_close(out_folded, out_divided)
+    out_folded.square().sum().backward()
+    out_divided.square().sum().backward()
+    for (name, a), (_, b) in zip(folded.named_parameters(), divided.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_policy_kwargs_leave_the_division_to_the_extractor():
+    kwargs = policy_kwargs()
+    assert kwargs["normalize_images"] is False
+    assert kwargs["features_extractor_kwargs"]["normalized_images"] is False
+    kwargs = policy_kwargs(normalized_images=True)
+    assert kwargs["normalize_images"] is True
+    assert kwargs["features_extractor_kwargs"]["normalized_images"] is True
 
 
 def test_channel_last_and_channel_first_inputs_agree():
@@ -343,7 +394,7 @@ def test_conditioning_fusions_need_image_and_text(fusion: str):
     [
         ("fusion", "concat, sum, weighted, product, gated, film, cross_attention"),
         ("text_encoder", "bow, gru, lstm, transformer"),
-        ("image_encoder", "auto, small, nature, impala"),
+        ("image_encoder", "auto, patch, small, nature, impala"),
     ],
 )
 def test_bad_option_names_list_the_choices(option: str, choices: str):
@@ -412,7 +463,7 @@ def test_film_starts_near_identity_after_sb3_orthogonal_init():
     with torch.no_grad():
         texts = [extractor.encode_text("mission", observations["mission"])]
         modulations = [m for m in extractor.fusion.modulations(texts)[0] if m is not None]
-    assert len(modulations) == 2  # the two stages after the stem
+    assert len(modulations) == len(extractor.image_encoders[0].stages) - 1  # every stage after the stem
     gamma = torch.cat([gamma_BC11.flatten() for gamma_BC11, _ in modulations])
     beta = torch.cat([beta_BC11.flatten() for _, beta_BC11 in modulations])
     assert abs(gamma.mean().item() - 1.0) < 0.1

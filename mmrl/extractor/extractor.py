@@ -164,11 +164,9 @@ def _fuse(
     modulations = fusion.modulations(texts) if texts else None
     image_maps = []
     for index, (key, image_input, encoder) in enumerate(image_inputs):
-        image = observations[key].float()
+        image = observations[key].float()  # no copy when SB3 already made it float; the scale is in the encoder
         if image_input.channels_last:
             image = image.permute(0, 3, 1, 2)
-        if image_input.scale != 1.0:
-            image = image * image_input.scale
         image_maps.append(encoder.trunk(image, None if modulations is None else modulations[index]))
     vectors = [encoder(observations[key].float()) for key, encoder in vector_inputs]
     return fusion(image_maps, texts, vectors)
@@ -234,7 +232,7 @@ class InferenceTextMemo:
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._entries: dict[bytes, tuple[torch.Tensor, TextEncoding, int]] = {}
         self._stamp: tuple | None = None
         self._last: tuple[torch.Tensor, TextEncoding] | None = None
         self._parameters: list[torch.Tensor] = []
@@ -282,10 +280,14 @@ class InferenceTextMemo:
         if missing:
             fresh = encoder(tokens_BL[list(missing.values())])
             for row, key in enumerate(missing):
-                self._entries[key] = (fresh.sentence_BD[row], fresh.tokens_BLD[row])
-        sentence_BD = torch.stack([self._entries[key][0] for key in keys])
-        tokens_BLD = torch.stack([self._entries[key][1] for key in keys])
-        return TextEncoding(sentence_BD, tokens_BLD, tokens_BL == PAD_ID)
+                self._entries[key] = (fresh.sentence_BD[row], fresh, row)  # token vectors: read on demand
+        rows = [self._entries[key] for key in keys]
+        sentence_BD = torch.stack([sentence_D for sentence_D, _, _ in rows])
+        return TextEncoding(
+            sentence_BD,
+            lambda: torch.stack([encoding.tokens_BLD[row] for _, encoding, row in rows]),
+            lambda: tokens_BL == PAD_ID,
+        )
 
 
 def encode_text(
@@ -343,8 +345,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
-        image_encoder: ``"auto"``, ``"small"``, ``"nature"`` or ``"impala"``. ``"auto"`` picks ``"small"`` below
-            64 pixels on the smaller side and ``"nature"`` from 64 on.
+        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"`` or ``"impala"``. ``"auto"`` picks
+            ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"`` or ``"transformer"``.
         fusion: ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
             ``"cross_attention"`` (the last three need an image key and a text key).
@@ -398,7 +400,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         for key in image_key_list:
             image_input = self._image_input(subspaces[key], normalized_images)
             encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
-            image_inputs.append((key, image_input, IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)))
+            encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
+            encoder.input_scale = image_input.scale
+            image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:
             space = subspaces[key]

@@ -9,6 +9,10 @@ Flattening the map into a vector is left to the fusion, so no encoder has a dens
 
 Encoders (see :data:`IMAGE_ENCODERS`):
 
+* ``"patch"``: a patch-embedding stem aligned to grid tiles (one feature vector per 8-px tile of a 56x56 render,
+  per cell of a 7x7 symbolic view) and one 3x3 layer, 16 channels each: 0.27 M multiply-adds per 56x56 image.
+  It is what ``"auto"`` picks for small images: PPO on mmrl/GoTo-v0 and mmrl/PickUp-5x5-v0 reached the same greedy
+  success per frame as ``"small"`` (2 seeds, 100k frames) and ran 1.6-1.9x more frames per second.
 * ``"small"``: three conv layers (16, 32, 32 channels) whose strides bring the map to at most 8 pixels on its
   smaller side: a MiniGrid 7x7 symbolic view keeps its 7x7 resolution (one feature per cell); a 56x56 render (7x7
   tiles of 8 px) goes through a 4x4 stride-4 patch stem and a stride-2 layer to a 7x7 map, for about 1.0 M
@@ -19,7 +23,7 @@ Encoders (see :data:`IMAGE_ENCODERS`):
 * ``"impala"``: the residual encoder of Espeholt et al. (2018), "IMPALA: Scalable Distributed Deep-RL with
   Importance Weighted Actor-Learner Architectures" (three stacks of conv, max-pool and two residual blocks).
 
-:func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"small"`` when the smaller image side is
+:func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller image side is
 below :data:`AUTO_NATURE_MIN_SIDE` (64) pixels, otherwise ``"nature"``.
 """
 
@@ -47,12 +51,30 @@ def _modulate(feature_map_BCHW: torch.Tensor, modulation: Modulation | None) -> 
     return torch.addcmul(beta_BC11, feature_map_BCHW, gamma_BC11)
 
 
+class InputConv2d(nn.Conv2d):
+    """The ``Conv2d`` that sees the raw image: a constant input scale (e.g. 1/255) is folded into its weights.
+
+    ``conv(x * s) == conv_{W * s}(x)``, so scaling the few weights instead of the whole image batch gives the same
+    outputs and gradients while saving one pass over the images in every forward (SB3's own ``x / 255`` is such a
+    pass, see :func:`mmrl.extractor.policy_kwargs`). The state dict is that of a plain ``Conv2d``.
+    """
+
+    input_scale: float = 1.0
+
+    def forward(self, image_BCHW: torch.Tensor) -> torch.Tensor:
+        if self.input_scale == 1.0:
+            return super().forward(image_BCHW)
+        return self._conv_forward(image_BCHW, self.weight * self.input_scale, self.bias)
+
+
 class ImageEncoder(nn.Module):
     """Base class: a stack of stages turning ``image_BCHW`` into ``feature_map_BCHW``.
 
     Subclasses fill :attr:`stages` and :attr:`stage_channels` and set :attr:`final_activation`. After every stage
     the optional FiLM modulation is applied, then :attr:`stage_activation` (ReLU for plain CNNs, identity for the
     residual IMPALA stacks, whose output feeds the next stack un-rectified), and :attr:`final_activation` at the end.
+    The first convolution, the one applied to the image, is an :class:`InputConv2d`, so :attr:`input_scale` can be
+    folded into it.
 
     Args:
         image_shape: ``(channels, height, width)`` of the channel-first input.
@@ -65,6 +87,20 @@ class ImageEncoder(nn.Module):
         self.stage_channels: list[int] = []
         self.stage_activation: nn.Module = nn.ReLU()
         self.final_activation: nn.Module = nn.Identity()
+
+    @property
+    def input_scale(self) -> float:
+        """Factor applied to the input image (by folding it into the first convolution's weights)."""
+        return self._input_conv().input_scale
+
+    @input_scale.setter
+    def input_scale(self, scale: float) -> None:
+        self._input_conv().input_scale = float(scale)
+
+    def _input_conv(self) -> InputConv2d:
+        first = next((module for module in self.modules() if isinstance(module, InputConv2d)), None)
+        assert first is not None, f"{type(self).__name__} must build its first convolution as an InputConv2d"
+        return first
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -118,16 +154,48 @@ class SmallCNN(ImageEncoder):
         first_channels, second_channels, third_channels = channels
         in_channels = image_shape[0]
         if n_halvings == 0:
-            first = nn.Conv2d(in_channels, first_channels, kernel_size=3, padding=1)
+            first = InputConv2d(in_channels, first_channels, kernel_size=3, padding=1)
         else:
             patch = 2 if n_halvings == 1 else 4
-            first = nn.Conv2d(in_channels, first_channels, kernel_size=patch, stride=patch)
+            first = InputConv2d(in_channels, first_channels, kernel_size=patch, stride=patch)
         if n_halvings == 3:
             second = nn.Conv2d(first_channels, second_channels, kernel_size=4, stride=2, padding=1)
         else:
             second = nn.Conv2d(first_channels, second_channels, kernel_size=3, padding=1)
         third = nn.Conv2d(second_channels, third_channels, kernel_size=3, padding=1)
         self.stages.extend([first, second, third])
+        self.stage_channels.extend(channels)
+
+
+class PatchCNN(ImageEncoder):
+    """Two-layer CNN: a patch embedding aligned to grid tiles, then one 3x3 convolution for neighbourhood context.
+
+    The stem is a ``p x p`` convolution with stride ``p`` (a "patchify" stem as in ViT and ConvNeXt, Liu et al.,
+    2022), with ``p`` the smallest power of two (at most 8) that brings the smaller image side down to
+    ``target_side`` pixels or fewer: a 56x56 gridworld render (7x7 tiles of 8 px, mmrl's and MiniGrid's
+    ``RGBImgPartialObsWrapper`` default) gives one feature vector per tile, a 7x7 symbolic view (``p = 1``) one per
+    cell. A 3x3 stride-1 convolution then mixes each cell with its neighbours. For a 56x56 image this is
+    0.27 M multiply-adds (``"small"``: 1.0 M, Nature CNN: 2.2 M).
+
+    Args:
+        image_shape: ``(channels, height, width)``.
+        channels: Output channels of the stem and of the 3x3 layer.
+        target_side: Largest smaller-side of the output map the stem aims for.
+    """
+
+    def __init__(
+        self, image_shape: tuple[int, int, int], channels: tuple[int, int] = (16, 16), target_side: int = 8
+    ) -> None:
+        super().__init__(image_shape)
+        side = min(image_shape[1:])
+        patch = min(8, 2 ** math.ceil(math.log2(side / target_side))) if side > target_side else 1
+        stem_channels, context_channels = channels
+        stem = (
+            InputConv2d(image_shape[0], stem_channels, kernel_size=3, padding=1)
+            if patch == 1
+            else InputConv2d(image_shape[0], stem_channels, kernel_size=patch, stride=patch)
+        )
+        self.stages.extend([stem, nn.Conv2d(stem_channels, context_channels, kernel_size=3, padding=1)])
         self.stage_channels.extend(channels)
 
 
@@ -143,11 +211,12 @@ class NatureCNN(ImageEncoder):
         if min(image_shape[1:]) < NATURE_MIN_SIDE:
             raise ValueError(
                 f"image_encoder='nature' needs images of at least {NATURE_MIN_SIDE}x{NATURE_MIN_SIDE} pixels, got "
-                f"(C, H, W)={tuple(image_shape)}; use image_encoder='small' or 'auto' for small images"
+                f"(C, H, W)={tuple(image_shape)}; use image_encoder='patch', 'small' or 'auto' for small images"
             )
         in_channels = image_shape[0]
         for out_channels, kernel_size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-            self.stages.append(nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride))
+            conv_class = InputConv2d if in_channels == image_shape[0] and not self.stages else nn.Conv2d
+            self.stages.append(conv_class(in_channels, out_channels, kernel_size=kernel_size, stride=stride))
             self.stage_channels.append(out_channels)
             in_channels = out_channels
 
@@ -166,11 +235,18 @@ class ResidualBlock(nn.Module):
 
 
 class ImpalaStack(nn.Sequential):
-    """One IMPALA stack: 3x3 conv, 3x3 max-pool with stride 2, two residual blocks."""
+    """One IMPALA stack: 3x3 conv, 3x3 max-pool with stride 2, two residual blocks.
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        takes_image: Whether this is the first stack (its conv is then an :class:`InputConv2d`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, takes_image: bool = False) -> None:
+        conv_class = InputConv2d if takes_image else nn.Conv2d
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+            conv_class(in_channels, out_channels, kernel_size=3, padding=1),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
             ResidualBlock(out_channels),
             ResidualBlock(out_channels),
@@ -186,18 +262,23 @@ class ImpalaCNN(ImageEncoder):
         self.final_activation = nn.ReLU()
         in_channels = image_shape[0]
         for out_channels in channels:
-            self.stages.append(ImpalaStack(in_channels, out_channels))
+            self.stages.append(ImpalaStack(in_channels, out_channels, takes_image=not self.stages))
             self.stage_channels.append(out_channels)
             in_channels = out_channels
 
 
 #: Registry of image encoder names to classes (``"auto"`` is resolved by :func:`resolve_image_encoder`).
-IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {"small": SmallCNN, "nature": NatureCNN, "impala": ImpalaCNN}
+IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
+    "patch": PatchCNN,
+    "small": SmallCNN,
+    "nature": NatureCNN,
+    "impala": ImpalaCNN,
+}
 IMAGE_ENCODER_CHOICES = ("auto", *IMAGE_ENCODERS)
 
 
 def resolve_image_encoder(name: str, image_shape: tuple[int, int, int]) -> str:
-    """Returns the concrete encoder name for ``name``, turning ``"auto"`` into ``"small"`` or ``"nature"``.
+    """Returns the concrete encoder name for ``name``, turning ``"auto"`` into ``"patch"`` or ``"nature"``.
 
     Args:
         name: One of :data:`IMAGE_ENCODER_CHOICES`.
@@ -207,7 +288,7 @@ def resolve_image_encoder(name: str, image_shape: tuple[int, int, int]) -> str:
         ValueError: For an unknown name.
     """
     if name == "auto":
-        return "nature" if min(image_shape[1:]) >= AUTO_NATURE_MIN_SIDE else "small"
+        return "nature" if min(image_shape[1:]) >= AUTO_NATURE_MIN_SIDE else "patch"
     if name not in IMAGE_ENCODERS:
         raise ValueError(f"unknown image_encoder {name!r}; valid choices: {', '.join(IMAGE_ENCODER_CHOICES)}")
     return name

@@ -17,7 +17,7 @@ Encoders (see :data:`TEXT_ENCODERS`):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -25,22 +25,48 @@ from torch import nn
 from mmrl.tokenizer import PAD_ID
 
 
-class TextEncoding(NamedTuple):
+class TextEncoding:
     """Output of a text encoder.
+
+    Only fusions that work per token (cross-attention) read :attr:`tokens_BLD` and :attr:`padding_mask_BL`, so
+    these two may be given as zero-argument callables and are then computed on first access: the gated, FiLM and
+    pooled fusions never pay for gathering ``B x L x D`` token vectors back to the batch.
 
     Attributes:
         sentence_BD: One vector per sentence (zeros for all-PAD rows).
-        tokens_BLD: One vector per token position (used by cross-attention).
-        padding_mask_BL: ``True`` where the token is PAD.
     """
 
-    sentence_BD: torch.Tensor
-    tokens_BLD: torch.Tensor
-    padding_mask_BL: torch.Tensor
+    __slots__ = ("_padding_mask_BL", "_tokens_BLD", "sentence_BD")
+
+    def __init__(
+        self,
+        sentence_BD: torch.Tensor,
+        tokens_BLD: torch.Tensor | Callable[[], torch.Tensor],
+        padding_mask_BL: torch.Tensor | Callable[[], torch.Tensor],
+    ) -> None:
+        self.sentence_BD = sentence_BD
+        self._tokens_BLD = tokens_BLD
+        self._padding_mask_BL = padding_mask_BL
+
+    @property
+    def tokens_BLD(self) -> torch.Tensor:
+        """One vector per token position (zeros at PAD)."""
+        if callable(self._tokens_BLD):
+            self._tokens_BLD = self._tokens_BLD()
+        return self._tokens_BLD
+
+    @property
+    def padding_mask_BL(self) -> torch.Tensor:
+        """``True`` where the token is PAD."""
+        if callable(self._padding_mask_BL):
+            self._padding_mask_BL = self._padding_mask_BL()
+        return self._padding_mask_BL
 
     def index_select(self, index_B: torch.Tensor) -> TextEncoding:
         """Rows ``index_B`` of every field (scatters cached encodings of distinct sentences back to the batch)."""
-        return TextEncoding(self.sentence_BD[index_B], self.tokens_BLD[index_B], self.padding_mask_BL[index_B])
+        return TextEncoding(
+            self.sentence_BD[index_B], lambda: self.tokens_BLD[index_B], lambda: self.padding_mask_BL[index_B]
+        )
 
 
 def _masked_mean(values_BLD: torch.Tensor, padding_mask_BL: torch.Tensor) -> torch.Tensor:
@@ -103,8 +129,9 @@ class RecurrentEncoder(TextEncoder):
         last_index_B = (lengths_B - 1).clamp(min=0)
         last_BD = outputs_BLD[torch.arange(tokens_BL.shape[0], device=tokens_BL.device), last_index_B]
         sentence_BD = last_BD * (lengths_B > 0).unsqueeze(-1).to(last_BD.dtype)
-        tokens_BLD = outputs_BLD * (~padding_mask_BL).unsqueeze(-1).to(outputs_BLD.dtype)
-        return TextEncoding(sentence_BD, tokens_BLD, padding_mask_BL)
+        return TextEncoding(
+            sentence_BD, lambda: outputs_BLD * (~padding_mask_BL).unsqueeze(-1).to(outputs_BLD.dtype), padding_mask_BL
+        )
 
 
 class GRUEncoder(RecurrentEncoder):
