@@ -11,7 +11,7 @@ median is reported with the min-max spread):
   (``--batch`` observations drawn from the env, so with the few distinct instructions a batch really holds); best
   of 5 rounds of 3 passes.
 
-Variants: the image-only baseline (same ``"small"`` CNN, ``concat`` fusion, instruction ignored), the default
+Variants: the image-only baseline (same ``"auto"`` (patch) CNN, ``concat`` fusion, instruction ignored), the default
 ``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / FiLM variants. The ratio
 column is frames/s relative to the image-only baseline; the target is text costing at most 10 % (ratio >= 0.90).
 

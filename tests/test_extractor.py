@@ -309,6 +309,12 @@ def test_cache_encodes_each_distinct_row_once():
     encode_text(encoder, torch.cat([tokens(2, 3)] * 5 + [tokens(4)] * 3).float(), cache_text=True)
     encode_text(encoder, torch.cat([tokens(2, 3)] * 5 + [tokens(4)] * 3).float(), cache_text=False)
     assert batch_sizes == [2, 8]
+    # The bag of words is a gather per token: deduplicating would cost more than it saves, so it sees every row.
+    bow = TEXT_ENCODERS["bow"](VOCAB_SIZE, MAX_LENGTH, 8)
+    bow_batch_sizes = []
+    bow.register_forward_pre_hook(lambda module, args: bow_batch_sizes.append(args[0].shape[0]))
+    encode_text(bow, torch.cat([tokens(2, 3)] * 5 + [tokens(4)] * 3).float(), cache_text=True)
+    assert bow_batch_sizes == [8]
 
 
 def test_inference_memo_reuses_encodings_until_parameters_change():

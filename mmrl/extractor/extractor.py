@@ -300,8 +300,11 @@ def encode_text(
     ``torch.unique(tokens_BL, dim=0, return_inverse=True)``) and the encodings are scattered back with the inverse
     index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
     off, rows encoded by an earlier call with unchanged parameters are not encoded again
-    (:class:`InferenceTextMemo`).
+    (:class:`InferenceTextMemo`). Encoders with ``deduplicate = False`` (the bag of words, one embedding gather
+    per token) skip all of this: the bookkeeping would cost more than the encoding.
     """
+    if not encoder.deduplicate:
+        return encoder(tokens.long())  # as cheap as the bookkeeping of the cache
     if cache_text and memo is not None and not torch.is_grad_enabled():
         return memo.encode(encoder, tokens)
     tokens_BL = trim_padding(tokens.long())
@@ -358,7 +361,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         fusion_dim: Width of the projections of ``sum``/``weighted``/``product`` and of ``cross_attention``.
         cache_text: Encode each distinct token row once per forward pass and scatter the result back; while
             gradients are off (rollouts, ``predict``), also reuse the encodings of rows seen in earlier passes
-            until a parameter of the text encoder changes (:class:`InferenceTextMemo`).
+            until a parameter of the text encoder changes (:class:`InferenceTextMemo`). The bag of words is always
+            encoded directly (it costs no more than the bookkeeping).
         normalized_images: Whether the policy already divides ``[0, 255]`` ``uint8`` images by 255.
 
     Raises:

@@ -31,9 +31,12 @@ def policy_kwargs(
       task of ``tests/test_extractor_learning.py`` FiLM was slightly faster (100 % by 6k steps on 4 of 4 seeds,
       gated by 8k on 3 of 4); all three fusions reach 100 % there. Gating is also cheaper than FiLM (one multiply
       per channel after the trunk instead of one per stage).
-    * ``text_encoder="gru"``: it learned as fast as a bag of words there and, unlike it, sees word order
-      ("go to the red ball then the blue key"); the text cache (unique rows per batch, plus a memo across
-      rollout steps) makes it cost about as little as the bag of words (``benchmarks/extractor_throughput.py``).
+    * ``text_encoder="gru"``: for instructions of unknown grammar it is the safe choice, since it sees word order
+      ("go to the red ball after you open the door" means the door first). The text cache (unique rows per
+      batch, plus a memo across rollout steps) keeps it cheap, but its backward pass is still about 1.4 ms of
+      small CPU ops per minibatch, about 15 % of PPO's frames/s with the patch CNN. mmrl's presets
+      (``agents/*.yaml``) therefore pick ``"bow"`` for their own families whose instructions carry no order
+      (GoTo, PickUp, Open, VisualQuery, the fixed levels; 5-8 % of frames/s) and keep the GRU for Sequence-*.
     * ``image_encoder="auto"``: the tile-aligned ``"patch"`` CNN below 64 px (MiniGrid 7x7, mmrl's 56x56
       renders; 0.27 M multiply-adds per 56x56 image), the Nature CNN from 64 px on.
     * ``features_dim=128`` and ``net_arch=[64]``: one hidden layer of 64 units per head on 128 fused features.

@@ -92,6 +92,10 @@ class TextEncoder(nn.Module):
         text_dim: Width of the embeddings and of the output.
     """
 
+    #: Whether encoding each distinct row once (and remembering rows across rollout steps) saves work. False for
+    #: encoders whose cost is one embedding gather per token: hashing and scattering would cost more than they save.
+    deduplicate: bool = True
+
     def __init__(self, vocab_size: int, max_length: int, text_dim: int) -> None:
         super().__init__()
         self.vocab_size = vocab_size
@@ -104,7 +108,9 @@ class TextEncoder(nn.Module):
 
 
 class BagOfWordsEncoder(TextEncoder):
-    """Mean of the word embeddings of the real tokens."""
+    """Mean of the word embeddings of the real tokens (order-blind; encoded directly, without deduplication)."""
+
+    deduplicate = False
 
     def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
         padding_mask_BL = tokens_BL == PAD_ID
