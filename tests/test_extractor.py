@@ -213,7 +213,9 @@ def test_image_scaling():
 
     assert scale_of(spaces.Box(0, 255, (8, 8, 3), np.uint8)) == 1.0  # SB3 divides by 255
     assert scale_of(spaces.Box(0, 255, (8, 8, 3), np.uint8), normalized_images=False) == pytest.approx(1 / 255)
-    assert scale_of(spaces.Box(0, 10, (8, 8, 3), np.uint8)) == pytest.approx(1 / 10)  # symbolic, SB3 leaves as is
+    # a symbolic grid read as magnitudes (SB3 leaves it as is); by default it is embedded instead (next test)
+    assert scale_of(spaces.Box(0, 10, (8, 8, 3), np.uint8), embed_cells=False) == pytest.approx(1 / 10)
+    assert scale_of(spaces.Box(0, 300, (8, 8, 3), np.int64)) == pytest.approx(1 / 300)  # too many values to embed
     assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
 
 
@@ -241,6 +243,43 @@ def test_policy_kwargs_leave_the_division_to_the_extractor():
     kwargs = policy_kwargs(normalized_images=True)
     assert kwargs["normalize_images"] is True
     assert kwargs["features_extractor_kwargs"]["normalized_images"] is True
+
+
+def test_integer_coded_grids_are_embedded_cell_by_cell():
+    from mmrl.extractor.extractor import cell_categories
+    from mmrl.extractor.image_encoders import CellEmbedding
+
+    high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (7, 7, 3))
+    grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)  # MiniGridSymbolicImage's declaration
+    assert cell_categories(grid, channel_axis=2) == (11, 6, 3)
+    assert cell_categories(spaces.Box(0, 255, (8, 8, 3), np.uint8), channel_axis=2) is None  # a picture
+    assert cell_categories(spaces.Box(0.0, 10.0, (8, 8, 3), np.float32), channel_axis=2) is None
+    uneven = high.copy()
+    uneven[0, 0, 0] = 9
+    assert cell_categories(spaces.Box(np.zeros_like(high), uneven, dtype=np.uint8), channel_axis=2) is None
+
+    space = spaces.Dict({"image": grid, "mission": spaces.Box(0, 9, (6,), np.int64)})
+    extractor = MultimodalExtractor(space, fusion="gated", cell_dim=8)
+    assert extractor.image_inputs[0].categories == (11, 6, 3)
+    embedding = extractor.image_encoders[0].cell_embedding
+    assert isinstance(embedding, CellEmbedding) and embedding.embedding.num_embeddings == 11 + 6 + 3
+
+    # One cell's vector is the sum of its three ids' vectors; ids of different channels never share a vector.
+    ids_BCHW = torch.zeros(1, 3, 7, 7)
+    ids_BCHW[0, :, 2, 3] = torch.tensor([5.0, 4.0, 1.0])
+    vectors = embedding(ids_BCHW)
+    table = embedding.embedding.weight
+    torch.testing.assert_close(vectors[0, :, 2, 3], table[5] + table[11 + 4] + table[17 + 1])
+    torch.testing.assert_close(vectors[0, :, 0, 0], table[0] + table[11] + table[17])
+    # out-of-range ids are clamped into their own channel instead of failing or reading the next channel's table
+    ids_BCHW[0, :, 2, 3] = torch.tensor([99.0, -3.0, 7.0])
+    torch.testing.assert_close(embedding(ids_BCHW)[0, :, 2, 3], table[10] + table[11] + table[17 + 2])
+
+    features = extractor(random_observations(space, 4))
+    features.sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="embed_cells=True needs integer-coded image grids"):
+        MultimodalExtractor(contract_space(), embed_cells=True)
 
 
 def test_channel_last_and_channel_first_inputs_agree():

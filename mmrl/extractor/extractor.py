@@ -66,13 +66,39 @@ def _tensor_shape(space: spaces.Space) -> tuple[int, ...]:
     return (get_flattened_obs_dim(space),)
 
 
+#: Largest per-channel value count for which an integer image is read as a grid of categories (see
+#: :func:`cell_categories`).
+MAX_CELL_CATEGORIES = 64
+
+
 @dataclass(frozen=True)
 class ImageInput:
-    """How one image key's tensor becomes ``image_BCHW``: layout, scale and channel-first shape."""
+    """How one image key's tensor becomes ``image_BCHW``: layout, scale, channel-first shape and, for integer-coded
+    grids, the number of values of each channel (then the ids are embedded, not scaled)."""
 
     channels_last: bool
     scale: float
     shape_CHW: tuple[int, int, int]
+    categories: tuple[int, ...] | None = None
+
+
+def cell_categories(space: spaces.Box, channel_axis: int) -> tuple[int, ...] | None:
+    """Values per channel if ``space`` is an integer-coded grid, else ``None``.
+
+    A grid of categories is an integer ``Box`` with lower bound 0 everywhere, an upper bound that is the same at
+    every pixel of a channel (it may differ between channels, like MiniGrid's object / colour / state ids once
+    :class:`mmrl.wrappers.minigrid.MiniGridSymbolicImage` declares them, or mmrl's ``image_mode="symbolic"``), and
+    at most :data:`MAX_CELL_CATEGORIES` values per channel. ``uint8`` images bounded by 255 are pictures.
+    """
+    if not np.issubdtype(space.dtype, np.integer) or not bool(np.all(space.low == 0)):
+        return None
+    high_CHW = np.moveaxis(np.asarray(space.high), channel_axis, 0).reshape(space.shape[channel_axis], -1)
+    if not bool(np.all(high_CHW == high_CHW[:, :1])):
+        return None
+    highs = [int(value) for value in high_CHW[:, 0]]
+    if max(highs) + 1 > MAX_CELL_CATEGORIES or min(highs) < 1:
+        return None
+    return tuple(high + 1 for high in highs)
 
 
 def assign_roles(
@@ -325,8 +351,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
     1. *image*: a 3-D ``Box`` of any dtype. The channel axis is the end of size 1, 3 or 4 (see
        :func:`image_channel_axis`); channel-last tensors are permuted in ``forward``. Scale: float images are used
        as they are; ``uint8`` images with bounds ``[0, 255]`` are assumed divided by 255 by the SB3 policy
-       (``normalize_images=True``, SB3's default; pass ``normalized_images=False`` otherwise); other integer images
-       (e.g. a symbolic grid with small bounds, which SB3 does not normalise) are divided by their ``high.max()``.
+       (``normalize_images=True``, SB3's default; pass ``normalized_images=False`` otherwise). Integer-coded grids
+       (MiniGrid's symbolic view with its real bounds declared: see :func:`cell_categories`) are embedded cell by
+       cell (``embed_cells``); other integer images are divided by their ``high.max()``.
     2. *text*: a 1-D integer ``Box`` whose entries all range over ``[0, V-1]`` (``V >= 2``), i.e. token ids from
        :class:`mmrl.tokenizer.Tokenizer` with ``PAD_ID = 0``. The vocabulary size is ``high.max() + 1``. SB3 hands
        them over as floats; they are cast back with ``.long()``.
@@ -364,6 +391,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             until a parameter of the text encoder changes (:class:`InferenceTextMemo`). The bag of words is always
             encoded directly (it costs no more than the bookkeeping).
         normalized_images: Whether the policy already divides ``[0, 255]`` ``uint8`` images by 255.
+        embed_cells: How to read integer-coded grids (MiniGrid's symbolic view): ``None`` detects them
+            (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.image_encoders.CellEmbedding`),
+            ``False`` scales the ids to [0, 1] like pictures, ``True`` requires every image key to be such a grid.
+        cell_dim: Width of the cell embeddings (the channels the image encoder reads).
 
     Raises:
         ValueError: For unsupported spaces, bad key lists or unknown option names (the message lists the choices).
@@ -384,6 +415,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         fusion_dim: int = 128,
         cache_text: bool = True,
         normalized_images: bool = True,
+        embed_cells: bool | None = None,
+        cell_dim: int = 16,
     ) -> None:
         _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
@@ -402,10 +435,14 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
         image_inputs: list[tuple[str, ImageInput, ImageEncoder]] = []
         for key in image_key_list:
-            image_input = self._image_input(subspaces[key], normalized_images)
+            image_input = self._image_input(subspaces[key], normalized_images, embed_cells)
             encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
-            encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
-            encoder.input_scale = image_input.scale
+            if image_input.categories is None:
+                encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
+                encoder.input_scale = image_input.scale
+            else:
+                _, height, width = image_input.shape_CHW
+                encoder = IMAGE_ENCODERS[encoder_name]((cell_dim, height, width)).embed_cells(image_input.categories)
             image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:
@@ -453,10 +490,18 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self._expected_keys = frozenset(subspaces)
 
     @staticmethod
-    def _image_input(space: spaces.Box, normalized_images: bool) -> ImageInput:
+    def _image_input(space: spaces.Box, normalized_images: bool, embed_cells: bool | None) -> ImageInput:
         channel_axis = image_channel_axis(space.shape)
         height, width = (space.shape[1], space.shape[2]) if channel_axis == 0 else (space.shape[0], space.shape[1])
         channels = space.shape[channel_axis]
+        categories = cell_categories(space, channel_axis) if embed_cells is not False else None
+        if embed_cells and categories is None:
+            raise ValueError(
+                f"embed_cells=True needs integer-coded image grids (integer Box, low 0, one upper bound per channel, "
+                f"at most {MAX_CELL_CATEGORIES} values), got {space}; pass embed_cells=None to detect them"
+            )
+        if categories is not None:
+            return ImageInput(channel_axis == 2, 1.0, (int(channels), int(height), int(width)), categories)
         if np.issubdtype(space.dtype, np.floating):
             scale = 1.0
         elif space.dtype == np.uint8 and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)):

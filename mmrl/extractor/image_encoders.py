@@ -83,6 +83,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.register_module("cell_embedding", None)  # set by :meth:`embed_cells` for integer-coded grids
         self.stages = nn.ModuleList()
         self.stage_channels: list[int] = []
         self.stage_activation: nn.Module = nn.ReLU()
@@ -118,7 +119,7 @@ class ImageEncoder(nn.Module):
         Returns:
             ``feature_map_BCHW``.
         """
-        features = image_BCHW
+        features = image_BCHW if self.cell_embedding is None else self.cell_embedding(image_BCHW)
         for index, stage in enumerate(self.stages):
             features = stage(features)
             features = _modulate(features, None if modulations is None else modulations[index])
@@ -127,6 +128,45 @@ class ImageEncoder(nn.Module):
 
     def forward(self, image_BCHW: torch.Tensor) -> torch.Tensor:
         return self.trunk(image_BCHW)
+
+    def embed_cells(self, categories: tuple[int, ...]) -> ImageEncoder:
+        """Puts a :class:`CellEmbedding` in front: the encoder, built for ``(dim, H, W)``, then reads integer-coded
+        grids of ``len(categories)`` channels. Returns ``self``."""
+        dim, height, width = self.image_shape
+        self.cell_embedding = CellEmbedding(categories, dim)
+        self.image_shape = (len(categories), height, width)
+        return self
+
+
+class CellEmbedding(nn.Module):
+    """Embeds a grid of integer-coded cells, such as MiniGrid's ``(object, colour, state)`` ids.
+
+    Every value of every channel has a learned vector; a cell's vector is the sum over its channels (the
+    "bag-of-words" image embedding of BabyAI 1.1, Hui et al., 2020, "BabyAI 1.1"). A convolution on the raw ids
+    scaled to [0, 1] would have to untangle categories from magnitudes (key = 5, ball = 6, box = 7); the embedding
+    hands it one-hot information at the cost of a gather.
+
+    Args:
+        categories: Number of values of each channel (``high + 1`` of the channel's bounds).
+        dim: Width of the cell vectors (the channels the image encoder then sees).
+    """
+
+    def __init__(self, categories: tuple[int, ...], dim: int) -> None:
+        super().__init__()
+        self.categories = tuple(int(count) for count in categories)
+        offsets = [sum(self.categories[:index]) for index in range(len(self.categories))]
+        self.register_buffer("offsets_1C11", torch.tensor(offsets).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("highest_1C11", torch.tensor(self.categories).view(1, -1, 1, 1) - 1, persistent=False)
+        self.embedding = nn.Embedding(sum(self.categories), dim)
+
+    def forward(self, ids_BCHW: torch.Tensor) -> torch.Tensor:
+        """Integer ids (any dtype, e.g. SB3's floats) ``(B, C, H, W)`` to cell vectors ``(B, dim, H, W)``.
+
+        Values outside a channel's range are clamped into it (an env breaking its declared bounds must not make the
+        gather fail or read another channel's vectors).
+        """
+        ids_BCHW = torch.minimum(ids_BCHW.long().clamp(min=0), self.highest_1C11) + self.offsets_1C11
+        return self.embedding(ids_BCHW).sum(dim=1).permute(0, 3, 1, 2)
 
 
 class SmallCNN(ImageEncoder):

@@ -56,7 +56,8 @@ def policy_kwargs(
         features_dim: Output width of the extractor.
         net_arch: SB3 ``net_arch`` of the heads (default ``[64]``).
         **extractor_kwargs: Further :class:`MultimodalExtractor` arguments (``image_keys``, ``text_keys``,
-            ``ignore_keys``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cache_text``, ``normalized_images``).
+            ``ignore_keys``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cache_text``, ``normalized_images``,
+            ``embed_cells``, ``cell_dim``).
 
     Returns:
         ``{"features_extractor_class": MultimodalExtractor, "features_extractor_kwargs": {...}, "net_arch": ...,
