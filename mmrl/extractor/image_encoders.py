@@ -255,7 +255,7 @@ class NatureCNN(ImageEncoder):
             )
         in_channels = image_shape[0]
         for out_channels, kernel_size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
-            conv_class = InputConv2d if in_channels == image_shape[0] and not self.stages else nn.Conv2d
+            conv_class = InputConv2d if not self.stages else nn.Conv2d
             self.stages.append(conv_class(in_channels, out_channels, kernel_size=kernel_size, stride=stride))
             self.stage_channels.append(out_channels)
             in_channels = out_channels
