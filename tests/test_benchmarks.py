@@ -1,0 +1,52 @@
+"""The benchmark scripts run end to end in their quick modes and write the tables they promise (JSON)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run_script(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{Path(script).stem}.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args, "--json", str(out)],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return json.loads(out.read_text())
+
+
+def test_training_throughput_reports_paired_ratios(tmp_path: Path):
+    payload = run_script(
+        "training_throughput.py",
+        *("--quick", "--algos", "PPO", "--threads", "1", "--repeats", "2", "--timesteps", "512", "--no-minigrid"),
+        tmp_path=tmp_path,
+    )
+    rows = payload["tables"][0]["rows"]
+    assert {row["network"] for row in rows} == {"gated+bow (preset)", "gated+gru (default)", "image-only"}
+    assert all(row["frames/s (median)"] > 0 for row in rows)
+    image_only = next(row for row in rows if row["network"] == "image-only")
+    assert image_only["x image-only"] == pytest.approx(1.0)
+    assert any("image-only" in note and "need >= 0.9x" in note for note in payload["tables"][0]["notes"])
+
+
+def test_sample_efficiency_uses_the_preset_and_reports_every_fusion_asked(tmp_path: Path):
+    payload = run_script(
+        "sample_efficiency.py",
+        *("--quick", "--families", "GoTo", "--fusions", "gated", "concat", "--max-frames", "1024"),
+        *("--eval-every", "512", "--eval-episodes", "8"),
+        tmp_path=tmp_path,
+    )
+    rows = payload["tables"][0]["rows"]
+    assert [(row["family"].split()[0], row["fusion"]) for row in rows] == [("GoTo", "gated"), ("GoTo", "concat")]
+    assert all(0.0 <= row["last greedy success"] <= 1.0 for row in rows)
