@@ -48,7 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     BASELINE: {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
     "gated + gru, text cache (default)": {},
     "gated + gru, no cache": {"cache_text": False},
-    "gated + bow, text cache": {"text_encoder": "bow"},
+    "gated + bow (encoded directly)": {"text_encoder": "bow"},
     "film + gru, text cache": {"fusion": "film"},
 }
 
