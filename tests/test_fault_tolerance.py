@@ -262,3 +262,61 @@ def test_resume_is_exact_dqn_without_exploration(tmp_path: Path) -> None:
     straight, resumed = _train_split("dqn", tmp_path, N_STEPS, overrides=no_exploration)
     _assert_resume_continues("dqn", tmp_path, straight, resumed, N_STEPS)
     _assert_same_parameters("dqn", straight.model, resumed.model)
+
+
+def test_ctrl_c_inside_a_checkpoint_write_is_held_until_the_checkpoint_is_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT landing inside ``torch.save`` (CI once caught this race) must not crash the run.
+
+    Interrupting torch's zip writer mid-write makes its cleanup raise ``RuntimeError`` instead of
+    ``KeyboardInterrupt``; the trainer holds the signal until the checkpoint is written, then stops as for any Ctrl-C.
+    """
+    import stable_baselines3.common.save_util as save_util
+
+    real_save = save_util.th.save
+    sent: list[bool] = []
+
+    class InterruptingWriter:
+        """File-like wrapper: its third write sends this process a SIGINT after the bytes are written.
+
+        The interrupt then surfaces in torch's writer with the data already in the file, as in CI.
+        """
+
+        def __init__(self, file):
+            self.file = file
+            self.writes = 0
+
+        def write(self, data):
+            written = self.file.write(data)
+            self.writes += 1
+            if self.writes == 3 and not sent:
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+            return written
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def interrupting_save(obj, f, *args, **kwargs):
+        return real_save(obj, InterruptingWriter(f), *args, **kwargs)
+
+    monkeypatch.setattr(save_util.th, "save", interrupting_save)
+    result = mmrl.train(
+        "ppo",
+        ENV_ID,
+        timesteps=100_000,
+        n_envs=2,
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        checkpoint_freq=64,
+        eval_freq=0,
+        eval_episodes=1,
+        overrides=PPO_SMALL,
+    )
+    assert sent, "the patched writer was never used"
+    assert result.interrupted
+    _check_checkpoint_files(result.run_dir)
+    checkpoint = RunDir(result.run_dir).latest_checkpoint()
+    assert checkpoint is not None and checkpoint.steps == 64
+    assert load_model(result.run_dir).num_timesteps == result.metrics["timesteps"] == 64

@@ -142,6 +142,31 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives while files are written; raise it once they are complete.
+
+    A ``KeyboardInterrupt`` raised in the middle of ``torch.save`` leaves its zip writer inconsistent, and the
+    writer's cleanup then raises ``RuntimeError`` instead: the interrupt would be lost and the run would crash.
+    Main thread only; inside :func:`_sigint_ignored` the signal stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 # ------------------------------------------------------------------------------------------------ env and models
 def _make_env(config: TrainConfig, n_envs: int, seed: int, monitor_path: Path | None, append: bool) -> Any:
     from stable_baselines3.common.monitor import ResultsWriter
@@ -396,9 +421,14 @@ def _run(
         tracker["evaluations"].append({"timesteps": int(current.num_timesteps), **result})
         if result["mean_return"] > tracker["best"]:
             tracker["best"] = result["mean_return"]
-            _save_model(current, run_path / f"best_model{model_suffix(algo)}", algo)
+            with _sigint_deferred():
+                _save_model(current, run_path / f"best_model{model_suffix(algo)}", algo)
 
     def save_checkpoint(current: Any) -> None:
+        with _sigint_deferred():
+            _write_checkpoint(current)
+
+    def _write_checkpoint(current: Any) -> None:
         steps = int(current.num_timesteps)
         paths = checkpoint_paths(run_path, steps, algo)
         _save_model(current, paths["model"], algo)
