@@ -15,7 +15,7 @@ from torch import nn
 
 from mmrl.extractor.fusion import FUSIONS, Fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
-from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding
+from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding, trim_padding
 from mmrl.tokenizer import PAD_ID, UNK_ID
 
 #: Channel counts recognised at either end of an image shape (grey, RGB, RGBA/RGBD).
@@ -225,17 +225,6 @@ def unique_rows(tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.equal(unique_UL[inverse_B], tokens_BL):
         unique_UL, inverse_B = torch.unique(tokens_BL, dim=0, return_inverse=True)
     return unique_UL, inverse_B
-
-
-def trim_padding(tokens_BL: torch.Tensor) -> torch.Tensor:
-    """Drops the trailing columns that are PAD in every row (keeps at least one column).
-
-    Encoders are padding invariant, so this changes no sentence encoding; it only saves the recurrent and
-    attention encoders the work on padding (instructions are often much shorter than the token space).
-    """
-    real_columns = (tokens_BL != PAD_ID).any(dim=0).nonzero()
-    length = int(real_columns[-1]) + 1 if len(real_columns) else 1
-    return tokens_BL if length == tokens_BL.shape[1] else tokens_BL[:, :length]
 
 
 #: Batches up to this size go to the inference memo row by row; larger ones are deduplicated on the tensor first.

@@ -76,6 +76,17 @@ def _masked_mean(values_BLD: torch.Tensor, padding_mask_BL: torch.Tensor) -> tor
     return (values_BLD * keep_BL1).sum(dim=1) / count_B1
 
 
+def trim_padding(tokens_BL: torch.Tensor) -> torch.Tensor:
+    """Drops the trailing columns that are PAD in every row (keeps at least one column).
+
+    Encoders are padding invariant, so this changes no sentence encoding; it only saves the recurrent and
+    attention encoders the work on padding (instructions are often much shorter than the token space).
+    """
+    real_columns = (tokens_BL != PAD_ID).any(dim=0).nonzero()
+    length = int(real_columns[-1]) + 1 if len(real_columns) else 1
+    return tokens_BL if length == tokens_BL.shape[1] else tokens_BL[:, :length]
+
+
 def _lengths(padding_mask_BL: torch.Tensor) -> torch.Tensor:
     """Index of the last real token plus one (0 for all-PAD rows)."""
     length = padding_mask_BL.shape[1]
@@ -113,9 +124,17 @@ class BagOfWordsEncoder(TextEncoder):
     deduplicate = False
 
     def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
-        padding_mask_BL = tokens_BL == PAD_ID
-        embeddings_BLD = self.embedding(tokens_BL)
-        return TextEncoding(_masked_mean(embeddings_BLD, padding_mask_BL), embeddings_BLD, padding_mask_BL)
+        # One fused gather-and-mean (forward and backward); PAD is left out of the mean, all-PAD rows give zeros.
+        sentence_BD = nn.functional.embedding_bag(tokens_BL, self.embedding.weight, mode="mean", padding_idx=PAD_ID)
+        # Per-token features only for the fusions that read them, without the all-PAD trailing columns.
+        trimmed: list[torch.Tensor] = []
+
+        def trimmed_tokens() -> torch.Tensor:
+            if not trimmed:
+                trimmed.append(trim_padding(tokens_BL))
+            return trimmed[0]
+
+        return TextEncoding(sentence_BD, lambda: self.embedding(trimmed_tokens()), lambda: trimmed_tokens() == PAD_ID)
 
 
 class RecurrentEncoder(TextEncoder):
