@@ -576,3 +576,49 @@ def test_save_load_round_trip_in_fresh_process(tmp_path: Path):
     for name, (actions, scores) in expected.items():
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}_loaded.npy"), actions, err_msg=name)
         np.testing.assert_allclose(np.load(tmp_path / f"{name}_loaded_scores.npy"), scores, rtol=1e-5, err_msg=name)
+
+
+def test_cross_attention_equals_attention_over_projected_patches():
+    """The channel-space evaluation of co-attention computes plain multi-head attention over projected patches.
+
+    Reference: project every patch to ``fusion_dim`` (residual, query, key, value), run
+    ``scaled_dot_product_attention`` both ways with a padding mask, LayerNorm, pool; all with the fusion's weights.
+    """
+    from mmrl.extractor.fusion import CrossAttentionFusion
+    from mmrl.extractor.text_encoders import TextEncoding
+
+    torch.manual_seed(0)
+    channels, height, width, text_dim, dim, n_heads = 6, 3, 4, 10, 16, 4
+    fusion = CrossAttentionFusion([(channels, height, width)], [[channels]], [text_dim], [], dim, n_heads=n_heads)
+    for parameter in fusion.parameters():  # non-trivial biases and norms
+        torch.nn.init.normal_(parameter, std=0.5)
+    batch, length = 5, 7
+    feature_map = torch.randn(batch, channels, height, width)
+    token_features = torch.randn(batch, length, text_dim)
+    padding = torch.zeros(batch, length, dtype=torch.bool)
+    padding[1, 3:] = True
+    padding[2, 1:] = True
+    padding[4, :] = True  # no real token: patches attend to position 0
+    out = fusion([feature_map], [TextEncoding(torch.zeros(batch, text_dim), token_features, padding)], [])
+
+    patches = feature_map.flatten(2).transpose(1, 2) + fusion.patch_positions[0]
+    residual = fusion.patch_embeddings[0](patches)
+    query, key, value = (maps[0](patches) for maps in (fusion.patch_queries, fusion.patch_keys, fusion.patch_values))
+    token, token_query, token_key, token_value = fusion.token_projections[0](token_features).chunk(4, dim=-1)
+
+    def heads(x):
+        return x.unflatten(-1, (n_heads, -1)).transpose(1, 2)
+
+    def merge(x):
+        return x.transpose(1, 2).flatten(2)
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    seen = merge(sdpa(heads(token_query), heads(key), heads(value)))
+    tokens_out = fusion.token_norm(token + seen)
+    real = (~padding).unsqueeze(-1).float()
+    pooled_tokens = (tokens_out * real).sum(1) / real.sum(1).clamp(min=1)
+    keep = ~padding
+    keep[4, 0] = True
+    read = merge(sdpa(heads(query), heads(token_key), heads(token_value), attn_mask=keep[:, None, None, :]))
+    image = fusion.image_norm((residual + read).mean(dim=1))
+    torch.testing.assert_close(out, torch.cat([image, pooled_tokens], dim=1), rtol=1e-4, atol=1e-5)
