@@ -12,8 +12,9 @@ median is reported with the min-max spread):
   of 5 rounds of 3 passes.
 
 Variants: the image-only baseline (same ``"auto"`` (patch) CNN, ``concat`` fusion, instruction ignored), the default
-``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / FiLM variants. The ratio
-column is frames/s relative to the image-only baseline; the target is text costing at most 10 % (ratio >= 0.90).
+``mmrl.policy_kwargs()`` (gated attention + GRU) with and without the text cache, and BOW / FiLM / cross-attention
+variants. The ratio column is frames/s relative to the image-only baseline; the target is text costing at most
+10 % (ratio >= 0.90).
 
 Environment: ``mmrl/GoTo-v0`` via ``gymnasium.make`` when ``import mmrl.envs`` registers it, otherwise (or with
 ``--env builtin``) a self-contained env with the same Dict contract (56x56x3 uint8 image, 16 token ids) that
@@ -50,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gated + gru, no cache": {"cache_text": False},
     "gated + bow (encoded directly)": {"text_encoder": "bow"},
     "film + gru, text cache": {"fusion": "film"},
+    "cross_attention + bow": {"fusion": "cross_attention", "text_encoder": "bow"},
 }
 
 
