@@ -621,4 +621,5 @@ def test_cross_attention_equals_attention_over_projected_patches():
     keep[4, 0] = True
     read = merge(sdpa(heads(query), heads(token_key), heads(token_value), attn_mask=keep[:, None, None, :]))
     image = fusion.image_norm((residual + read).mean(dim=1))
-    torch.testing.assert_close(out, torch.cat([image, pooled_tokens], dim=1), rtol=1e-4, atol=1e-5)
+    expected = torch.cat([feature_map.flatten(1), image, pooled_tokens], dim=1)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
