@@ -264,13 +264,15 @@ def test_resume_is_exact_dqn_without_exploration(tmp_path: Path) -> None:
     _assert_same_parameters("dqn", straight.model, resumed.model)
 
 
-def test_ctrl_c_inside_a_checkpoint_write_is_held_until_the_checkpoint_is_complete(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("signals", "expected_steps"), [(1, 66), (2, 64)])
+def test_ctrl_c_inside_a_checkpoint_write_waits_for_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signals: int, expected_steps: int
 ) -> None:
-    """A SIGINT landing inside ``torch.save`` (CI once caught this race) must not crash the run.
+    """SIGINTs landing inside ``torch.save`` (CI once caught this race) must not crash the run.
 
     Interrupting torch's zip writer mid-write makes its cleanup raise ``RuntimeError`` instead of
-    ``KeyboardInterrupt``; the trainer holds the signal until the checkpoint is written, then stops as for any Ctrl-C.
+    ``KeyboardInterrupt``. The trainer holds the signals until the checkpoint (at step 64) is written: one Ctrl-C
+    then ends training after the next step (2 envs: step 66), a second one at once (step 64).
     """
     import stable_baselines3.common.save_util as save_util
 
@@ -278,10 +280,7 @@ def test_ctrl_c_inside_a_checkpoint_write_is_held_until_the_checkpoint_is_comple
     sent: list[bool] = []
 
     class InterruptingWriter:
-        """File-like wrapper: its third write sends this process a SIGINT after the bytes are written.
-
-        The interrupt then surfaces in torch's writer with the data already in the file, as in CI.
-        """
+        """File-like wrapper: its third write sends SIGINT(s) after the bytes are written (as in CI)."""
 
         def __init__(self, file):
             self.file = file
@@ -292,7 +291,9 @@ def test_ctrl_c_inside_a_checkpoint_write_is_held_until_the_checkpoint_is_comple
             self.writes += 1
             if self.writes == 3 and not sent:
                 sent.append(True)
-                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(signals):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.01)  # let the handler run: signals that arrive together are merged
             return written
 
         def __getattr__(self, name):
@@ -302,21 +303,48 @@ def test_ctrl_c_inside_a_checkpoint_write_is_held_until_the_checkpoint_is_comple
         return real_save(obj, InterruptingWriter(f), *args, **kwargs)
 
     monkeypatch.setattr(save_util.th, "save", interrupting_save)
-    result = mmrl.train(
+    result = _train_small(tmp_path / "run")
+    assert sent, "the patched writer was never used"
+    assert result.interrupted
+    _check_checkpoint_files(result.run_dir)
+    assert (result.run_dir / "checkpoints" / "state_64_steps.json").exists()
+    assert RunDir(result.run_dir).latest_checkpoint().steps == expected_steps
+    assert load_model(result.run_dir).num_timesteps == result.metrics["timesteps"] == expected_steps
+
+
+def test_first_ctrl_c_ends_training_after_the_current_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT in the middle of an env step: the step completes and counts, training ends there, and the run
+    resumes from the state it was saved in."""
+    from mmrl.envs.vec_env import GridVecEnv
+
+    real_step_wait = GridVecEnv.step_wait
+    calls: list[int] = []
+
+    def interrupted_step_wait(self):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step_wait(self)
+
+    monkeypatch.setattr(GridVecEnv, "step_wait", interrupted_step_wait)
+    result = _train_small(tmp_path / "run")
+    monkeypatch.setattr(GridVecEnv, "step_wait", real_step_wait)
+    assert result.interrupted and result.metrics["timesteps"] == 5 * 2
+    assert RunDir(result.run_dir).latest_checkpoint().steps == 10
+    resumed = mmrl.train("ppo", resume=result.run_dir, timesteps=128, progress_bar=False)
+    assert not resumed.interrupted and resumed.metrics["timesteps"] == 10 + 2 * 64  # whole rollouts of 64 steps
+
+
+def _train_small(run_dir: Path):
+    return mmrl.train(
         "ppo",
         ENV_ID,
         timesteps=100_000,
         n_envs=2,
-        run_dir=tmp_path / "run",
+        run_dir=run_dir,
         progress_bar=False,
         checkpoint_freq=64,
         eval_freq=0,
         eval_episodes=1,
         overrides=PPO_SMALL,
     )
-    assert sent, "the patched writer was never used"
-    assert result.interrupted
-    _check_checkpoint_files(result.run_dir)
-    checkpoint = RunDir(result.run_dir).latest_checkpoint()
-    assert checkpoint is not None and checkpoint.steps == 64
-    assert load_model(result.run_dir).num_timesteps == result.metrics["timesteps"] == 64

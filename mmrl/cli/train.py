@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train an agent and write a run directory",
         description="Train PPO, A2C, DQN (multimodal extractor) or tabular Q-learning on an env. "
-        "Hyperparameters come from agents/<algo>.yaml, --preset and --set. Ctrl-C stops and saves the model.",
+        "Hyperparameters come from agents/<algo>.yaml, --preset and --set. "
+        "Ctrl-C stops after the current step and saves the model.",
     )
     parser.add_argument("--algo", choices=ALGOS, help="algorithm (required unless --resume)")
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")

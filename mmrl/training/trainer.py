@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -144,7 +145,7 @@ def _sigint_ignored() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C that arrives while files are written; raise it once they are complete.
+    """Hold the Ctrl-Cs that arrive while files are written; hand them to the SIGINT handler once they are complete.
 
     A ``KeyboardInterrupt`` raised in the middle of ``torch.save`` leaves its zip writer inconsistent, and the
     writer's cleanup then raises ``RuntimeError`` instead: the interrupt would be lost and the run would crash.
@@ -157,14 +158,52 @@ def _sigint_deferred() -> Iterator[None]:
     if previous is signal.SIG_IGN:
         yield
         return
-    received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    received: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+    for frame in received:  # replayed in order: GracefulInterrupt counts them, Python's default handler raises
+        if callable(previous):
+            previous(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+
+class GracefulInterrupt:
+    """Ctrl-C during training: the first one ends training after the current step, the second one at once.
+
+    Used as a context manager around ``model.learn`` (main thread only; a process that ignores SIGINT keeps
+    ignoring it). The first SIGINT only sets :attr:`requested`; :class:`~mmrl.training.callbacks.PeriodicCallback`
+    asks after every step and ends training there, so the env, the model and the step count agree when the final
+    model and checkpoint are written. A second SIGINT raises ``KeyboardInterrupt`` (checkpoint writes hold it until
+    they are complete, see :func:`_sigint_deferred`).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> GracefulInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+                self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
 
 
 # ------------------------------------------------------------------------------------------------ env and models
@@ -457,6 +496,7 @@ def _run(
     stopped = False
     if stop_at is not None and stop_at <= start_steps:
         remaining, stopped = 0, True  # already at or past the stop: the loaded checkpoint is the boundary
+    interrupt = GracefulInterrupt()
     periodic = PeriodicCallback(
         stats,
         evaluate,
@@ -465,6 +505,7 @@ def _run(
         checkpoint_freq=config.checkpoint_freq,
         checkpoint_on_step=algo == "qlearning",
         stop_at=stop_at,
+        stop_requested=lambda: interrupt.requested,
     )
     callbacks: list[Any] = [periodic]
     bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
@@ -474,7 +515,8 @@ def _run(
     interrupted = False
     try:
         if remaining > 0:
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="run")
+            with interrupt:
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="run")
     except StopAtBoundary:
         pass  # the boundary checkpoint is written; the model is exactly in its state
     except KeyboardInterrupt:
@@ -482,6 +524,7 @@ def _run(
     finally:
         if bar is not None:
             bar.close()
+    interrupted = interrupted or interrupt.requested
     stopped = stopped or periodic.stopped_at is not None
     learn_time = time.time() - learn_start
     # A checkpoint already written at the current step (the loaded one, or the stop boundary's) is kept as is.
