@@ -311,8 +311,9 @@ class CrossAttentionFusion(Fusion):
             nn.Parameter(0.02 * torch.randn(height * width, channels)) for channels, height, width in map_shapes
         )
         channels = [shape[0] for shape in map_shapes]
-        # Patch side, one map per image key (weights (fusion_dim, C)): keys and queries need no bias (a key bias
-        # shifts every score of a query alike, softmax ignores it; a query bias is dropped in the same way).
+        # Patch side, one map per image key (weights (fusion_dim, C)). Keys need no bias: q . b_k is the same for
+        # every key of a query, and softmax ignores it. Queries have none either; that only leaves out b_q . k, a
+        # learned preference for some tokens shared by all patches.
         self.patch_embeddings = nn.ModuleList(nn.Linear(count, fusion_dim) for count in channels)
         self.patch_queries = nn.ModuleList(nn.Linear(count, fusion_dim, bias=False) for count in channels)
         self.patch_keys = nn.ModuleList(nn.Linear(count, fusion_dim, bias=False) for count in channels)
