@@ -4,8 +4,8 @@ Task ("which side is the <colour> thing?"): a small RGB image shows two squares 
 left half and one in the right half, at random positions. The instruction names one of the two colours; the agent
 answers left (action 0) or right (action 1) and gets reward 1 if it is right; every episode is one step.
 Neither modality alone beats chance (50 %): the image does not say which colour is asked about, and the colour
-says nothing about the side. PPO must reach >= 95 % on held-out seeds with the ``concat``, ``film`` and ``gated``
-fusions, and the trained agent must fall back to chance when the instruction is replaced by PAD tokens.
+says nothing about the side. PPO must reach >= 95 % on held-out seeds with the ``concat``, ``film``, ``gated``
+and ``cross_attention`` fusions, and the trained agent must fall back to chance when the instruction is replaced by PAD tokens.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_which_side_task_needs_both_modalities():
         assert 0.35 < answers[colour_tokens == token].mean() < 0.65
 
 
-@pytest.mark.parametrize("fusion", ["concat", "film", "gated"])
+@pytest.mark.parametrize("fusion", ["concat", "film", "gated", "cross_attention"])
 def test_ppo_learns_to_ground_instructions(fusion: str):
     start = time.perf_counter()
     model = train(fusion, TIMESTEPS)
