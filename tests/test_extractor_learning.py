@@ -5,7 +5,8 @@ left half and one in the right half, at random positions. The instruction names 
 answers left (action 0) or right (action 1) and gets reward 1 if it is right; every episode is one step.
 Neither modality alone beats chance (50 %): the image does not say which colour is asked about, and the colour
 says nothing about the side. PPO must reach >= 95 % on held-out seeds with the ``concat``, ``film``, ``gated``
-and ``cross_attention`` fusions, and the trained agent must fall back to chance when the instruction is replaced by PAD tokens.
+and ``cross_attention`` fusions, and the trained agent must fall back to chance when the instruction is replaced
+by PAD tokens.
 """
 
 from __future__ import annotations
