@@ -16,6 +16,7 @@ Encoders (see :data:`TEXT_ENCODERS`):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -127,13 +128,7 @@ class BagOfWordsEncoder(TextEncoder):
         # One fused gather-and-mean (forward and backward); PAD is left out of the mean, all-PAD rows give zeros.
         sentence_BD = nn.functional.embedding_bag(tokens_BL, self.embedding.weight, mode="mean", padding_idx=PAD_ID)
         # Per-token features only for the fusions that read them, without the all-PAD trailing columns.
-        trimmed: list[torch.Tensor] = []
-
-        def trimmed_tokens() -> torch.Tensor:
-            if not trimmed:
-                trimmed.append(trim_padding(tokens_BL))
-            return trimmed[0]
-
+        trimmed_tokens = functools.cache(lambda: trim_padding(tokens_BL))
         return TextEncoding(sentence_BD, lambda: self.embedding(trimmed_tokens()), lambda: trimmed_tokens() == PAD_ID)
 
 

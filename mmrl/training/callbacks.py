@@ -152,7 +152,7 @@ class PeriodicCallback(BaseCallback):
         checkpoint_on_step: Check for a due checkpoint after every step.
         stop_at: Stop at the first boundary at or after this many steps (None: never).
         stop_requested: ``stop_requested() -> bool``, asked after every step; True ends training there (``on_step``
-            returns False) and sets :attr:`interrupted_at` (the trainer's first Ctrl-C).
+            returns False): the trainer's first Ctrl-C.
     """
 
     def __init__(
@@ -169,8 +169,6 @@ class PeriodicCallback(BaseCallback):
         super().__init__()
         self.stats = stats
         self.stop_requested = stop_requested
-        self.interrupted_at: int | None = None
-        """``num_timesteps`` after the step at which ``stop_requested`` ended training (None if it did not)."""
         self.evaluate = evaluate
         self.checkpoint = checkpoint
         self.eval_freq = eval_freq
@@ -220,7 +218,6 @@ class PeriodicCallback(BaseCallback):
     def _on_step(self) -> bool:
         self.stats.update(self.locals.get("infos", []))
         if self.stop_requested is not None and self.stop_requested():
-            self.interrupted_at = int(self.model.num_timesteps)
             return False
         if self._next_eval is not None and self.model.num_timesteps >= self._next_eval:
             self.evaluate(self.model)

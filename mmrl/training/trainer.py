@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +14,7 @@ import yaml
 
 from mmrl.atomic import atomic_path, write_json, write_text
 from mmrl.training.config import TrainConfig
+from mmrl.training.interrupts import GracefulInterrupt, sigint_deferred, sigint_ignored
 from mmrl.training.presets import complete_config, resolve_config
 from mmrl.training.run_dir import (
     CONFIG_FILE,
@@ -128,82 +124,6 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
         np.random.set_state(states["numpy"])
     if "torch" in states:
         torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C while the final model is written (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold the Ctrl-Cs that arrive while files are written; hand them to the SIGINT handler once they are complete.
-
-    A ``KeyboardInterrupt`` raised in the middle of ``torch.save`` leaves its zip writer inconsistent, and the
-    writer's cleanup then raises ``RuntimeError`` instead: the interrupt would be lost and the run would crash.
-    Main thread only; inside :func:`_sigint_ignored` the signal stays ignored.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        yield
-        return
-    received: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    for frame in received:  # replayed in order: GracefulInterrupt counts them, Python's default handler raises
-        if callable(previous):
-            previous(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
-
-
-class GracefulInterrupt:
-    """Ctrl-C during training: the first one ends training after the current step, the second one at once.
-
-    Used as a context manager around ``model.learn`` (main thread only; a process that ignores SIGINT keeps
-    ignoring it). The first SIGINT only sets :attr:`requested`; :class:`~mmrl.training.callbacks.PeriodicCallback`
-    asks after every step and ends training there, so the env, the model and the step count agree when the final
-    model and checkpoint are written. A second SIGINT raises ``KeyboardInterrupt`` (checkpoint writes hold it until
-    they are complete, see :func:`_sigint_deferred`).
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-        self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to stop at once)", file=sys.stderr)
-
-    def __enter__(self) -> GracefulInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not signal.SIG_IGN:
-                self._previous = signal.signal(signal.SIGINT, self._handle)
-                self._installed = True
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
 
 
 # ------------------------------------------------------------------------------------------------ env and models
@@ -460,11 +380,11 @@ def _run(
         tracker["evaluations"].append({"timesteps": int(current.num_timesteps), **result})
         if result["mean_return"] > tracker["best"]:
             tracker["best"] = result["mean_return"]
-            with _sigint_deferred():
+            with sigint_deferred():
                 _save_model(current, run_path / f"best_model{model_suffix(algo)}", algo)
 
     def save_checkpoint(current: Any) -> None:
-        with _sigint_deferred():
+        with sigint_deferred():
             _write_checkpoint(current)
 
     def _write_checkpoint(current: Any) -> None:
@@ -531,7 +451,7 @@ def _run(
     written = start_steps if checkpoint is not None else None
     if periodic.last_checkpoint_steps is not None:
         written = periodic.last_checkpoint_steps
-    with _sigint_ignored():
+    with sigint_ignored():
         _save_model(model, run_path / f"model{model_suffix(algo)}", algo)
         if int(model.num_timesteps) > 0 and int(model.num_timesteps) != written:
             save_checkpoint(model)
