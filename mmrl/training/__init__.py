@@ -1,4 +1,4 @@
-"""Training: :func:`train` (``mmrl train``), presets, the run directory and callbacks.
+"""Training: :func:`train` (``mmrl train``), presets, the run directory, callbacks and Ctrl-C handling.
 
 ``mmrl.train`` is this package's :func:`train`.
 """
