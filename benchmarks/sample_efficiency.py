@@ -49,13 +49,15 @@ PEER_REFERENCE_FRAMES = 290_000
 PPO_ARGUMENTS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "gamma", "gae_lambda", "ent_coef", "clip_range")
 
 
-def preset_run(env_id: str, fusion: str | None) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """What ``mmrl train --algo ppo --env ENV_ID [--fusion F]`` would build: ``(n_envs, env_kwargs,
-    policy_kwargs, ppo_kwargs)`` from ``agents/ppo.yaml``."""
+def preset_run(
+    env_id: str, fusion: str | None, text_encoder: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What ``mmrl train --algo ppo --env ENV_ID [--fusion F] [--text-encoder T]`` would build: ``(n_envs,
+    env_kwargs, policy_kwargs, ppo_kwargs)`` from ``agents/ppo.yaml``."""
     import mmrl
     from mmrl.training.presets import resolve_config
 
-    config = resolve_config("ppo", env_id, fusion=fusion)
+    config = resolve_config("ppo", env_id, fusion=fusion, text_encoder=text_encoder)
     extractor = {
         key: getattr(config, key)
         for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
@@ -117,7 +119,7 @@ def run_family(
     import mmrl
 
     torch.set_num_threads(args.threads)
-    n_envs, env_kwargs, policy_kwargs, ppo_kwargs = preset_run(env_id, fusion)
+    n_envs, env_kwargs, policy_kwargs, ppo_kwargs = preset_run(env_id, fusion, args.text_encoder)
     train_env = mmrl.make_vec_env(env_id, n_envs, seed=seed * 100, env_kwargs=env_kwargs)
     eval_env = mmrl.make_vec_env(env_id, args.eval_episodes, env_kwargs=env_kwargs)
     model = PPO("MultiInputPolicy", train_env, policy_kwargs=policy_kwargs, seed=seed, device="cpu", **ppo_kwargs)
@@ -215,6 +217,9 @@ def main(argv: list[str] | None = None) -> Table:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), help="default all (quick: GoTo)")
     parser.add_argument("--fusions", nargs="+", choices=list(mmrl.extractor.FUSIONS), help="default all (quick: film)")
+    parser.add_argument(
+        "--text-encoder", choices=list(mmrl.extractor.TEXT_ENCODERS), help="instead of the preset's (default: preset)"
+    )
     parser.add_argument("--seeds", type=int, help="seeds per configuration (default 3, quick 1)")
     parser.add_argument("--max-frames", type=int, help="frame budget per run (default 500k, quick 8192)")
     parser.add_argument("--eval-every", type=int, help="frames between evaluations (default 10240, quick 4096)")

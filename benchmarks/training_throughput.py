@@ -9,8 +9,9 @@ only). A variant is an env path and a network:
   ``DummyVecEnv`` (SB3 adds ``VecTransposeImage``).
 * networks: ``gated+bow (preset)``: what ``mmrl train`` builds for the GoTo family (``agents/*.yaml``: gated
   attention, bag-of-words instruction encoder, patch CNN); ``gated+gru (default)``: ``mmrl.policy_kwargs()``'s
-  library defaults (GRU instruction encoder, for instructions whose word order matters); ``image-only``: the same
-  patch CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``, concat fusion).
+  library defaults (GRU instruction encoder, for instructions whose word order matters); ``gated+conv``: gated
+  attention with the word n-gram encoder (order-aware, cheaper than the GRU; mmrl path only); ``image-only``: the
+  same patch CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``, concat fusion).
 
 The ``x MiniGrid`` column compares an mmrl variant with the MiniGrid path running the *same network*;
 ``x image-only`` compares with the mmrl image-only variant. Repeats are interleaved (every variant once per round),
@@ -43,12 +44,14 @@ ALGOS = ("PPO", "A2C", "DQN")
 NETWORKS: dict[str, dict[str, Any]] = {
     "gated+bow (preset)": {"fusion": "gated", "text_encoder": "bow"},
     "gated+gru (default)": {},
+    "gated+conv": {"fusion": "gated", "text_encoder": "conv"},
     "image-only": {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
 }
 #: (env path, network) pairs measured by default.
 VARIANTS: tuple[tuple[str, str], ...] = (
     ("mmrl", "gated+bow (preset)"),
     ("mmrl", "gated+gru (default)"),
+    ("mmrl", "gated+conv"),
     ("mmrl", "image-only"),
     ("MiniGrid", "gated+bow (preset)"),
     ("MiniGrid", "gated+gru (default)"),

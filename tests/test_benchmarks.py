@@ -33,7 +33,7 @@ def test_training_throughput_reports_paired_ratios(tmp_path: Path):
         tmp_path=tmp_path,
     )
     rows = payload["tables"][0]["rows"]
-    assert {row["network"] for row in rows} == {"gated+bow (preset)", "gated+gru (default)", "image-only"}
+    assert {row["network"] for row in rows} == {"gated+bow (preset)", "gated+gru (default)", "gated+conv", "image-only"}
     assert all(row["frames/s (median)"] > 0 for row in rows)
     image_only = next(row for row in rows if row["network"] == "image-only")
     assert image_only["x image-only"] == pytest.approx(1.0)

@@ -294,6 +294,20 @@ def test_channel_last_and_channel_first_inputs_agree():
 
 
 @pytest.mark.parametrize("text_encoder", TEXT_ENCODERS)
+def test_word_order_matters_except_for_the_bag_of_words(text_encoder: str):
+    """ "red ball ... blue door" and "blue ball ... red door" hold the same words: only order tells them apart."""
+    torch.manual_seed(0)
+    encoder = TEXT_ENCODERS[text_encoder](VOCAB_SIZE, MAX_LENGTH, 16).eval()
+    red, ball, blue, door, after = 3, 4, 5, 6, 7
+    first = encoder(tokens(red, ball, after, blue, door)).sentence_BD
+    second = encoder(tokens(blue, ball, after, red, door)).sentence_BD
+    if text_encoder == "bow":
+        torch.testing.assert_close(first, second)
+    else:
+        assert (first - second).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("text_encoder", TEXT_ENCODERS)
 def test_padding_never_changes_the_encoding(text_encoder: str):
     torch.manual_seed(0)
     encoder = TEXT_ENCODERS[text_encoder](VOCAB_SIZE, MAX_LENGTH, 16).eval()
@@ -438,7 +452,7 @@ def test_conditioning_fusions_need_image_and_text(fusion: str):
     ("option", "choices"),
     [
         ("fusion", "concat, sum, weighted, product, gated, film, cross_attention"),
-        ("text_encoder", "bow, gru, lstm, transformer"),
+        ("text_encoder", "bow, gru, lstm, conv, transformer"),
         ("image_encoder", "auto, patch, small, nature, impala"),
     ],
 )

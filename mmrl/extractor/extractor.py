@@ -366,7 +366,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"`` or ``"impala"``. ``"auto"`` picks
             ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
-        text_encoder: ``"bow"``, ``"gru"``, ``"lstm"`` or ``"transformer"``.
+        text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
         fusion: ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
             ``"cross_attention"`` (the last three need an image key and a text key).
         image_keys: Image keys (``None``: detect).
