@@ -121,6 +121,7 @@ def _train(
     resume: bool = False,
     overrides: dict | None = None,
     stop_at: int | None = None,
+    checkpoint_freq: int = 0,
 ):
     if resume:
         return mmrl.train(algo, resume=run_dir, timesteps=timesteps, progress_bar=False, stop_at=stop_at)
@@ -149,7 +150,7 @@ def _train(
         progress_bar=False,
         eval_freq=0,
         eval_episodes=1,
-        checkpoint_freq=0,
+        checkpoint_freq=checkpoint_freq,
         overrides={**kwargs["overrides"], **(overrides or {})},
         stop_at=stop_at,
     )
@@ -303,7 +304,7 @@ def test_ctrl_c_inside_a_checkpoint_write_waits_for_the_checkpoint(
         return real_save(obj, InterruptingWriter(f), *args, **kwargs)
 
     monkeypatch.setattr(save_util.th, "save", interrupting_save)
-    result = _train_small(tmp_path / "run")
+    result = _train("ppo", tmp_path / "run", 100_000, checkpoint_freq=64)
     assert sent, "the patched writer was never used"
     assert result.interrupted
     _check_checkpoint_files(result.run_dir)
@@ -327,24 +328,9 @@ def test_first_ctrl_c_ends_training_after_the_current_step(tmp_path: Path, monke
         return real_step_wait(self)
 
     monkeypatch.setattr(GridVecEnv, "step_wait", interrupted_step_wait)
-    result = _train_small(tmp_path / "run")
+    result = _train("ppo", tmp_path / "run", 100_000, checkpoint_freq=64)
     monkeypatch.setattr(GridVecEnv, "step_wait", real_step_wait)
     assert result.interrupted and result.metrics["timesteps"] == 5 * 2
     assert RunDir(result.run_dir).latest_checkpoint().steps == 10
     resumed = mmrl.train("ppo", resume=result.run_dir, timesteps=128, progress_bar=False)
     assert not resumed.interrupted and resumed.metrics["timesteps"] == 10 + 2 * 64  # whole rollouts of 64 steps
-
-
-def _train_small(run_dir: Path):
-    return mmrl.train(
-        "ppo",
-        ENV_ID,
-        timesteps=100_000,
-        n_envs=2,
-        run_dir=run_dir,
-        progress_bar=False,
-        checkpoint_freq=64,
-        eval_freq=0,
-        eval_episodes=1,
-        overrides=PPO_SMALL,
-    )
