@@ -191,11 +191,11 @@ class ConvTextEncoder(TextEncoder):
         real_BL1 = (~padding_mask_BL).unsqueeze(-1).to(self.embedding.weight.dtype)
         length = tokens_BL.shape[1]
         inputs_BLD = (self.embedding(tokens_BL) + self.positions[:length]) * real_BL1
-        padded_BLD = nn.functional.pad(inputs_BLD, (0, 0, 1, 1))
+        half = self.kernel_size // 2
+        padded_BLD = nn.functional.pad(inputs_BLD, (0, 0, half, half))
         windows_BLK = torch.cat([padded_BLD[:, shift : shift + length] for shift in range(self.kernel_size)], dim=2)
         outputs_BLD = torch.relu(self.window(windows_BLK)) * real_BL1
-        sentence_BD = outputs_BLD.sum(dim=1) / real_BL1.sum(dim=1).clamp(min=1.0)
-        return TextEncoding(sentence_BD, outputs_BLD, padding_mask_BL)
+        return TextEncoding(_masked_mean(outputs_BLD, padding_mask_BL), outputs_BLD, padding_mask_BL)
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
