@@ -14,9 +14,13 @@ only). A variant is an env path and a network:
   same patch CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``, concat fusion).
 
 The ``x MiniGrid`` column compares an mmrl variant with the MiniGrid path running the *same network*;
-``x image-only`` compares with the mmrl image-only variant. Repeats are interleaved (every variant once per round),
-so a slow spell of the machine hits all variants alike, and a ratio is the median over rounds of the ratio within
-the round (on a shared 2-core VM single measurements vary by +-15 %; paired ratios vary much less).
+``x image-only`` compares with the mmrl image-only variant. Repeats are interleaved (every variant once per round,
+in reverse order on odd rounds, so a drift within a round favours no variant), so a slow spell of the machine hits
+all variants alike, and a ratio is the median over rounds of the ratio within the round (on a shared 2-core VM
+single measurements vary by +-15 %; paired ratios vary much less). ``x image-only (CPU)`` is the same ratio of
+frames per second of the process's CPU time: time the VM's host gives to other guests is not CPU time of ours, so
+on a shared machine this column moves less from run to run (with 2 threads it also counts the second thread's
+time, spinning included).
 ``torch.set_num_threads`` is set explicitly for each measurement (``--threads``, default 1 and 2; 2 is torch's
 default on this 2-core machine).
 Run ``python benchmarks/training_throughput.py --help``.
@@ -94,8 +98,11 @@ def paired_ratio(values: list[float], references: list[float] | None) -> float |
     return statistics.median(ratio(value, reference) for value, reference in zip(values, references, strict=True))
 
 
-def train_once(algo: str, path: str, net: str, timesteps: int, n_envs: int, threads: int, seed: int) -> float:
-    """Frames/s of one ``learn(timesteps)``: env and model built first, outside the timing."""
+def train_once(
+    algo: str, path: str, net: str, timesteps: int, n_envs: int, threads: int, seed: int
+) -> tuple[float, float]:
+    """Frames per wall-clock second and per CPU second of one ``learn(timesteps)``: env and model built first,
+    outside the timing."""
     import stable_baselines3
     import torch
 
@@ -112,12 +119,12 @@ def train_once(algo: str, path: str, net: str, timesteps: int, n_envs: int, thre
             verbose=0,
             **algo_kwargs(algo, timesteps),
         )
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.learn(timesteps)
-        elapsed = time.perf_counter() - start
+        elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     frames = model.num_timesteps
     venv.close()
-    return frames / elapsed
+    return frames / elapsed, frames / elapsed_cpu
 
 
 def main(argv: list[str] | None = None) -> Table:
@@ -142,21 +149,38 @@ def main(argv: list[str] | None = None) -> Table:
     table = Table(
         f"Training frames/s on {ENV_ID} ({args.n_envs} envs, {timesteps:,} timesteps per measurement, "
         f"{args.repeats} interleaved rounds)",
-        ["algo", "torch threads", "env path", "network", "frames/s (median)", "min-max", "x MiniGrid", "x image-only"],
+        [
+            "algo",
+            "torch threads",
+            "env path",
+            "network",
+            "frames/s (median)",
+            "min-max",
+            "x MiniGrid",
+            "x image-only",
+            "x image-only (CPU)",
+        ],
     )
     checks: list[str] = []
     for algo in args.algos:
         for threads in args.threads:
             samples: dict[tuple[str, str], list[float]] = {variant: [] for variant in variants}
+            cpu_samples: dict[tuple[str, str], list[float]] = {variant: [] for variant in variants}
             for repeat in range(args.repeats):
-                for path, net in variants:
-                    fps = train_once(algo, path, net, timesteps, args.n_envs, threads, repeat)
+                for path, net in variants if repeat % 2 == 0 else variants[::-1]:
+                    fps, cpu_fps = train_once(algo, path, net, timesteps, args.n_envs, threads, repeat)
                     samples[(path, net)].append(fps)
-                    print(f"  {algo} threads={threads} round {repeat} {path:8s} {net:20s} {fps:9,.0f}", flush=True)
+                    cpu_samples[(path, net)].append(cpu_fps)
+                    print(
+                        f"  {algo} threads={threads} round {repeat} {path:8s} {net:20s} {fps:9,.0f} "
+                        f"({cpu_fps:,.0f} per CPU s)",
+                        flush=True,
+                    )
             for (path, net), values in samples.items():
                 timing = Timing(values)
                 peer = samples.get(("MiniGrid", net)) if path == "mmrl" else None
                 image_only = samples.get(("mmrl", "image-only")) if path == "mmrl" else None
+                cpu_image_only = cpu_samples.get(("mmrl", "image-only")) if path == "mmrl" else None
                 to_peer = paired_ratio(values, peer)
                 to_image_only = paired_ratio(values, image_only)
                 table.add(
@@ -164,6 +188,7 @@ def main(argv: list[str] | None = None) -> Table:
                     **{"torch threads": threads, "env path": path, "network": net},
                     **{"frames/s (median)": timing.median, "min-max": timing.spread()},
                     **{"x MiniGrid": to_peer, "x image-only": to_image_only},
+                    **{"x image-only (CPU)": paired_ratio(cpu_samples[(path, net)], cpu_image_only)},
                 )
                 if path != "mmrl" or net == "image-only":
                     continue

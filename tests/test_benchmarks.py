@@ -36,7 +36,8 @@ def test_training_throughput_reports_paired_ratios(tmp_path: Path):
     assert {row["network"] for row in rows} == {"gated+bow (preset)", "gated+gru (default)", "gated+conv", "image-only"}
     assert all(row["frames/s (median)"] > 0 for row in rows)
     image_only = next(row for row in rows if row["network"] == "image-only")
-    assert image_only["x image-only"] == pytest.approx(1.0)
+    assert image_only["x image-only"] == pytest.approx(1.0) == image_only["x image-only (CPU)"]
+    assert all(row["x image-only (CPU)"] > 0 for row in rows)
     assert any("image-only" in note and "need >= 0.9x" in note for note in payload["tables"][0]["notes"])
 
 

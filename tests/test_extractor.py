@@ -321,6 +321,25 @@ def test_padding_never_changes_the_encoding(text_encoder: str):
     assert not empty.sentence_BD.any()
 
 
+@pytest.mark.parametrize("vocab_size", [VOCAB_SIZE, 5000])
+def test_bag_of_words_is_the_mean_embedding_of_the_real_tokens(vocab_size: int):
+    """Both implementations (word frequencies x table for small vocabularies, ``embedding_bag`` for large ones)
+    equal a plain masked mean, in values and in the table's gradient (PAD gets none)."""
+    torch.manual_seed(0)
+    encoder = TEXT_ENCODERS["bow"](vocab_size, MAX_LENGTH, 8)
+    tokens_BL = torch.cat([tokens(3, 4, 3), tokens(vocab_size - 1), tokens(), tokens(*range(1, 17))])
+    sentence_BD = encoder(tokens_BL).sentence_BD
+    weights_BD = torch.linspace(-1, 1, sentence_BD.numel()).view_as(sentence_BD)
+    (sentence_BD * weights_BD).sum().backward()
+    table = encoder.embedding.weight.detach().clone().requires_grad_(True)
+    real_BL1 = (tokens_BL != PAD_ID).unsqueeze(-1).float()
+    expected_BD = (table[tokens_BL] * real_BL1).sum(1) / real_BL1.sum(1).clamp(min=1)
+    (expected_BD * weights_BD).sum().backward()
+    torch.testing.assert_close(sentence_BD, expected_BD)
+    torch.testing.assert_close(encoder.embedding.weight.grad, table.grad)
+    assert not sentence_BD[2].any() and not encoder.embedding.weight.grad[PAD_ID].any()
+
+
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_all_pad_instructions_give_finite_features(fusion: str):
     space = contract_space()
@@ -402,6 +421,41 @@ def test_inference_memo_reuses_encodings_until_parameters_change():
     with torch.no_grad():
         torch.testing.assert_close(extractor(large), plain(large))
     assert encoded_rows == [3, 3, 3]  # still remembered
+
+
+@pytest.mark.parametrize("fusion", ["gated", "film"])
+def test_repeated_rollout_batches_reuse_instruction_and_gates(fusion: str):
+    """With gradients off, a batch that repeats exactly reuses the bag of words and what the fusion computed from
+    it, until a parameter changes; the features always equal an extractor without any cache."""
+    space = contract_space()
+    torch.manual_seed(0)
+    extractor = MultimodalExtractor(space, text_encoder="bow", fusion=fusion)
+    plain = MultimodalExtractor(space, text_encoder="bow", fusion=fusion, cache_text=False)
+    plain.load_state_dict(extractor.state_dict())
+    text_calls, fusion_calls = [], []
+    extractor.text_encoders[0].register_forward_pre_hook(lambda module, args: text_calls.append(1))
+    conditioner = extractor.fusion.gates[0] if fusion == "gated" else extractor.fusion.generators[0]
+    conditioner.register_forward_pre_hook(lambda module, args: fusion_calls.append(1))
+    observations = random_observations(space, 4)
+    observations["mission"] = torch.cat([tokens(4, 5), tokens(6), tokens(4, 5), tokens(7)]).float()
+    moved = {**observations, "image": observations["image"].flip(0)}  # same instructions, new images
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(observations), plain(observations))
+        torch.testing.assert_close(extractor(moved), plain(moved))
+    assert (len(text_calls), len(fusion_calls)) == (1, 1)
+
+    swapped = {**observations, "mission": observations["mission"].flip(0)}
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(swapped), plain(swapped))
+    assert (len(text_calls), len(fusion_calls)) == (2, 2)
+
+    optimizer = torch.optim.SGD(extractor.parameters(), lr=0.1)
+    (extractor(swapped) * torch.linspace(-1, 1, 4).unsqueeze(1)).sum().backward()  # gradients on: no reuse
+    optimizer.step()
+    plain.load_state_dict(extractor.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(swapped), plain(swapped))
+    assert (len(text_calls), len(fusion_calls)) == (4, 4)
 
 
 # --------------------------------------------------------------------------------------------------------- errors

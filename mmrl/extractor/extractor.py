@@ -236,7 +236,9 @@ class InferenceTextMemo:
 
     An instruction usually stays the same for a whole episode, so consecutive rollout steps re-encode the same
     rows. The memo keeps the previous batch whole (between episode ends a rollout batch repeats exactly, and the
-    check costs one ``torch.equal``) and every encoded row by its token ids. Everything is dropped as soon as a
+    check costs one ``torch.equal``) and every encoded row by its token ids (only the previous batch for encoders
+    with ``deduplicate = False``, whose rows cost no more to encode than to look up). The fusions then also reuse
+    what they computed from the repeated encoding (the gates, FiLM's modulations). Everything is dropped as soon as a
     parameter of the encoder changes (an optimizer step, ``load_state_dict`` and moving the module all change the
     parameters' version counters or storage), when the encoder switches between train and eval mode, or when
     ``max_entries`` rows are exceeded.
@@ -276,6 +278,10 @@ class InferenceTextMemo:
             and torch.equal(last[0], tokens)
         ):
             return last[1]
+        if not encoder.deduplicate:
+            encoding = encoder(tokens.long())  # rows cost no more to encode than to look up
+            self._last = (tokens.clone(), encoding)
+            return encoding
         tokens_BL = trim_padding(tokens.long())
         if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
             encoding = self._encode_rows(encoder, tokens_BL)
@@ -315,13 +321,14 @@ def encode_text(
     ``torch.unique(tokens_BL, dim=0, return_inverse=True)``) and the encodings are scattered back with the inverse
     index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
     off, rows encoded by an earlier call with unchanged parameters are not encoded again
-    (:class:`InferenceTextMemo`). Encoders with ``deduplicate = False`` (the bag of words, one embedding gather
-    per token) skip all of this: the bookkeeping would cost more than the encoding.
+    (:class:`InferenceTextMemo`). Encoders with ``deduplicate = False`` (the bag of words, one matrix product)
+    skip the distinct-row bookkeeping, which would cost more than the encoding; with a memo and gradients off they
+    still reuse the previous batch's encoding when the batch repeats exactly.
     """
-    if not encoder.deduplicate:
-        return encoder(tokens.long())  # as cheap as the bookkeeping of the cache
     if cache_text and memo is not None and not torch.is_grad_enabled():
         return memo.encode(encoder, tokens)
+    if not encoder.deduplicate:
+        return encoder(tokens.long())  # as cheap as the bookkeeping of the cache
     tokens_BL = trim_padding(tokens.long())
     if cache_text and tokens_BL.shape[0] > 1:
         unique_UL, inverse_B = unique_rows(tokens_BL)

@@ -30,11 +30,16 @@ Fusions (see :data:`FUSIONS`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 import torch
 from torch import nn
 
 from mmrl.extractor.image_encoders import Modulation
 from mmrl.extractor.text_encoders import TextEncoding
+
+T = TypeVar("T")
 
 
 class Fusion(nn.Module):
@@ -68,10 +73,38 @@ class Fusion(nn.Module):
             )
         self.map_shapes = [tuple(shape) for shape in map_shapes]
         self.instruction_dim = sum(text_dims)
+        self._inference_cache: tuple | None = None
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None] | None:
         """Per image key, one FiLM modulation or ``None`` per encoder stage (``None`` overall: no modulation)."""
         return None
+
+    def _reuse_while_inferring(
+        self, texts: list[TextEncoding], modules: Iterable[nn.Module], compute: Callable[[], T]
+    ) -> T:
+        """``compute()``, or while gradients are off its previous result if nothing it depends on changed.
+
+        Reused when the sentence tensors are the very same objects as last time (the extractor's text memo returns
+        the same encoding for a repeated rollout batch) and the parameters of ``modules`` are unchanged (an
+        optimizer step or ``load_state_dict`` changes their version counters or storage). Between episode ends a
+        rollout's instructions do not change, so this skips the instruction's linear maps for most rollout steps.
+        """
+        if torch.is_grad_enabled():
+            self._inference_cache = None
+            return compute()
+        sentences = [text.sentence_BD for text in texts]
+        stamp = tuple((p.data_ptr(), p._version) for module in modules for p in module.parameters())
+        cached = self._inference_cache
+        if (
+            cached is not None
+            and cached[1] == stamp
+            and len(cached[0]) == len(sentences)
+            and all(old is new for old, new in zip(cached[0], sentences, strict=True))
+        ):
+            return cached[2]
+        value = compute()
+        self._inference_cache = (sentences, stamp, value)
+        return value
 
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
@@ -79,9 +112,14 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
 
+def _concatenate(parts_BF: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat(parts_BF, dim=1)``, without copying a single part."""
+    return parts_BF[0] if len(parts_BF) == 1 else torch.cat(parts_BF, dim=1)
+
+
 def _instruction(texts: list[TextEncoding]) -> torch.Tensor:
     """Concatenated sentence vectors of all text keys, ``instruction_BT``."""
-    return texts[0].sentence_BD if len(texts) == 1 else torch.cat([text.sentence_BD for text in texts], dim=1)
+    return _concatenate([text.sentence_BD for text in texts])
 
 
 class ConcatFusion(Fusion):
@@ -92,7 +130,7 @@ class ConcatFusion(Fusion):
     ) -> torch.Tensor:
         parts = [feature_map.flatten(1) for feature_map in image_maps]
         parts += [text.sentence_BD for text in texts]
-        return torch.cat(parts + vectors, dim=1)
+        return _concatenate(parts + vectors)
 
 
 class _ProjectedFusion(Fusion):
@@ -183,12 +221,15 @@ class GatedAttentionFusion(Fusion):
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
-        instruction_BT = _instruction(texts)
-        parts = []
-        for gate, feature_map_BCHW in zip(self.gates, image_maps, strict=True):
-            gate_BC = torch.sigmoid(gate(instruction_BT))
-            parts.append((feature_map_BCHW * gate_BC[:, :, None, None]).flatten(1))
-        return torch.cat(parts + vectors, dim=1)
+        gates_BC11 = self._reuse_while_inferring(texts, self.gates, lambda: self._gates(_instruction(texts)))
+        parts = [
+            (feature_map_BCHW * gate_BC11).flatten(1)
+            for feature_map_BCHW, gate_BC11 in zip(image_maps, gates_BC11, strict=True)
+        ]
+        return _concatenate(parts + vectors)
+
+    def _gates(self, instruction_BT: torch.Tensor) -> list[torch.Tensor]:
+        return [torch.sigmoid(gate(instruction_BT))[:, :, None, None] for gate in self.gates]
 
 
 class FiLMFusion(Fusion):
@@ -224,7 +265,6 @@ class FiLMFusion(Fusion):
                 [torch.full((size,), float(1 - position % 2)) for position, size in enumerate(split_sizes)]
             )
             self.register_buffer(f"gamma_offset_{index}", offset, persistent=False)
-        self._inference_cache: tuple | None = None
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None]:
         """Per image key, ``None`` for the stem and ``(gamma_BC11, beta_BC11)`` for each later stage.
@@ -233,21 +273,9 @@ class FiLMFusion(Fusion):
         same objects (the extractor's text memo returns the same encoding for a repeated rollout batch) and the
         generators are unchanged.
         """
-        sentences = [text.sentence_BD for text in texts]
-        stamp = None
-        if not torch.is_grad_enabled():
-            stamp = tuple(
-                (p.data_ptr(), p._version) for generator in self.generators for p in (generator.weight, generator.bias)
-            )
-            cached = self._inference_cache
-            if (
-                cached is not None
-                and cached[1] == stamp
-                and len(cached[0]) == len(sentences)
-                and all(old is new for old, new in zip(cached[0], sentences, strict=True))
-            ):
-                return cached[2]
-        instruction_BT = _instruction(texts)
+        return self._reuse_while_inferring(texts, self.generators, lambda: self._modulations(_instruction(texts)))
+
+    def _modulations(self, instruction_BT: torch.Tensor) -> list[list[Modulation | None] | None]:
         per_image: list[list[Modulation | None] | None] = []
         for index, (generator, split_sizes, n_stages) in enumerate(
             zip(self.generators, self.split_sizes, self.n_stages, strict=True)
@@ -256,13 +284,12 @@ class FiLMFusion(Fusion):
             pieces = parameters.view(*parameters.shape, 1, 1).split(split_sizes, dim=1)
             stage_modulations: list[Modulation | None] = list(zip(pieces[0::2], pieces[1::2], strict=True))
             per_image.append([None] * (n_stages - len(stage_modulations)) + stage_modulations)
-        self._inference_cache = None if stamp is None else (sentences, stamp, per_image)
         return per_image
 
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
-        return torch.cat([feature_map.flatten(1) for feature_map in image_maps] + vectors, dim=1)
+        return _concatenate([feature_map.flatten(1) for feature_map in image_maps] + vectors)
 
 
 class CrossAttentionFusion(Fusion):

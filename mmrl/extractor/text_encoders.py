@@ -121,14 +121,32 @@ class TextEncoder(nn.Module):
         raise NotImplementedError
 
 
+#: Vocabularies up to this size are averaged as a ``B x V`` matrix of word frequencies times the embedding table;
+#: larger ones (hashed vocabularies) with ``embedding_bag``.
+DENSE_BOW_MAX_VOCAB = 1024
+
+
 class BagOfWordsEncoder(TextEncoder):
-    """Mean of the word embeddings of the real tokens (order-blind; encoded directly, without deduplication)."""
+    """Mean of the word embeddings of the real tokens (order-blind; encoded directly, without deduplication).
+
+    For vocabularies of up to :data:`DENSE_BOW_MAX_VOCAB` words the mean is ``frequencies_BV @ embedding``, where
+    ``frequencies_BV`` holds each row's word frequencies among its real tokens (built by one ``scatter_add_``): a
+    single matrix product forward and two backward. On a CPU this costs about 0.6x of ``embedding_bag`` at batch 128
+    (forward + backward), whose backward sorts the token ids; larger vocabularies use ``embedding_bag``.
+    """
 
     deduplicate = False
 
     def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
-        # One fused gather-and-mean (forward and backward); PAD is left out of the mean, all-PAD rows give zeros.
-        sentence_BD = nn.functional.embedding_bag(tokens_BL, self.embedding.weight, mode="mean", padding_idx=PAD_ID)
+        table_VD = self.embedding.weight
+        if self.vocab_size <= DENSE_BOW_MAX_VOCAB:
+            # PAD gets weight 0 (left out of the mean, no gradient); all-PAD rows give zeros.
+            real_BL = (tokens_BL != PAD_ID).to(table_VD.dtype)
+            weights_BL = real_BL / real_BL.sum(dim=1, keepdim=True).clamp(min=1.0)
+            frequencies_BV = table_VD.new_zeros(tokens_BL.shape[0], self.vocab_size)
+            sentence_BD = frequencies_BV.scatter_add_(1, tokens_BL, weights_BL) @ table_VD
+        else:
+            sentence_BD = nn.functional.embedding_bag(tokens_BL, table_VD, mode="mean", padding_idx=PAD_ID)
         # Per-token features only for the fusions that read them, without the all-PAD trailing columns.
         trimmed_tokens = functools.cache(lambda: trim_padding(tokens_BL))
         return TextEncoding(sentence_BD, lambda: self.embedding(trimmed_tokens()), lambda: trimmed_tokens() == PAD_ID)
