@@ -132,3 +132,36 @@ def test_train_sb3_symbolic_images(tmp_path):
     venv = mmrl.make_vec_env(run.env_id, n_envs=2, seed=0, env_kwargs=run.env_kwargs)
     actions, _ = model.predict(venv.reset(), deterministic=True)
     assert actions.shape == (2,)
+
+
+def test_torch_threads_apply_while_training_and_are_restored(tmp_path, monkeypatch):
+    import mmrl.training.trainer as trainer
+
+    seen = []
+    run = trainer._run
+    monkeypatch.setattr(
+        trainer, "_run", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or run(*args, **kwargs)
+    )
+    assert resolve_config("a2c", "mmrl/GoTo-5x5-v0").torch_threads == 1  # the preset: small batches
+    assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").torch_threads is None  # torch's default
+    torch.set_num_threads(2)
+    try:
+        for name, overrides in (("preset", {}), ("two", {"torch_threads": 2})):
+            result = mmrl.train(
+                "a2c",
+                "mmrl/GoTo-5x5-v0",
+                timesteps=32,
+                n_envs=2,
+                overrides={"n_steps": 8, "features_dim": 16, **overrides},
+                text_encoder="bow",
+                run_dir=tmp_path / name,
+                progress_bar=False,
+                eval_episodes=2,
+            )
+            assert torch.get_num_threads() == 2  # restored
+        assert seen == [1, 2]
+        assert RunDir(result.run_dir).config["torch_threads"] == 2
+    finally:
+        torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="torch_threads"):
+        parse_overrides(["torch_threads=-1"], "a2c")

@@ -59,6 +59,7 @@ CONFIG_KEYS: dict[str, str] = {
     "eval_episodes": _I,
     "checkpoint_freq": _I,
     "device": _S,
+    "torch_threads": _I,
 }
 
 _ON_POLICY = {
@@ -113,7 +114,15 @@ HYPERPARAMS: dict[str, dict[str, str]] = {
 }
 
 _POSITIVE = {"timesteps", "n_envs", "features_dim", "eval_episodes", "n_steps", "batch_size", "n_epochs"}
-_NON_NEGATIVE = {"eval_freq", "checkpoint_freq", "ent_coef", "vf_coef", "buffer_size", "learning_starts"}
+_NON_NEGATIVE = {
+    "eval_freq",
+    "checkpoint_freq",
+    "ent_coef",
+    "vf_coef",
+    "buffer_size",
+    "learning_starts",
+    "torch_threads",
+}
 _UNIT_INTERVAL = {
     "gamma",
     "gae_lambda",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,7 +328,24 @@ def train(
         )
         run_path = prepare_run_dir(run_path, force=force)
         write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return _run(config, Path(run_path), checkpoint, progress_bar, start_time, stop_at)
+    with torch_threads(config.torch_threads if config.algo != "qlearning" else None):
+        return _run(config, Path(run_path), checkpoint, progress_bar, start_time, stop_at)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Runs the block with ``torch.set_num_threads(count)`` and restores the previous count (None / 0: unchanged)."""
+    if not count:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run(
