@@ -26,6 +26,7 @@ SCRIPTS = (
     ("env_throughput.py", "Environment throughput"),
     ("training_throughput.py", "Training throughput"),
     ("extractor_throughput.py", "Extractor throughput (PPO multimodal vs image-only)"),
+    ("text_encoders.py", "Instruction encoders"),
     ("tabular.py", "Tabular Q-learning"),
     ("memory.py", "Memory"),
     ("sample_efficiency.py", "Sample efficiency"),

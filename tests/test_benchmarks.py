@@ -51,3 +51,14 @@ def test_sample_efficiency_uses_the_preset_and_reports_every_fusion_asked(tmp_pa
     rows = payload["tables"][0]["rows"]
     assert [(row["family"].split()[0], row["fusion"]) for row in rows] == [("GoTo", "gated"), ("GoTo", "concat")]
     assert all(0.0 <= row["last greedy success"] <= 1.0 for row in rows)
+
+
+def test_text_encoder_costs_cover_every_encoder_and_the_references(tmp_path: Path):
+    from mmrl.extractor.text_encoders import TEXT_ENCODERS
+
+    payload = run_script("text_encoders.py", "--quick", "--repeats", "2", tmp_path=tmp_path)
+    rows = {row["encoder"]: row for row in payload["tables"][0]["rows"]}
+    assert len(rows) == len(TEXT_ENCODERS) + 2  # every encoder, embedding_bag and the image-only network
+    assert rows["GRU"]["x GRU (train)"] == pytest.approx(1.0) == rows["GRU"]["x GRU (rollout)"]
+    assert all(row["train us"] > 0 and row["rollout us"] > 0 for row in rows.values())
+    assert rows["image-only network"]["train x image-only network"] == pytest.approx(1.0)
