@@ -25,7 +25,7 @@ RETURN_RATIO = 1.3  # mean return relative to random
 CASES = [
     ("ppo", "mmrl/GoTo-5x5-v0", 40_000, {}),
     ("ppo", "mmrl/PickUp-5x5-v0", 40_000, {}),
-    ("ppo", "mmrl/Open-v0", 60_000, {}),
+    ("ppo", "mmrl/Open-v0", 100_000, {}),
     ("ppo", "mmrl/Sequence-5x5-v0", 40_000, {}),
     ("ppo", "mmrl/VisualQuery-Colour-v0", 40_000, {}),
     ("qlearning", "mmrl/Level-Corridor-v0", 20_000, {}),
