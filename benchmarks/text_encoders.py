@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,6 +56,22 @@ def instruction_batch(batch: int, generator: torch.Generator) -> torch.Tensor:
     return distinct_UL[torch.randint(0, DISTINCT, (batch,), generator=generator)].float()
 
 
+def train_and_rollout(
+    forward: Callable[[Any], torch.Tensor], train_input: Any, rollout_input: Any
+) -> dict[str, Callable]:
+    """The two timed calls of one variant: forward + backward on ``train_input``, forward without gradients on
+    ``rollout_input``."""
+
+    def train() -> None:
+        forward(train_input).sum().backward()
+
+    def rollout() -> None:
+        with torch.no_grad():
+            forward(rollout_input)
+
+    return {"train": train, "rollout": rollout}
+
+
 def encoder_calls(name: str, tokens_train: torch.Tensor, tokens_rollout: torch.Tensor) -> dict[str, Callable]:
     """The ``train`` and ``rollout`` calls of one encoder (or of the embedding_bag reference)."""
     torch.manual_seed(0)
@@ -64,24 +81,13 @@ def encoder_calls(name: str, tokens_train: torch.Tensor, tokens_rollout: torch.T
         def bag(tokens: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.embedding_bag(tokens.long(), table, mode="mean", padding_idx=PAD_ID)
 
-        def train() -> None:
-            bag(tokens_train).sum().backward()
-
-        def rollout() -> None:
-            with torch.no_grad():
-                bag(tokens_rollout)
-
-        return {"train": train, "rollout": rollout}
+        return train_and_rollout(bag, tokens_train, tokens_rollout)
     encoder = TEXT_ENCODERS[name](VOCAB_SIZE, MAX_LENGTH, TEXT_DIM)
 
-    def train() -> None:
-        encode_text(encoder, tokens_train, cache_text=True).sentence_BD.sum().backward()
+    def encode(tokens: torch.Tensor) -> torch.Tensor:
+        return encode_text(encoder, tokens, cache_text=True).sentence_BD
 
-    def rollout() -> None:
-        with torch.no_grad():
-            encode_text(encoder, tokens_rollout, cache_text=True)
-
-    return {"train": train, "rollout": rollout}
+    return train_and_rollout(encode, tokens_train, tokens_rollout)
 
 
 def image_only_calls(train_batch: int, rollout_batch: int) -> dict[str, Callable]:
@@ -93,17 +99,8 @@ def image_only_calls(train_batch: int, rollout_batch: int) -> dict[str, Callable
 
     space = spaces.Dict({"image": spaces.Box(0, 255, (3, 56, 56), np.uint8)})
     extractor = MultimodalExtractor(space, fusion="concat", normalized_images=False)
-    images = {"image": torch.randint(0, 256, (train_batch, 3, 56, 56)).float()}
-    rollout_images = {"image": images["image"][:rollout_batch]}
-
-    def train() -> None:
-        extractor(images).sum().backward()
-
-    def rollout() -> None:
-        with torch.no_grad():
-            extractor(rollout_images)
-
-    return {"train": train, "rollout": rollout}
+    images = torch.randint(0, 256, (train_batch, 3, 56, 56)).float()
+    return train_and_rollout(lambda batch: extractor({"image": batch}), images, images[:rollout_batch])
 
 
 def cpu_microseconds(call: Callable[[], None], calls: int) -> float:
