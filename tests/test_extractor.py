@@ -458,6 +458,42 @@ def test_repeated_rollout_batches_reuse_instruction_and_gates(fusion: str):
     assert (len(text_calls), len(fusion_calls)) == (4, 4)
 
 
+@pytest.mark.parametrize(
+    ("text_encoder", "fusion"), [("bow", "gated"), ("bow", "film"), ("bow", "concat"), ("gru", "gated")]
+)
+def test_inference_caches_see_parameters_changed_behind_autograd(text_encoder: str, fusion: str):
+    """SB3's ``polyak_update`` (DQN target networks) writes through ``.data`` and ``load_state_dict(assign=True)``
+    swaps the parameter objects: neither bumps a version counter, and the caches must still notice."""
+    from stable_baselines3.common.utils import polyak_update
+
+    space = contract_space()
+    torch.manual_seed(0)
+    target = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion)
+    online = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion)
+    plain = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion, cache_text=False)
+    observations = random_observations(space, 4)
+    observations["mission"] = torch.cat([tokens(4, 5), tokens(6), tokens(4, 5), tokens(7)]).float()
+    with torch.no_grad():
+        target(observations)
+        polyak_update(online.parameters(), target.parameters(), 1.0)
+        plain.load_state_dict(target.state_dict())
+        torch.testing.assert_close(target(observations), plain(observations))
+        fresh = MultimodalExtractor(space, text_encoder=text_encoder, fusion=fusion)
+        target.load_state_dict(fresh.state_dict(), assign=True)
+        torch.testing.assert_close(target(observations), fresh(observations))
+
+
+def test_text_only_features_do_not_alias_the_memo():
+    space = spaces.Dict({"mission": contract_space()["mission"]})
+    extractor = MultimodalExtractor(space, text_encoder="bow", fusion="concat", features_dim=None)
+    observations = {"mission": tokens(4, 5).float()}
+    with torch.no_grad():
+        first = extractor(observations)
+        expected = first.clone()
+        first.zero_()
+        torch.testing.assert_close(extractor(observations), expected)
+
+
 # --------------------------------------------------------------------------------------------------------- errors
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from mmrl.extractor.fusion import FUSIONS, Fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
+from mmrl.extractor.snapshot import ParameterSnapshot
 from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding, trim_padding
 from mmrl.tokenizer import PAD_ID, UNK_ID
 
@@ -239,9 +240,9 @@ class InferenceTextMemo:
     check costs one ``torch.equal``) and every encoded row by its token ids (only the previous batch for encoders
     with ``deduplicate = False``, whose rows cost no more to encode than to look up). The fusions then also reuse
     what they computed from the repeated encoding (the gates, FiLM's modulations). Everything is dropped as soon as a
-    parameter of the encoder changes (an optimizer step, ``load_state_dict`` and moving the module all change the
-    parameters' version counters or storage), when the encoder switches between train and eval mode, or when
-    ``max_entries`` rows are exceeded.
+    parameter of the encoder holds a different value (an optimizer step, ``load_state_dict``, SB3's
+    ``polyak_update`` through ``.data``: compared by value, see :class:`~mmrl.extractor.snapshot.ParameterSnapshot`),
+    when the encoder switches between train and eval mode, or when ``max_entries`` rows are exceeded.
 
     Args:
         max_entries: Largest number of remembered rows.
@@ -250,21 +251,21 @@ class InferenceTextMemo:
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
         self._entries: dict[bytes, tuple[torch.Tensor, TextEncoding, int]] = {}
-        self._stamp: tuple | None = None
         self._last: tuple[torch.Tensor, TextEncoding] | None = None
-        self._parameters: list[torch.Tensor] = []
-        self._encoder_id: int | None = None
+        self._training: bool | None = None
+        self._snapshot = ParameterSnapshot()
 
     def _refresh(self, encoder: TextEncoder, batch_size: int) -> None:
         """Drops everything if the encoder's parameters or mode changed (or the memo would grow too large)."""
-        if self._encoder_id != id(encoder):
-            self._parameters = list(encoder.parameters())
-            self._encoder_id = id(encoder)
-        stamp = (encoder.training, *((p.data_ptr(), p._version) for p in self._parameters))
-        if stamp != self._stamp or len(self._entries) + batch_size > self.max_entries:
+        if (
+            encoder.training is not self._training
+            or not self._snapshot.matches([encoder])
+            or len(self._entries) + batch_size > self.max_entries
+        ):
             self._entries.clear()
             self._last = None
-            self._stamp = stamp
+            self._training = encoder.training
+            self._snapshot.take([encoder])
 
     def encode(self, encoder: TextEncoder, tokens: torch.Tensor) -> TextEncoding:
         """Encodes a batch of token ids (any dtype, as in :func:`encode_text`), reusing remembered encodings."""

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mmrl.extractor.image_encoders import Modulation
+from mmrl.extractor.snapshot import ParameterSnapshot
 from mmrl.extractor.text_encoders import TextEncoding
 
 T = TypeVar("T")
@@ -74,6 +75,7 @@ class Fusion(nn.Module):
         self.map_shapes = [tuple(shape) for shape in map_shapes]
         self.instruction_dim = sum(text_dims)
         self._inference_cache: tuple | None = None
+        self._inference_snapshot = ParameterSnapshot()
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None] | None:
         """Per image key, one FiLM modulation or ``None`` per encoder stage (``None`` overall: no modulation)."""
@@ -85,25 +87,26 @@ class Fusion(nn.Module):
         """``compute()``, or while gradients are off its previous result if nothing it depends on changed.
 
         Reused when the sentence tensors are the very same objects as last time (the extractor's text memo returns
-        the same encoding for a repeated rollout batch) and the parameters of ``modules`` are unchanged (an
-        optimizer step or ``load_state_dict`` changes their version counters or storage). Between episode ends a
-        rollout's instructions do not change, so this skips the instruction's linear maps for most rollout steps.
+        the same encoding for a repeated rollout batch) and the parameters of ``modules`` hold the same values
+        (:class:`~mmrl.extractor.snapshot.ParameterSnapshot`). Between episode ends a rollout's instructions do not
+        change, so this skips the instruction's linear maps for most rollout steps.
         """
+        modules = list(modules)
         if torch.is_grad_enabled():
             self._inference_cache = None
             return compute()
         sentences = [text.sentence_BD for text in texts]
-        stamp = tuple((p.data_ptr(), p._version) for module in modules for p in module.parameters())
         cached = self._inference_cache
         if (
             cached is not None
-            and cached[1] == stamp
             and len(cached[0]) == len(sentences)
             and all(old is new for old, new in zip(cached[0], sentences, strict=True))
+            and self._inference_snapshot.matches(modules)
         ):
-            return cached[2]
+            return cached[1]
         value = compute()
-        self._inference_cache = (sentences, stamp, value)
+        self._inference_snapshot.take(modules)
+        self._inference_cache = (sentences, value)
         return value
 
     def forward(
@@ -130,7 +133,8 @@ class ConcatFusion(Fusion):
     ) -> torch.Tensor:
         parts = [feature_map.flatten(1) for feature_map in image_maps]
         parts += [text.sentence_BD for text in texts]
-        return _concatenate(parts + vectors)
+        # A lone sentence vector may be the text memo's own tensor: copy it rather than hand it out.
+        return torch.cat(parts + vectors, dim=1) if texts else _concatenate(parts + vectors)
 
 
 class _ProjectedFusion(Fusion):

@@ -51,9 +51,10 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device of SB3 models."""
     torch_threads: int | None = None
-    """Torch CPU threads while training and evaluating (``torch.set_num_threads``, restored afterwards); 0 or None
-    after preset resolution: torch's default (one per core). The A2C and DQN presets use 1: they run the network on
-    16-80 samples at a time, where a second thread costs more than it saves (``benchmarks/RESULTS.md``)."""
+    """Torch CPU threads while training and evaluating (``torch.set_num_threads``, restored afterwards). None (the
+    preset sets none) or 0: the thread count is left as it is (torch's default, one per core, unless the process
+    changed it). The A2C and DQN presets use 1: they run the network on 16-80 samples at a time, where a second
+    thread costs more than it saves (``benchmarks/RESULTS.md``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML / JSON-serialisable)."""
