@@ -237,9 +237,7 @@ class InferenceTextMemo:
 
     An instruction usually stays the same for a whole episode, so consecutive rollout steps re-encode the same
     rows. The memo keeps the previous batch whole (between episode ends a rollout batch repeats exactly, and the
-    check costs one ``torch.equal``) and every encoded row by its token ids (only the previous batch for encoders
-    with ``deduplicate = False``, whose rows cost no more to encode than to look up). The fusions then also reuse
-    what they computed from the repeated encoding (the gates, FiLM's modulations). Everything is dropped as soon as a
+    check costs one ``torch.equal``) and every encoded row by its token ids. Everything is dropped as soon as a
     parameter of the encoder holds a different value (an optimizer step, ``load_state_dict``, SB3's
     ``polyak_update`` through ``.data``: compared by value, see :class:`~mmrl.extractor.snapshot.ParameterSnapshot`),
     when the encoder switches between train and eval mode, or when ``max_entries`` rows are exceeded.
@@ -279,10 +277,6 @@ class InferenceTextMemo:
             and torch.equal(last[0], tokens)
         ):
             return last[1]
-        if not encoder.deduplicate:
-            encoding = encoder(tokens.long())  # rows cost no more to encode than to look up
-            self._last = (tokens.clone(), encoding)
-            return encoding
         tokens_BL = trim_padding(tokens.long())
         if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
             encoding = self._encode_rows(encoder, tokens_BL)
@@ -323,13 +317,12 @@ def encode_text(
     index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
     off, rows encoded by an earlier call with unchanged parameters are not encoded again
     (:class:`InferenceTextMemo`). Encoders with ``deduplicate = False`` (the bag of words, one matrix product)
-    skip the distinct-row bookkeeping, which would cost more than the encoding; with a memo and gradients off they
-    still reuse the previous batch's encoding when the batch repeats exactly.
+    skip all of this: the bookkeeping would cost more than the encoding.
     """
-    if cache_text and memo is not None and not torch.is_grad_enabled():
-        return memo.encode(encoder, tokens)
     if not encoder.deduplicate:
         return encoder(tokens.long())  # as cheap as the bookkeeping of the cache
+    if cache_text and memo is not None and not torch.is_grad_enabled():
+        return memo.encode(encoder, tokens)
     tokens_BL = trim_padding(tokens.long())
     if cache_text and tokens_BL.shape[0] > 1:
         unique_UL, inverse_B = unique_rows(tokens_BL)

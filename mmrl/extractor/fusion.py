@@ -30,17 +30,11 @@ Fusions (see :data:`FUSIONS`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TypeVar
-
 import torch
 from torch import nn
 
 from mmrl.extractor.image_encoders import Modulation
-from mmrl.extractor.snapshot import ParameterSnapshot
 from mmrl.extractor.text_encoders import TextEncoding
-
-T = TypeVar("T")
 
 
 class Fusion(nn.Module):
@@ -74,40 +68,10 @@ class Fusion(nn.Module):
             )
         self.map_shapes = [tuple(shape) for shape in map_shapes]
         self.instruction_dim = sum(text_dims)
-        self._inference_cache: tuple | None = None
-        self._inference_snapshot = ParameterSnapshot()
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None] | None:
         """Per image key, one FiLM modulation or ``None`` per encoder stage (``None`` overall: no modulation)."""
         return None
-
-    def _reuse_while_inferring(
-        self, texts: list[TextEncoding], modules: Iterable[nn.Module], compute: Callable[[], T]
-    ) -> T:
-        """``compute()``, or while gradients are off its previous result if nothing it depends on changed.
-
-        Reused when the sentence tensors are the very same objects as last time (the extractor's text memo returns
-        the same encoding for a repeated rollout batch) and the parameters of ``modules`` hold the same values
-        (:class:`~mmrl.extractor.snapshot.ParameterSnapshot`). Between episode ends a rollout's instructions do not
-        change, so this skips the instruction's linear maps for most rollout steps.
-        """
-        modules = list(modules)
-        if torch.is_grad_enabled():
-            self._inference_cache = None
-            return compute()
-        sentences = [text.sentence_BD for text in texts]
-        cached = self._inference_cache
-        if (
-            cached is not None
-            and len(cached[0]) == len(sentences)
-            and all(old is new for old, new in zip(cached[0], sentences, strict=True))
-            and self._inference_snapshot.matches(modules)
-        ):
-            return cached[1]
-        value = compute()
-        self._inference_snapshot.take(modules)
-        self._inference_cache = (sentences, value)
-        return value
 
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
@@ -225,15 +189,12 @@ class GatedAttentionFusion(Fusion):
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
-        gates_BC11 = self._reuse_while_inferring(texts, self.gates, lambda: self._gates(_instruction(texts)))
-        parts = [
-            (feature_map_BCHW * gate_BC11).flatten(1)
-            for feature_map_BCHW, gate_BC11 in zip(image_maps, gates_BC11, strict=True)
-        ]
+        instruction_BT = _instruction(texts)
+        parts = []
+        for gate, feature_map_BCHW in zip(self.gates, image_maps, strict=True):
+            gate_BC = torch.sigmoid(gate(instruction_BT))
+            parts.append((feature_map_BCHW * gate_BC[:, :, None, None]).flatten(1))
         return _concatenate(parts + vectors)
-
-    def _gates(self, instruction_BT: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.sigmoid(gate(instruction_BT))[:, :, None, None] for gate in self.gates]
 
 
 class FiLMFusion(Fusion):
@@ -271,15 +232,8 @@ class FiLMFusion(Fusion):
             self.register_buffer(f"gamma_offset_{index}", offset, persistent=False)
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None]:
-        """Per image key, ``None`` for the stem and ``(gamma_BC11, beta_BC11)`` for each later stage.
-
-        While gradients are off, the result of the previous call is reused when the sentence tensors are the very
-        same objects (the extractor's text memo returns the same encoding for a repeated rollout batch) and the
-        generators are unchanged.
-        """
-        return self._reuse_while_inferring(texts, self.generators, lambda: self._modulations(_instruction(texts)))
-
-    def _modulations(self, instruction_BT: torch.Tensor) -> list[list[Modulation | None] | None]:
+        """Per image key, ``None`` for the stem and ``(gamma_BC11, beta_BC11)`` for each later stage."""
+        instruction_BT = _instruction(texts)
         per_image: list[list[Modulation | None] | None] = []
         for index, (generator, split_sizes, n_stages) in enumerate(
             zip(self.generators, self.split_sizes, self.n_stages, strict=True)
