@@ -18,9 +18,9 @@ The ``x MiniGrid`` column compares an mmrl variant with the MiniGrid path runnin
 in reverse order on odd rounds, so a drift within a round favours no variant), so a slow spell of the machine hits
 all variants alike, and a ratio is the median over rounds of the ratio within the round (on a shared 2-core VM
 single measurements vary by +-15 %; paired ratios vary much less). ``x image-only (CPU)`` is the same ratio of
-frames per second of the process's CPU time: time the VM's host gives to other guests is not CPU time of ours, so
-on a shared machine this column moves less from run to run (with 2 threads it also counts the second thread's
-time, spinning included).
+frames per second of the process's CPU time (with 2 threads it also counts the second thread's time, spinning
+included). It would filter out time the VM's host gives to other guests; on the development VM it equals the wall
+ratio at 1 thread, so there the spread is slower execution, not lost time.
 ``torch.set_num_threads`` is set explicitly for each measurement (``--threads``, default 1 and 2; 2 is torch's
 default on this 2-core machine).
 Run ``python benchmarks/training_throughput.py --help``.
