@@ -17,7 +17,8 @@ The ``x MiniGrid`` column compares an mmrl variant with the MiniGrid path runnin
 ``x image-only`` compares with the mmrl image-only variant. Repeats are interleaved (every variant once per round,
 in reverse order on odd rounds, so a drift within a round favours no variant), so a slow spell of the machine hits
 all variants alike, and a ratio is the median over rounds of the ratio within the round (on a shared 2-core VM
-single measurements vary by +-15 %; paired ratios vary much less). ``x image-only (CPU)`` is the same ratio of
+single measurements vary by +-15 %; paired ratios vary much less); each target line also gives the spread of
+the rounds' own ratios and how many of them reach the target. ``x image-only (CPU)`` is the same ratio of
 frames per second of the process's CPU time (with 2 threads it also counts the second thread's time, spinning
 included). It would filter out time the VM's host gives to other guests; on the development VM it equals the wall
 ratio at 1 thread, so there the spread is slower execution, not lost time.
@@ -91,11 +92,26 @@ def network(name: str) -> dict[str, Any]:
     return mmrl.policy_kwargs(**NETWORKS[name])
 
 
+def round_ratios(values: list[float], references: list[float]) -> list[float]:
+    """``value / reference`` of every round (both measured in the same round)."""
+    return [ratio(value, reference) for value, reference in zip(values, references, strict=True)]
+
+
 def paired_ratio(values: list[float], references: list[float] | None) -> float | None:
     """Median over rounds of ``value / reference`` measured in the same round (None without a reference)."""
     if not references:
         return None
-    return statistics.median(ratio(value, reference) for value, reference in zip(values, references, strict=True))
+    return statistics.median(round_ratios(values, references))
+
+
+def target_check(label: str, values: list[float], references: list[float], target: float) -> str:
+    """:func:`check` of the median paired ratio, followed by the spread of the rounds' own ratios."""
+    rounds = round_ratios(values, references)
+    above = sum(value >= target for value in rounds)
+    return (
+        f"{check(label, statistics.median(rounds), target)} (rounds: {min(rounds):.2f}-{max(rounds):.2f}, "
+        f"{above} of {len(rounds)} at or above)"
+    )
 
 
 def train_once(
@@ -193,10 +209,10 @@ def main(argv: list[str] | None = None) -> Table:
                 if path != "mmrl" or net == "image-only":
                     continue
                 label = f"{algo} threads={threads} {net}"
-                if algo == "PPO" and to_peer is not None:
-                    checks.append(check(f"{label}: mmrl / MiniGrid (same network)", to_peer, 3.0))
-                if to_image_only is not None:
-                    checks.append(check(f"{label} / image-only", to_image_only, 0.9))
+                if algo == "PPO" and peer:
+                    checks.append(target_check(f"{label}: mmrl / MiniGrid (same network)", values, peer, 3.0))
+                if image_only:
+                    checks.append(target_check(f"{label} / image-only", values, image_only, 0.9))
     table.notes.extend(checks)
     table.notes.append("Frames = environment steps summed over all envs; wall time of model.learn() only.")
     report(args, [table], "Training throughput")

@@ -38,7 +38,10 @@ def test_training_throughput_reports_paired_ratios(tmp_path: Path):
     image_only = next(row for row in rows if row["network"] == "image-only")
     assert image_only["x image-only"] == pytest.approx(1.0) == image_only["x image-only (CPU)"]
     assert all(row["x image-only (CPU)"] > 0 for row in rows)
-    assert any("image-only" in note and "need >= 0.9x" in note for note in payload["tables"][0]["notes"])
+    assert any(
+        "image-only" in note and "need >= 0.9x" in note and "of 2 at or above" in note
+        for note in payload["tables"][0]["notes"]
+    )
 
 
 def test_sample_efficiency_uses_the_preset_and_reports_every_fusion_asked(tmp_path: Path):
