@@ -12,9 +12,23 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    """The process umask (read by setting it and restoring it at once; done once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of new files: what ``open()`` would give under the process umask (``mkstemp`` alone gives 0600).
+NEW_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it onto ``path``, on error delete it.
+
+    The file written gets the mode of the file it replaces, or for a new file ``0o666`` less the process umask (as
+    with a plain ``open()``), so run directories stay readable to the group where the umask allows it.
 
     Args:
         path: Final destination.
@@ -33,6 +47,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         if tmp.exists():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+            # a replaced file keeps its mode; a new one gets the umask's, like a file written in place
+            os.chmod(tmp, final.stat().st_mode & 0o7777 if final.is_file() else NEW_FILE_MODE)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -59,7 +59,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
 from torch import nn
 
-from mmrl.atomic import atomic_path, write_json
+from mmrl.atomic import NEW_FILE_MODE, atomic_path, write_json
 from mmrl.extractor import MultimodalExtractor
 from mmrl.spaces_json import space_from_json, space_to_json
 
@@ -350,7 +350,7 @@ def export_bundle(
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        os.chmod(staging, 0o755)
+        os.chmod(staging, NEW_FILE_MODE | ((NEW_FILE_MODE & 0o444) >> 2))  # mkdtemp gives 0700; r -> rx
         with atomic_path(staging / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"format": BUNDLE_FORMAT})
         manifest["weights"] = {
@@ -363,8 +363,6 @@ def export_bundle(
         }
         manifest[HASH_FIELD] = manifest_hash(manifest)
         write_json(staging / MANIFEST_NAME, manifest)
-        for name in (WEIGHTS_NAME, MANIFEST_NAME):  # temp files are created 0600; a bundle is meant to be shared
-            os.chmod(staging / name, 0o644)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
             os.replace(final, old / final.name)

@@ -57,11 +57,17 @@ def read_monitor(run: str | os.PathLike[str]) -> MonitorLog:
         ValueError: If there is no monitor file, it is malformed, or it holds no finished episode.
     """
     path = _monitor_path(run)
-    with open(path, encoding="utf-8", newline="") as handle:
-        first = handle.readline()
-        if not first.startswith("#"):
-            handle.seek(0)
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            first = handle.readline()
+            if not first.startswith("#"):
+                handle.seek(0)
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(
+            f"{path} is not an SB3 monitor CSV ({type(error).__name__}); pass a run directory written by "
+            f"'mmrl train' or its {MONITOR_FILE}"
+        ) from error
     if not rows:
         raise ValueError(f"{path} holds no finished episode yet; train longer before plotting")
     try:

@@ -276,3 +276,61 @@ def test_mmrl_main_dispatches_evaluate(ppo_run: Path, tmp_path: Path, capsys) ->
     assert main(["evaluate", str(ppo_run), "--episodes", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("error: ") == 2 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------- sources and trust
+class Payload:
+    """Unpickling this creates the marker file: a stand-in for arbitrary code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def crafted_sb3_zip(path: Path, marker: Path) -> Path:
+    """An SB3-looking zip whose ``data`` JSON carries a pickle that creates ``marker`` when loaded."""
+    import base64
+    import pickle
+    import zipfile
+
+    payload = pickle.dumps(Payload(marker))
+    data = {"policy_class": {":type:": "<class 'abc.ABCMeta'>", ":serialized:": base64.b64encode(payload).decode()}}
+    data["clip_range"] = {":serialized:": base64.b64encode(payload).decode()}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data", json.dumps(data))
+        archive.writestr("policy.pth", payload)
+    return path
+
+
+def test_sb3_zip_from_elsewhere_needs_trust(ppo_run: Path, tmp_path: Path, capsys) -> None:
+    marker = tmp_path / "pwned"
+    evil = crafted_sb3_zip(tmp_path / "downloaded.zip", marker)
+    with pytest.raises(ValueError, match=r"refusing to load .*downloaded\.zip.*not inside an mmrl run directory"):
+        evaluate(evil, env_id=ENV_ID, episodes=1)
+    with pytest.raises(ValueError, match="refusing to load"):
+        record_video(evil, tmp_path / "v.gif", env_id=ENV_ID, episodes=1)
+    assert cli([str(evil), "--env", ENV_ID, "--episodes", "1"]) == 1
+    assert "--trust" in capsys.readouterr().err
+    assert not marker.exists()
+    # a genuine copy is evaluated once trusted, exactly like the run it came from
+    copy = tmp_path / "copy.zip"
+    shutil.copy(ppo_run / "model.zip", copy)
+    trusted = evaluate(copy, env_id=ENV_ID, episodes=4, trust=True)
+    original = evaluate(ppo_run, episodes=4)
+    assert trusted.returns == original.returns and trusted.lengths == original.lengths
+    assert cli([str(copy), "--env", ENV_ID, "--episodes", "1", "--trust"]) == 0
+
+
+def test_policy_bundle_is_evaluated_like_its_run(ppo_run: Path, tmp_path: Path, capsys) -> None:
+    from mmrl.cli.export import export_run
+
+    bundle = export_run(ppo_run, tmp_path / "policy.bundle")
+    from_bundle = evaluate(bundle, episodes=6)  # env id and kwargs from the bundle's metadata
+    from_run = evaluate(ppo_run, episodes=6)
+    assert from_bundle.env_id == from_run.env_id == ENV_ID
+    assert from_bundle.returns == from_run.returns and from_bundle.successes == from_run.successes
+    assert evaluate(bundle / "manifest.json", episodes=6).returns == from_run.returns
+    assert cli([str(bundle), "--episodes", "2"]) == 0
+    assert "success rate" in capsys.readouterr().out

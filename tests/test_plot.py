@@ -57,6 +57,10 @@ def test_plot_errors(tmp_path: Path) -> None:
         plot_runs([tmp_path / "missing"], tmp_path / "c.png")
     with pytest.raises(ValueError, match="png"):
         plot_runs([fake_run(tmp_path / "a", 0)], tmp_path / "c.jpg")
+    binary = tmp_path / "model.zip"
+    binary.write_bytes(b"PK\x03\x04\xac\xff\x00 not text")
+    with pytest.raises(ValueError, match=r"model\.zip is not an SB3 monitor CSV .*run directory"):
+        plot_runs([binary], tmp_path / "c.png")
 
 
 def cli(argv: list[str]) -> int:

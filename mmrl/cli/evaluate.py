@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
             "instruction. Nothing is written unless --json / --video name a file."
         ),
     )
-    parser.add_argument("target", metavar="RUN_DIR_OR_MODEL", help="run directory, or model file (.zip / .npz)")
+    parser.add_argument(
+        "target", metavar="RUN_DIR_OR_MODEL", help="run directory, model file (.zip / .npz) or policy bundle"
+    )
     parser.add_argument("--env", dest="env_id", default=None, help="env id (default: the one trained on)")
     parser.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
@@ -43,6 +45,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json", help="write the report")
     parser.add_argument("--n-envs", type=positive_int, default=None, help="parallel envs (default min(episodes, 16))")
     parser.add_argument("--rows", type=positive_int, default=DEFAULT_TABLE_ROWS, help="per-instruction table rows")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow an SB3 .zip from outside an mmrl run directory (loading it runs pickled code: only for files "
+        "you created or trust)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -64,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             json_path=args.json_path,
             n_envs=args.n_envs,
             video_episodes=args.video_episodes,
+            trust=args.trust,
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -258,8 +258,10 @@ class EvalSetup:
             ValueError: Naming both spaces when they differ.
         """
         from stable_baselines3.common.base_class import BaseAlgorithm
+        from stable_baselines3.common.policies import BasePolicy
 
-        if isinstance(self.model, BaseAlgorithm):
+        # SB3 models, and SB3 policies loaded from a bundle, see channel-last images transposed
+        if isinstance(self.model, BaseAlgorithm) or isinstance(getattr(self.model, "policy", None), BasePolicy):
             venv = BaseAlgorithm._wrap_env(venv, verbose=0, monitor_wrapper=False)
         check_spaces(self.model, venv.observation_space, venv.action_space, self.env_id)
         return venv
@@ -283,6 +285,51 @@ def check_spaces(model: ModelLike, observation_space: spaces.Space, action_space
         )
 
 
+def _is_bundle(path: Path) -> bool:
+    """A policy bundle directory, or its ``manifest.json`` (see :mod:`mmrl.bundle`)."""
+    from mmrl.bundle import MANIFEST_NAME
+
+    return (path.is_dir() and (path / MANIFEST_NAME).is_file()) or (path.is_file() and path.name == MANIFEST_NAME)
+
+
+def _is_sb3_zip(path: Path) -> bool:
+    """An SB3 model archive (``data`` and ``policy.pth`` members): loading it unpickles."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    return "data" in names and "policy.pth" in names
+
+
+def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] | None) -> EvalSetup:
+    """A policy bundle: loaded without unpickling; env id and kwargs from its export metadata unless given."""
+    from mmrl.bundle import load_policy
+
+    loaded = load_policy(path)
+    metadata = loaded.manifest.get("metadata") or {}
+    saved_env_id = metadata.get("env_id") if isinstance(metadata, dict) else None
+    saved_env_kwargs = metadata.get("env_kwargs") if isinstance(metadata, dict) else None
+    if saved_env_id is not None and not isinstance(saved_env_id, str):
+        raise ValueError(f"{path}: metadata env_id must be a string, got {saved_env_id!r}")
+    if saved_env_kwargs is not None and not isinstance(saved_env_kwargs, dict):
+        raise ValueError(f"{path}: metadata env_kwargs must be a JSON object, got {saved_env_kwargs!r}")
+    resolved_env_id = env_id or saved_env_id
+    if resolved_env_id is None:
+        raise ValueError(f"the bundle {path} does not name its environment (no metadata env_id); pass env_id / --env")
+    kwargs = dict(saved_env_kwargs or {})  # as for run directories: e.g. the image layout trained on
+    kwargs.update(env_kwargs or {})
+    return EvalSetup(
+        model=loaded,
+        name=str(path),
+        algo=str(loaded.algo or "policy"),
+        env_id=resolved_env_id,
+        env_kwargs=kwargs,
+        tokenizer_config=loaded.tokenizer_config,
+    )
+
+
 def _run_dir_of(model_path: Path) -> Path | None:
     for folder in (model_path.parent, model_path.parent.parent):
         if (folder / "config.yaml").is_file():
@@ -291,7 +338,10 @@ def _run_dir_of(model_path: Path) -> Path | None:
 
 
 def _resolve(
-    model_or_run_dir: ModelLike | str | os.PathLike[str], env_id: str | None, env_kwargs: dict[str, Any] | None
+    model_or_run_dir: ModelLike | str | os.PathLike[str],
+    env_id: str | None,
+    env_kwargs: dict[str, Any] | None,
+    trust: bool = False,
 ) -> EvalSetup:
     """Load the model and find its environment; see :func:`evaluate` for the arguments."""
     if not isinstance(model_or_run_dir, (str, os.PathLike)):
@@ -308,8 +358,14 @@ def _resolve(
     path = Path(model_or_run_dir)
     if not path.exists():
         raise FileNotFoundError(f"no run directory or model file at {path}; check the path")
+    if _is_bundle(path):
+        return _resolve_bundle(path, env_id, env_kwargs)
     run_dir = path if path.is_dir() else _run_dir_of(path)
     model_path = None if path.is_dir() else path
+    if run_dir is None and not trust and _is_sb3_zip(path):
+        from mmrl.bundle import TRUST_MESSAGE
+
+        raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
 
     from mmrl.training.run_dir import RunDir, load_model
 
@@ -348,8 +404,10 @@ def prepare(
     env_id: str | None = None,
     split: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    trust: bool = False,
 ) -> EvalSetup:
-    """Load the model and resolve its environment (``split`` sets ``mission_split``)."""
+    """Load the model and resolve its environment (``split`` sets ``mission_split``; ``trust`` as in
+    :func:`evaluate`)."""
     if env_id is not None:
         from mmrl.envs import check_env_id
 
@@ -358,7 +416,7 @@ def prepare(
         raise TypeError(f"env_kwargs must be a dict, got {type(env_kwargs).__name__}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    setup = _resolve(model_or_run_dir, env_id, env_kwargs)
+    setup = _resolve(model_or_run_dir, env_id, env_kwargs, trust)
     if split is not None:
         setup.env_kwargs["mission_split"] = split
     return setup
@@ -494,6 +552,7 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     n_envs: int | None = None,
     video_episodes: int = 3,
+    trust: bool = False,
 ) -> EvaluationReport:
     """Evaluate a trained model on ``episodes`` reproducibly seeded episodes.
 
@@ -501,7 +560,8 @@ def evaluate(
 
     Args:
         model_or_run_dir: A run directory, a model file (SB3 ``.zip`` or Q-learning ``.npz``; the run directory
-            around it, if any, supplies the environment), or a loaded model (then ``env_id`` is required).
+            around it, if any, supplies the environment), a policy bundle from ``mmrl export`` (loaded without
+            unpickling; its metadata supplies the environment), or a loaded model (then ``env_id`` is required).
         env_id: Environment id; defaults to the one the model was trained on.
         episodes: Number of episodes; episode ``i`` is seeded ``seed + i``.
         seed: Seed of the first episode (and of the policy's sampling when ``deterministic`` is False).
@@ -518,14 +578,17 @@ def evaluate(
         n_envs: Environments stepped in parallel (default ``min(episodes, 16)``); does not change the results of
             deterministic policies.
         video_episodes: Episodes in the video.
+        trust: Allow an SB3 ``.zip`` that is not inside an mmrl run directory. Loading an SB3 zip runs pickled
+            code, so only pass it for files you created or trust; models in your own run directories and bundles
+            need no trust.
 
     Returns:
         The :class:`EvaluationReport`.
 
     Raises:
         FileNotFoundError: If the path does not exist.
-        ValueError: If the model cannot be loaded, does not fit the environment (both spaces are named), or an
-            argument is out of range.
+        ValueError: If the model cannot be loaded, does not fit the environment (both spaces are named), is an SB3
+            zip from outside a run directory without ``trust``, or an argument is out of range.
         TypeError: If an argument has the wrong type.
     """
     episodes = _check_int("episodes", episodes, 1)
@@ -538,7 +601,7 @@ def evaluate(
         from mmrl.evaluation.video import check_video_path
 
         check_video_path(video)
-    setup = prepare(model_or_run_dir, env_id, split, env_kwargs)
+    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
     ablate_keys = normalize_ablate(ablate, setup.model.observation_space if ablate else None)
     started = time.perf_counter()
     results = run_episodes(setup, episodes, seed, bool(deterministic), ablate_keys, bool(shuffle_missions), n_envs)

@@ -186,11 +186,12 @@ def record_video(
     shuffle_missions: bool = False,
     env_kwargs: dict[str, Any] | None = None,
     fps: int = DEFAULT_FPS,
+    trust: bool = False,
 ) -> Path:
     """Record a few episodes of a trained model to ``path`` (``.mp4`` or ``.gif``).
 
     Args:
-        model_or_run_dir, env_id, seed, deterministic, split, ablate, shuffle_missions, env_kwargs: As for
+        model_or_run_dir, env_id, seed, deterministic, split, ablate, shuffle_missions, env_kwargs, trust: As for
             :func:`~mmrl.evaluation.evaluate.evaluate`.
         path: Destination, written atomically.
         episodes: Number of episodes, one after the other.
@@ -203,7 +204,7 @@ def record_video(
         ValueError: If the suffix is not supported, no GIF writer is installed, or the model does not fit.
     """
     check_video_path(path)
-    setup = prepare(model_or_run_dir, env_id, split, env_kwargs)
+    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
     keys = normalize_ablate(ablate, setup.model.observation_space) if ablate else ()
     probe = setup.make_env()
     try:

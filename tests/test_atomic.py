@@ -1,0 +1,45 @@
+"""Tests of ``mmrl.atomic``: files are replaced whole, and get the permissions a plain ``open()`` would give."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from mmrl.atomic import NEW_FILE_MODE, atomic_path, write_json, write_text
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_files_follow_the_umask(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (0o666 & ~umask) == NEW_FILE_MODE
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")  # what open() gives
+    written = tmp_path / "atomic.txt"
+    write_text(written, "x")
+    assert mode(written) == mode(reference)
+    assert mode(written) & 0o600 == 0o600
+
+
+def test_replaced_files_keep_their_mode(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    write_json(path, {"a": 1})
+    os.chmod(path, 0o640)
+    write_json(path, {"a": 2})
+    assert mode(path) == 0o640 and '"a": 2' in path.read_text()
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    write_text(path, "old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
