@@ -313,6 +313,10 @@ def test_sb3_zip_from_elsewhere_needs_trust(ppo_run: Path, tmp_path: Path, capsy
         record_video(evil, tmp_path / "v.gif", env_id=ENV_ID, episodes=1)
     assert cli([str(evil), "--env", ENV_ID, "--episodes", "1"]) == 1
     assert "--trust" in capsys.readouterr().err
+    from mmrl.training.run_dir import load_model
+
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_model(evil)
     assert not marker.exists()
     # a genuine copy is evaluated once trusted, exactly like the run it came from
     copy = tmp_path / "copy.zip"

@@ -372,7 +372,7 @@ def _resolve(
     run = RunDir(run_dir) if run_dir is not None else None
     target = model_path if model_path is not None else run_dir
     try:
-        model = load_model(target)
+        model = load_model(target, trust=trust)
     except (ValueError, TypeError, FileNotFoundError):
         raise
     except Exception as error:  # SB3 / zipfile / pickle raise many kinds on damaged files

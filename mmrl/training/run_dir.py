@@ -356,9 +356,14 @@ def load_model(
     env: Any = None,
     algo: str | None = None,
     best: bool = False,
+    trust: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Load a trained model from a run directory or a model file.
+
+    SB3 ``.zip`` files run pickled code when loaded. Models inside a run directory (next to its ``config.yaml`` or
+    in its ``checkpoints/``) are taken as the user's own; an SB3 zip from anywhere else needs ``trust=True``
+    (:func:`mmrl.load_policy` reads pickle-free bundles).
 
     Args:
         run_dir_or_model_path: A run directory (its ``model.zip``/``model.npz``, or the best model with ``best``)
@@ -367,11 +372,13 @@ def load_model(
         env: Env to attach (optional; needed to continue training).
         algo: Force the algorithm (``ppo``, ``a2c``, ``dqn``, ``qlearning``).
         best: With a run directory, load ``best_model`` instead of ``model``.
+        trust: Allow an SB3 zip that is not inside a run directory (only for files you created or trust).
         **kwargs: Passed to ``PPO/A2C/DQN.load`` or ``QLearning.load``.
 
     Raises:
         FileNotFoundError: If nothing is at the path.
-        ValueError: For an unknown algorithm or an unreadable file.
+        ValueError: For an unknown algorithm, an unreadable file, or an SB3 zip from outside a run directory
+            without ``trust``.
     """
     path = Path(run_dir_or_model_path)
     if not path.exists():
@@ -382,13 +389,20 @@ def load_model(
         path = run.best_model_path if best else run.model_path
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: training in {run.path} did not finish saving a model")
-    elif algo is None:
-        for parent in (path.parent, path.parent.parent):
-            if (parent / CONFIG_FILE).is_file():
-                algo = RunDir(parent).algo
-                break
-        else:
-            algo = _guess_algo(path)
+    else:
+        run_path = next(
+            (parent for parent in (path.parent, path.parent.parent) if (parent / CONFIG_FILE).is_file()), None
+        )
+        if run_path is None and not trust and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if "data" in archive.namelist():
+                    from mmrl.bundle import TRUST_MESSAGE
+
+                    raise ValueError(
+                        f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}"
+                    )
+        if algo is None:
+            algo = RunDir(run_path).algo if run_path is not None else _guess_algo(path)
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
     if algo == "qlearning":
