@@ -56,17 +56,21 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
 import json
+import numbers
 import os
 import sys
 import time
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gymnasium as gym
 import numpy as np
@@ -380,6 +384,92 @@ class _TqdmProgressBar(BaseCallback):
         self._bar.close()
 
 
+# ------------------------------------------------------------------------------------------ argument checks
+_SCHEDULE_HELP = (
+    "a mmrl.agents.schedules.Schedule of the absolute step counter (ConstantSchedule(value), "
+    "LinearSchedule(initial, final, duration) or ExponentialSchedule(initial, final, half_life))"
+)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _schedule_bounds(schedule: Schedule) -> list[float]:
+    """Values that bound a schedule's range: the endpoints of the built-in kinds, else its value at step 0."""
+    values = [getattr(schedule, name) for name in ("value", "initial", "final") if hasattr(schedule, name)]
+    return [float(value) for value in values] or [float(schedule(0))]
+
+
+def _check_learning_rate(learning_rate: Any) -> Schedule:
+    """The step-size schedule for ``learning_rate`` (a float in (0, 1] or a :class:`Schedule` within [0, 1]).
+
+    Raises:
+        TypeError: For a callable that is not a :class:`Schedule` (SB3's progress functions) or a non-number.
+        ValueError: For a value outside (0, 1] or a schedule leaving [0, 1].
+    """
+    if isinstance(learning_rate, Schedule):
+        bounds = _schedule_bounds(learning_rate)
+        if not all(0.0 <= value <= 1.0 for value in bounds) or max(bounds) <= 0.0:
+            raise ValueError(
+                f"learning_rate schedule {learning_rate!r} must stay within [0, 1] and not be 0 throughout (the "
+                f"step size alpha of the update), its values reach {bounds}; use e.g. LinearSchedule(0.5, 0.05, "
+                f"duration)"
+            )
+        return learning_rate
+    if callable(learning_rate):
+        raise TypeError(
+            f"learning_rate must be a float in (0, 1] or {_SCHEDULE_HELP}, got the callable {learning_rate!r}. "
+            "SB3-style functions of the remaining progress are not accepted (QLearning's schedules count absolute "
+            "steps, so that resumed training continues them and save() can store them as JSON): pass e.g. "
+            "learning_rate=LinearSchedule(initial=0.5, final=0.05, duration=total_timesteps)"
+        )
+    if not _is_real(learning_rate):
+        raise TypeError(
+            f"learning_rate must be a float in (0, 1] or {_SCHEDULE_HELP}, got {learning_rate!r} of type "
+            f"{type(learning_rate).__name__}; pass e.g. learning_rate=0.1"
+        )
+    if not 0.0 < learning_rate <= 1.0:
+        raise ValueError(
+            f"learning_rate must be in (0, 1] (the step size alpha: a negative one moves Q away from its targets, "
+            f"one above 1 overshoots them), got {learning_rate}; pass e.g. learning_rate=0.1"
+        )
+    return ConstantSchedule(float(learning_rate))
+
+
+def _check_unit_interval(name: str, value: Any, meaning: str) -> float:
+    """``value`` as a float if it is a real number in [0, 1]; else ``TypeError`` / ``ValueError``."""
+    if not _is_real(value):
+        raise TypeError(
+            f"{name} must be a float in [0, 1] ({meaning}), got {value!r} of type {type(value).__name__}; pass a "
+            f"number such as {name}=0.1"
+        )
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1] ({meaning}), got {value}; pass a value in [0, 1]")
+    return float(value)
+
+
+def _check_exploration_schedule(schedule: Any) -> None:
+    if isinstance(schedule, str):
+        if schedule not in ("linear", "exponential", "constant"):
+            raise ValueError(
+                f"exploration_schedule must be 'linear', 'exponential', 'constant' or {_SCHEDULE_HELP}, got "
+                f"{schedule!r}"
+            )
+        return
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"exploration_schedule must be 'linear', 'exponential', 'constant' or {_SCHEDULE_HELP}, got "
+            f"{schedule!r}; SB3-style functions of the remaining progress are not accepted"
+        )
+    bounds = _schedule_bounds(schedule)
+    if not all(0.0 <= value <= 1.0 for value in bounds):
+        raise ValueError(
+            f"exploration_schedule {schedule!r} must stay within [0, 1] (it gives the probability epsilon of a "
+            f"random action), its values reach {bounds}"
+        )
+
+
 # ---------------------------------------------------------------------------------------------------- the agent
 class QLearning:
     """Tabular Q-learning (optionally Double Q-learning) with an SB3-like interface.
@@ -389,14 +479,16 @@ class QLearning:
             (adapted, see :class:`GymnasiumVecEnvAdapter`) or SB3 ``VecEnv`` such as
             :class:`~mmrl.agents.tabular_vec_env.TabularVecEnv`. May be None only with ``observation_space`` and
             ``action_space`` given (e.g. for prediction only).
-        learning_rate: Step size alpha, a float or a :class:`~mmrl.agents.schedules.Schedule` of the step counter.
-        gamma: Discount factor.
-        exploration_initial_eps: Epsilon at step 0.
-        exploration_final_eps: Epsilon after ``exploration_fraction`` of the first ``learn`` call.
-        exploration_fraction: Fraction of ``total_timesteps`` over which epsilon decays.
+        learning_rate: Step size alpha, a float in (0, 1] or a :class:`~mmrl.agents.schedules.Schedule` of the
+            absolute step counter with values in [0, 1]. SB3-style callables of the remaining progress are
+            rejected (``TypeError``): use ``LinearSchedule(initial, final, duration)`` instead.
+        gamma: Discount factor in [0, 1].
+        exploration_initial_eps: Epsilon at step 0, in [0, 1].
+        exploration_final_eps: Epsilon after ``exploration_fraction`` of the first ``learn`` call, in [0, 1].
+        exploration_fraction: Fraction of ``total_timesteps`` over which epsilon decays, in [0, 1].
         exploration_schedule: ``"linear"`` (SB3 DQN's), ``"exponential"``, ``"constant"`` (stays at
-            ``exploration_initial_eps``), or a :class:`~mmrl.agents.schedules.Schedule` on absolute steps
-            (then the three parameters above are ignored).
+            ``exploration_initial_eps``), or a :class:`~mmrl.agents.schedules.Schedule` on absolute steps with
+            values in [0, 1] (then the three parameters above are ignored).
         double_q: Use Double Q-learning (two tables).
         initial_q_value: Value of unvisited table entries (optimistic initialisation if > 0).
         max_states: Cap on the rows of a hashed (non-``Discrete``) state table.
@@ -406,7 +498,10 @@ class QLearning:
         observation_space, action_space: Spaces when ``env`` is None.
 
     Raises:
-        TypeError: If the action space is not ``Discrete`` or the observation space is unsupported.
+        TypeError: If the action space is not ``Discrete``, the observation space is unsupported, or a
+            hyperparameter has the wrong type (e.g. a plain function as ``learning_rate``).
+        ValueError: If a hyperparameter is out of range (``learning_rate`` outside (0, 1], a probability or
+            ``gamma`` outside [0, 1]).
     """
 
     algorithm_name = ALGORITHM_NAME
@@ -430,10 +525,18 @@ class QLearning:
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
     ) -> None:
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        if not 0.0 <= exploration_fraction <= 1.0:
-            raise ValueError(f"exploration_fraction must be in [0, 1], got {exploration_fraction}")
+        gamma = _check_unit_interval("gamma", gamma, "the discount factor")
+        lr_schedule = _check_learning_rate(learning_rate)
+        exploration_initial_eps = _check_unit_interval(
+            "exploration_initial_eps", exploration_initial_eps, "the probability of a random action at step 0"
+        )
+        exploration_final_eps = _check_unit_interval(
+            "exploration_final_eps", exploration_final_eps, "the probability of a random action after the decay"
+        )
+        exploration_fraction = _check_unit_interval(
+            "exploration_fraction", exploration_fraction, "the fraction of the first learn() call spent decaying"
+        )
+        _check_exploration_schedule(exploration_schedule)
         self.env: VecEnv | None = None
         if env is not None:
             self.env = wrap_env(env)
@@ -450,14 +553,10 @@ class QLearning:
 
         self.gamma = float(gamma)
         self.learning_rate = learning_rate
-        self.lr_schedule: Schedule = (
-            learning_rate if isinstance(learning_rate, Schedule) else ConstantSchedule(float(learning_rate))
-        )
+        self.lr_schedule: Schedule = lr_schedule
         self.exploration_initial_eps = float(exploration_initial_eps)
         self.exploration_final_eps = float(exploration_final_eps)
         self.exploration_fraction = float(exploration_fraction)
-        if isinstance(exploration_schedule, str) and exploration_schedule not in ("linear", "exponential", "constant"):
-            raise ValueError("exploration_schedule must be 'linear', 'exponential', 'constant' or a Schedule")
         self.exploration_schedule_kind = exploration_schedule if isinstance(exploration_schedule, str) else "custom"
         self.exploration_schedule: Schedule | None = (
             exploration_schedule if isinstance(exploration_schedule, Schedule) else None
@@ -648,6 +747,8 @@ class QLearning:
         else:
             actions = np.argmax(np.where(is_best, self._rng.random(q_values.shape), -1.0), axis=1)
         if epsilon > 0.0:
+            if epsilon > 1.0:  # a custom Schedule left [0, 1]: sampling would skip the high actions
+                raise ValueError(f"exploration rate {epsilon} is above 1; the exploration schedule must stay in [0, 1]")
             uniforms = self._rng.random(rows.size)
             explore = uniforms < epsilon
             if explore.any():
@@ -897,7 +998,7 @@ class QLearning:
         arrays["counters"] = np.asarray([self.num_timesteps, self._episode_num], dtype=np.int64)
         arrays["schedule_values"] = np.asarray([self.exploration_rate, self.learning_rate_value], dtype=np.float64)
         arrays.update(self.indexer.to_arrays())
-        arrays.update(_last_obs_arrays(self._last_obs))
+        arrays.update(_last_obs_arrays(self.observation_space, self._last_obs))
         arrays = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
         metadata = self._metadata(arrays)
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -926,63 +1027,69 @@ class QLearning:
             device, print_system_info: Accepted for SB3 compatibility and ignored (NumPy runs on the CPU).
             force_reset: With ``False`` and an ``env``, keep the last observations saved with the model, so that
                 ``learn(..., reset_num_timesteps=False)`` continues the episodes in flight (the caller restores
-                the env's own state); with ``True`` (the default) the env is reset at the first ``learn``.
+                the env's own state; the env must have as many copies as the saved one); with ``True`` (the
+                default) the env is reset at the first ``learn``.
             custom_objects: Constructor arguments to replace, like ``overrides``.
             **overrides: Constructor arguments to override (e.g. ``verbose``, ``tensorboard_log``).
 
         Raises:
             FileNotFoundError: If the file does not exist.
+            TypeError: If an override (or ``custom_objects`` key) is not a constructor argument, or has the wrong
+                type; if ``env`` is not an env.
             ValueError: If the file is corrupted, truncated, not a QLearning file, or made for other spaces
-                than ``env``'s; the message names the file.
+                than ``env``'s (the message names the file), or if an override is out of range.
         """
+        replacements = {**(custom_objects or {}), **overrides}
+        _check_override_names(cls, replacements)
         path = Path(path)
         if not path.exists() and path.suffix == "":
             path = path.with_suffix(DEFAULT_SUFFIX)
         if not path.exists():
             raise FileNotFoundError(f"no QLearning file at {path}")
         metadata, arrays = _read_archive(path)
-        try:
-            model = cls._from_saved(metadata, arrays, env, {**(custom_objects or {}), **overrides})
-            if env is not None and not force_reset:
-                last_obs = _last_obs_from_arrays(arrays)
-                if last_obs is not None:
-                    model._last_obs = last_obs
-                    model._last_rows = model._rows(last_obs, add=True)
+        with _file_errors(path):
+            observation_space, action_space, arguments = _saved_arguments(metadata)
+            # Built from the file's values alone first, so that a bad saved value is reported as the file's fault.
+            model = cls(None, observation_space=observation_space, action_space=action_space, **arguments)
+        if replacements:  # the caller's values: their errors are the caller's
+            model = cls(
+                None, observation_space=observation_space, action_space=action_space, **{**arguments, **replacements}
+            )
+        with _file_errors(path):
+            model._restore(metadata, arrays)
+            last_obs = _last_obs_from_arrays(arrays, observation_space) if env is not None and not force_reset else None
+        if env is None:
             return model
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: malformed QLearning file: {error!r}") from error
+        vec_env = wrap_env(env)
+        try:
+            model._check_spaces(vec_env.observation_space, vec_env.action_space, where="load")
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from error
+        model.env = vec_env
+        model.n_envs = vec_env.num_envs
+        if last_obs is not None:
+            with _file_errors(path):
+                saved_envs = batch_size_of(observation_space, last_obs)
+            if saved_envs != model.n_envs:
+                raise ValueError(
+                    f"{path}: the saved last observations are for {saved_envs} env copies, the given env has "
+                    f"{model.n_envs}; pass an env with {saved_envs} copies to continue the saved episodes, or "
+                    f"force_reset=True to start new ones"
+                )
+            with _file_errors(path):
+                model._last_rows = model._rows(last_obs, add=True)
+            model._last_obs = last_obs
+        return model
 
-    @classmethod
-    def _from_saved(
-        cls, metadata: dict[str, Any], arrays: dict[str, np.ndarray], env: GymEnvLike | None, overrides: dict
-    ) -> QLearning:
-        hyper = metadata["hyperparameters"]
-        observation_space = space_from_json(metadata["observation_space"])
-        action_space = space_from_json(metadata["action_space"])
+    def _restore(self, metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Puts the saved tables, state index, random generators, counters and schedules into a fresh model."""
         exploration = metadata["schedules"]["exploration"]
-        kind = hyper["exploration_schedule_kind"]
-        arguments: dict[str, Any] = {
-            "learning_rate": schedule_from_dict(hyper["learning_rate"]),
-            "gamma": hyper["gamma"],
-            "exploration_initial_eps": hyper["exploration_initial_eps"],
-            "exploration_final_eps": hyper["exploration_final_eps"],
-            "exploration_fraction": hyper["exploration_fraction"],
-            "exploration_schedule": schedule_from_dict(exploration) if kind == "custom" else kind,
-            "double_q": hyper["double_q"],
-            "initial_q_value": hyper["initial_q_value"],
-            "max_states": hyper["max_states"],
-            "seed": hyper["seed"],
-        }
-        arguments.update(overrides)
-        model = cls(None, observation_space=observation_space, action_space=action_space, **arguments)
         if exploration is not None:
-            model.exploration_schedule = schedule_from_dict(exploration)
+            self.exploration_schedule = schedule_from_dict(exploration)
         n_states, n_actions = int(metadata["n_states"]), int(metadata["n_actions"])
-        if n_actions != model.n_actions:
-            raise ValueError(f"n_actions {n_actions} does not match the action space {action_space}")
-        expected_tables = ["q_table", "q_table_b"] if model.double_q else ["q_table"]
+        if n_actions != self.n_actions:
+            raise ValueError(f"n_actions {n_actions} does not match the action space {self.action_space}")
+        expected_tables = ["q_table", "q_table_b"] if self.double_q else ["q_table"]
         for name in [*expected_tables, "visit_counts"]:
             array = arrays.get(name)
             if array is None:
@@ -991,58 +1098,152 @@ class QLearning:
                 raise ValueError(f"array {name!r} has shape {array.shape}, expected {(n_states, n_actions)}")
         if any(not np.issubdtype(arrays[name].dtype, np.floating) for name in expected_tables):
             raise ValueError("Q-tables must be floating point")
-        model.indexer.load_arrays(arrays, n_states)
-        capacity = max(n_states, model._visit_counts.shape[0])
-        model._q_tables = [
+        self.indexer.load_arrays(arrays, n_states)
+        capacity = max(n_states, self._visit_counts.shape[0])
+        self._q_tables = [
             np.concatenate(
-                [arrays[name].astype(np.float64), np.full((capacity - n_states, n_actions), model.initial_q_value)]
+                [arrays[name].astype(np.float64), np.full((capacity - n_states, n_actions), self.initial_q_value)]
             )
             for name in expected_tables
         ]
-        model._visit_counts = np.concatenate(
+        self._visit_counts = np.concatenate(
             [arrays["visit_counts"].astype(np.int64), np.zeros((capacity - n_states, n_actions), dtype=np.int64)]
         )
         for name in ("rng_state", "predict_rng_state", "counters", "schedule_values"):
             if name not in arrays:
                 raise ValueError(f"missing array {name!r}")
-        model._rng = _rng_from_array(arrays["rng_state"])
-        model._predict_rng = _rng_from_array(arrays["predict_rng_state"])
+        self._rng = _rng_from_array(arrays["rng_state"])
+        self._predict_rng = _rng_from_array(arrays["predict_rng_state"])
         counters = arrays["counters"]
         if counters.shape != (2,) or counters.dtype.kind not in "iu" or counters.min() < 0:
             raise ValueError(f"array 'counters' must be 2 non-negative integers, got {counters!r}")
-        model.num_timesteps, model._episode_num = int(counters[0]), int(counters[1])
-        if model.num_timesteps != metadata["num_timesteps"]:
+        self.num_timesteps, self._episode_num = int(counters[0]), int(counters[1])
+        if self.num_timesteps != metadata["num_timesteps"]:
             raise ValueError("step counter in the arrays and in the metadata disagree")
         values = arrays["schedule_values"]
         if values.shape != (2,):
             raise ValueError(f"array 'schedule_values' must have 2 entries, got shape {values.shape}")
-        model.exploration_rate, model.learning_rate_value = float(values[0]), float(values[1])
-        if env is not None:
-            vec_env = wrap_env(env)
-            model._check_spaces(vec_env.observation_space, vec_env.action_space, where="load")
-            model.env = vec_env
-            model.n_envs = vec_env.num_envs
-        return model
+        self.exploration_rate, self.learning_rate_value = float(values[0]), float(values[1])
+
+
+#: Constructor arguments that ``load`` takes from the file (or the env) and never as overrides.
+_NOT_OVERRIDABLE = frozenset({"self", "env", "observation_space", "action_space"})
+
+
+def _check_override_names(cls: type[QLearning], overrides: dict[str, Any]) -> None:
+    """Raises ``TypeError`` for override names that are not constructor arguments (a typo in the caller's call)."""
+    accepted = [name for name in inspect.signature(cls.__init__).parameters if name not in _NOT_OVERRIDABLE]
+    unknown = [name for name in overrides if name not in accepted]
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.load() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} (in the "
+            f"overrides or custom_objects); constructor arguments that can be overridden: {', '.join(accepted)}. "
+            f"Check the spelling, or leave the argument out"
+        )
+
+
+@contextlib.contextmanager
+def _file_errors(path: Path) -> Iterator[None]:
+    """Turns errors raised while reading a saved file's content into ``ValueError``s naming the file.
+
+    ``KeyError``, ``TypeError``, ``AttributeError`` and ``IndexError`` mean that the metadata does not have the
+    structure :meth:`QLearning.save` writes; a ``ValueError`` gets the path prepended.
+    """
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
+        raise ValueError(f"{path}: malformed QLearning file: {error!r}") from error
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {error}") from error
+
+
+def _saved_arguments(metadata: dict[str, Any]) -> tuple[spaces.Space, spaces.Space, dict[str, Any]]:
+    """The observation space, action space and constructor arguments stored in a file's metadata."""
+    hyper = metadata["hyperparameters"]
+    observation_space = space_from_json(metadata["observation_space"])
+    action_space = space_from_json(metadata["action_space"])
+    exploration = metadata["schedules"]["exploration"]
+    kind = hyper["exploration_schedule_kind"]
+    arguments: dict[str, Any] = {
+        "learning_rate": schedule_from_dict(hyper["learning_rate"]),
+        "gamma": hyper["gamma"],
+        "exploration_initial_eps": hyper["exploration_initial_eps"],
+        "exploration_final_eps": hyper["exploration_final_eps"],
+        "exploration_fraction": hyper["exploration_fraction"],
+        "exploration_schedule": schedule_from_dict(exploration) if kind == "custom" else kind,
+        "double_q": hyper["double_q"],
+        "initial_q_value": hyper["initial_q_value"],
+        "max_states": hyper["max_states"],
+        "seed": hyper["seed"],
+    }
+    return observation_space, action_space, arguments
 
 
 _LAST_OBS = "last_obs"
 
 
-def _last_obs_arrays(last_obs: Any) -> dict[str, np.ndarray]:
-    """The last observations as named arrays (``last_obs`` or ``last_obs.<key>`` for Dict observations)."""
+def _member_name(key: Any) -> str:
+    """A Dict key as one component of an array name: percent-encoded, dots included, so names stay unambiguous
+    (plain keys such as ``image`` are unchanged, as in files written before Tuple support)."""
+    return quote(str(key), safe="").replace(".", "%2E")
+
+
+def _last_obs_arrays(space: spaces.Space, last_obs: Any) -> dict[str, np.ndarray]:
+    """The batched last observations as named arrays, walking ``space``: ``last_obs`` for a leaf space,
+    ``last_obs.<key>`` for a Dict member and ``last_obs.<position>`` for a Tuple member (nested:
+    ``last_obs.<key>.<position>``). :func:`_last_obs_from_arrays` rebuilds the same structure."""
     if last_obs is None:
         return {}
-    if isinstance(last_obs, dict):
-        return {f"{_LAST_OBS}.{key}": np.asarray(value) for key, value in last_obs.items()}
-    return {_LAST_OBS: np.asarray(last_obs)}
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(subspace: spaces.Space, value: Any, name: str) -> None:
+        if isinstance(subspace, spaces.Dict):
+            for key, member in subspace.spaces.items():
+                walk(member, value[key], f"{name}.{_member_name(key)}")
+        elif isinstance(subspace, spaces.Tuple):
+            for position, member in enumerate(subspace.spaces):
+                walk(member, value[position], f"{name}.{position}")
+        else:
+            arrays[name] = np.asarray(value)
+
+    walk(space, last_obs, _LAST_OBS)
+    return arrays
 
 
-def _last_obs_from_arrays(arrays: dict[str, np.ndarray]) -> Any:
-    if _LAST_OBS in arrays:
-        return arrays[_LAST_OBS]
+def _last_obs_from_arrays(arrays: dict[str, np.ndarray], space: spaces.Space) -> Any:
+    """The last observations saved by :func:`_last_obs_arrays`, as ``space``'s structure (``None`` if none).
+
+    Raises:
+        ValueError: If some members of the structure are saved and others are missing.
+    """
     prefix = f"{_LAST_OBS}."
-    keyed = {name[len(prefix) :]: array for name, array in arrays.items() if name.startswith(prefix)}
-    return keyed or None
+    if not any(name == _LAST_OBS or name.startswith(prefix) for name in arrays):
+        return None
+    if isinstance(space, spaces.Tuple) and _LAST_OBS in arrays and f"{prefix}0" not in arrays:
+        # Files written before Tuple support stacked same-shaped members into one array.
+        stacked = arrays[_LAST_OBS]
+        if stacked.ndim == 0 or stacked.shape[0] != len(space.spaces):
+            raise ValueError(f"array {_LAST_OBS!r} of shape {stacked.shape} does not fit the observation space {space}")
+        arrays = {f"{prefix}{position}": stacked[position] for position in range(len(space.spaces))}
+
+    def member_name(name: str, key: Any, member: spaces.Space) -> str:
+        encoded, raw = f"{name}.{_member_name(key)}", f"{name}.{key}"
+        # Earlier files named the leaves of a top-level Dict by the raw key (different only for keys with '.', ...).
+        legacy = encoded not in arrays and raw in arrays and not isinstance(member, spaces.Dict | spaces.Tuple)
+        return raw if legacy else encoded
+
+    def build(subspace: spaces.Space, name: str) -> Any:
+        if isinstance(subspace, spaces.Dict):
+            return {key: build(member, member_name(name, key, member)) for key, member in subspace.spaces.items()}
+        if isinstance(subspace, spaces.Tuple):
+            return tuple(build(member, f"{name}.{position}") for position, member in enumerate(subspace.spaces))
+        if name not in arrays:
+            raise ValueError(f"array {name!r} of the saved last observations is missing")
+        return arrays[name]
+
+    return build(space, _LAST_OBS)
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -1056,7 +1257,13 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 metadata = json.loads(archive.read(METADATA_MEMBER).decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise ValueError(f"{path}: {METADATA_MEMBER} is not valid JSON ({error})") from error
-            if not isinstance(metadata, dict) or metadata.get("format") != FILE_FORMAT:
+            if not isinstance(metadata, dict):
+                raise ValueError(
+                    f"{path}: not a QLearning file ({METADATA_MEMBER} holds a JSON {type(metadata).__name__}, a "
+                    f"QLearning save holds an object with 'format': {FILE_FORMAT!r}); load it with the tool that "
+                    f"wrote it, or pass a file written by QLearning.save()"
+                )
+            if metadata.get("format") != FILE_FORMAT:
                 raise ValueError(f"{path}: not a QLearning file (format {metadata.get('format')!r})")
             if metadata.get("algorithm") != ALGORITHM_NAME:
                 raise ValueError(f"{path}: saved by algorithm {metadata.get('algorithm')!r}, not {ALGORITHM_NAME}")
@@ -1070,6 +1277,12 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             if not isinstance(described, dict):
                 raise ValueError(f"{path}: metadata lists no arrays")
             for name, spec in described.items():
+                if not isinstance(spec, dict):
+                    raise ValueError(
+                        f"{path}: not a QLearning file (its metadata describes array {name!r} as "
+                        f"{type(spec).__name__} {spec!r}, a QLearning save gives each array a dict with its shape and "
+                        f"dtype); pass a file written by QLearning.save()"
+                    )
                 member = f"{name}.npy"
                 if member not in names:
                     raise ValueError(f"{path}: array {name!r} listed in the metadata is missing")

@@ -108,6 +108,51 @@ def _exact_cumulative(probabilities: np.ndarray, lengths: list[int]) -> np.ndarr
     return cumulative
 
 
+def _mdp_preserving_wrappers() -> tuple[type, ...]:
+    """Wrapper classes that leave the MDP alone: ``gymnasium.make``'s own (checks, time limit, rendering), episode
+    statistics, and auto-reset (which :class:`TabularVecEnv` does itself)."""
+    from stable_baselines3.common.monitor import Monitor
+
+    wrappers = gym.wrappers
+    return (
+        wrappers.TimeLimit,
+        wrappers.OrderEnforcing,
+        wrappers.PassiveEnvChecker,
+        wrappers.Autoreset,
+        wrappers.HumanRendering,
+        wrappers.RenderCollection,
+        wrappers.RecordEpisodeStatistics,
+        Monitor,
+    )
+
+
+def _time_limits(env: gym.Env) -> list[int]:
+    """``max_episode_steps`` of every ``TimeLimit`` in the wrapper chain of ``env``.
+
+    Raises:
+        ValueError: For a wrapper that may change the rewards, observations, actions or dynamics: the transition
+            table ``P`` of the innermost env does not see it, so the copies would silently follow another MDP.
+    """
+    allowed = _mdp_preserving_wrappers()
+    limits: list[int] = []
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if type(layer) not in allowed:
+            names = ", ".join(sorted(cls.__name__ for cls in allowed))
+            raise ValueError(
+                f"TabularVecEnv.from_env copies the transition table `P` of the innermost env, so the wrapper "
+                f"{type(layer).__module__}.{type(layer).__qualname__} around {env.unwrapped} would be silently "
+                f"dropped (its rewards, observations or actions would not be the ones of the env you passed). Only "
+                f"wrappers that leave the MDP unchanged are accepted ({names}). To learn on the wrapped env, pass it "
+                f"to QLearning directly (QLearning(env) steps it through Gymnasium), or build a TabularMDP from a "
+                f"transition table that includes the wrapper's effect"
+            )
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            limits.append(int(layer._max_episode_steps))
+        layer = layer.env
+    return limits
+
+
 def _unwrap_toy_text(env: gym.Env) -> tuple[TransitionTable, np.ndarray]:
     base = env.unwrapped
     transitions = getattr(base, "P", None)
@@ -163,21 +208,30 @@ class TabularVecEnv(VecEnv):
     ) -> TabularVecEnv:
         """Build from a toy-text env (or env id, made with ``gymnasium.make(env, **make_kwargs)``).
 
+        The copies follow the transition table of the innermost env, so every wrapper around it must leave the
+        MDP unchanged: the ones ``gymnasium.make`` adds (``TimeLimit``, ``OrderEnforcing``, ``PassiveEnvChecker``,
+        ``HumanRendering``, ``RenderCollection``), ``Autoreset``, ``RecordEpisodeStatistics`` and SB3's
+        ``Monitor``. Any other wrapper (``TransformReward``, observation or action wrappers, ...) raises
+        ``ValueError`` instead of being silently dropped.
+
         Args:
             env: Env instance or id, e.g. ``"FrozenLake-v1"`` with ``is_slippery=False`` in ``make_kwargs``.
             num_envs: Number of copies.
-            max_episode_steps: ``"spec"`` (default) takes the env spec's limit (100 for FrozenLake 4x4, 200 for
-                Taxi and FrozenLake 8x8); an int or None overrides it.
+            max_episode_steps: ``"spec"`` (default) takes the time limit of the env's ``TimeLimit`` wrapper(s)
+                (the smallest if nested), else the env spec's (100 for FrozenLake 4x4, 200 for Taxi and FrozenLake
+                8x8); an int or None overrides it.
             seed: Seed of the random stream.
 
         Raises:
-            ValueError: If the env has no toy-text transition table.
+            ValueError: If the env has no toy-text transition table, or a wrapper that may change the MDP.
         """
         if isinstance(env, str):
             env = gym.make(env, **make_kwargs)
+        limits = _time_limits(env)
         transitions, initial = _unwrap_toy_text(env)
         if max_episode_steps == "spec":
-            max_episode_steps = env.spec.max_episode_steps if env.spec is not None else None
+            spec_limit = env.spec.max_episode_steps if env.spec is not None else None
+            max_episode_steps = min(limits) if limits else spec_limit
         return cls(TabularMDP(transitions, initial), num_envs, max_episode_steps=max_episode_steps, seed=seed)
 
     def _sample_initial(self, count: int) -> np.ndarray:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,32 @@ TOKENIZE_WRAPPER = "mmrl.wrappers.TokenizeText"
 def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {option} {value!r}; valid choices: {', '.join(choices)}")
+
+
+def check_dimension(name: str, value: Any, none_allowed: bool = False) -> int:
+    """Returns ``value`` as an ``int`` if it is an integer (Python or NumPy, not ``bool``) of at least 1.
+
+    Args:
+        name: Argument name, for the message.
+        value: The width to check.
+        none_allowed: Whether the caller also accepts ``None`` (only said in the message; check ``None`` first).
+
+    Raises:
+        TypeError: If ``value`` is not an integer (e.g. a float, a string or ``True``).
+        ValueError: If ``value`` is below 1.
+    """
+    expected = "a positive int or None" if none_allowed else "a positive int"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be {expected} (a layer width), got {value!r} of type {type(value).__name__}; "
+            f"pass an integer such as {name}=64"
+        )
+    if value < 1:
+        raise ValueError(
+            f"{name} must be {expected} (a layer width of at least 1), got {value!r}; a width of 0 builds a layer "
+            f"without outputs, so pass e.g. {name}=64"
+        )
+    return int(value)
 
 
 def image_channel_axis(shape: Sequence[int]) -> int:
@@ -242,6 +270,11 @@ class InferenceTextMemo:
     ``polyak_update`` through ``.data``: compared by value, see :class:`~mmrl.extractor.snapshot.ParameterSnapshot`),
     when the encoder switches between train and eval mode, or when ``max_entries`` rows are exceeded.
 
+    The memo is a cache: pickling (``torch.save`` of a policy, ``copy.deepcopy``, sending a model to a subprocess)
+    keeps only its configuration and the copy starts empty. The remembered :class:`TextEncoding` objects hold
+    closures (computed on first access), which cannot be pickled, and tensors that are only valid for the
+    parameters they were computed with.
+
     Args:
         max_entries: Largest number of remembered rows.
     """
@@ -252,6 +285,14 @@ class InferenceTextMemo:
         self._last: tuple[torch.Tensor, TextEncoding] | None = None
         self._training: bool | None = None
         self._snapshot = ParameterSnapshot()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Only the configuration: the remembered encodings are a cache (and hold unpicklable closures)."""
+        return {"max_entries": self.max_entries}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Re-initialises an empty memo with the pickled configuration."""
+        InferenceTextMemo.__init__(self, **state)
 
     def _refresh(self, encoder: TextEncoder, batch_size: int) -> None:
         """Drops everything if the encoder's parameters or mode changed (or the memo would grow too large)."""
@@ -387,7 +428,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         cell_dim: Width of the cell embeddings (the channels the image encoder reads).
 
     Raises:
-        ValueError: For unsupported spaces, bad key lists or unknown option names (the message lists the choices).
+        ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
+            width below 1, or a ``text_dim`` the Transformer's attention heads do not divide.
+        TypeError: For a width (``features_dim``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cell_dim``) that is
+            not an integer (``bool`` included).
     """
 
     def __init__(
@@ -411,8 +455,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
         _check_choice("fusion", fusion, tuple(FUSIONS))
-        if features_dim is not None and (not isinstance(features_dim, int) or features_dim < 1):
-            raise ValueError(f"features_dim must be a positive int or None, got {features_dim!r}")
+        if features_dim is not None:
+            features_dim = check_dimension("features_dim", features_dim, none_allowed=True)
+        text_dim = check_dimension("text_dim", text_dim)
+        vector_dim = check_dimension("vector_dim", vector_dim)
+        fusion_dim = check_dimension("fusion_dim", fusion_dim)
+        cell_dim = check_dimension("cell_dim", cell_dim)
+        TEXT_ENCODERS[text_encoder].check_dimensions(text_dim)
         roles = assign_roles(observation_space, image_keys, text_keys, ignore_keys)
         subspaces = observation_space.spaces
 
@@ -516,6 +565,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             raise ValueError(
                 f"unexpected observation key {unexpected[0]!r} (expected only the keys of {self._observation_space})"
             )
+        batch_key: str | None = None
+        batch_size = 0
         for key, tensor in observations.items():
             expected = self._expected_shapes[key]
             if not isinstance(tensor, torch.Tensor):
@@ -536,21 +587,87 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                     f"observation key {key!r}: expected a real-valued tensor for space "
                     f"{self._observation_space[key]}, got dtype {tensor.dtype}"
                 )
+            if batch_key is None:
+                batch_key, batch_size = key, tensor.shape[0]
+            elif tensor.shape[0] != batch_size:
+                raise ValueError(
+                    f"observation keys disagree on the batch size: {batch_key!r} has {batch_size} rows, {key!r} has "
+                    f"{tensor.shape[0]} (shapes {tuple(observations[batch_key].shape)} and {tuple(tensor.shape)}); "
+                    f"every key of one observation batch needs the same first dimension, so stack the same "
+                    f"observations for every key"
+                )
+
+    def _token_error(self, key: str, tokens: torch.Tensor) -> ValueError | None:
+        """A ``ValueError`` describing the token ids of text key ``key`` outside its vocabulary, or ``None``.
+
+        Called only after encoding failed, so its tensor ops cost nothing on the success path.
+        """
+        encoder = self.text_encoders[self.text_keys.index(key)]
+        highest = encoder.vocab_size - 1
+        try:
+            tokens = tokens.detach()
+            outside = ~((tokens >= 0) & (tokens <= highest))  # NaN compares False both ways: outside too
+            if not bool(outside.any()):
+                return None
+            seen = torch.unique(tokens[outside]).cpu().tolist()
+            low, high = tokens.min().item(), tokens.max().item()
+        except (RuntimeError, TypeError):  # e.g. a CUDA context broken by a device-side assert: no diagnosis
+            return None
+        shown = ", ".join(f"{value:g}" for value in seen[:10]) + (
+            f" and {len(seen) - 10} more" if len(seen) > 10 else ""
+        )
+        return ValueError(
+            f"observation key {key!r}: token ids must lie in [0, {highest}] (the {encoder.vocab_size} ids of the "
+            f"vocabulary declared by the space {self._observation_space[key]}), got {shown} (min {low:g}, max "
+            f"{high:g}). Tokenise the text with {TOKENIZE_WRAPPER} and feed the model ids of the vocabulary it was "
+            f"built for (ids of another tokenizer or a larger vocabulary do not fit)"
+        )
+
+    def _diagnose(self, observations: Mapping[str, torch.Tensor], error: Exception) -> None:
+        """Raises a ``ValueError`` explaining ``error`` (raised while encoding) if bad token ids caused it.
+
+        Returns without raising when no cause is found; the caller then re-raises ``error``.
+        """
+        for key in self.text_keys:
+            diagnosis = self._token_error(key, observations[key])
+            if diagnosis is not None:
+                raise diagnosis from error
 
     def encode_text(self, key: str, tokens: torch.Tensor) -> TextEncoding:
-        """Encodes the token ids of text key ``key`` (honours ``cache_text``)."""
+        """Encodes the token ids of text key ``key`` (honours ``cache_text``).
+
+        Raises:
+            ValueError: For token ids outside the vocabulary of ``key``'s space.
+        """
         index = self.text_keys.index(key)
-        return encode_text(self.text_encoders[index], tokens, self.cache_text, self.text_memos[index])
+        try:
+            return encode_text(self.text_encoders[index], tokens, self.cache_text, self.text_memos[index])
+        except (IndexError, RuntimeError) as error:
+            diagnosis = self._token_error(key, tokens)
+            if diagnosis is not None:
+                raise diagnosis from error
+            raise
 
     def forward(self, observations: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Encodes and fuses a batch of observations into ``(B, features_dim)`` features.
+
+        Raises:
+            ValueError: For missing or unexpected keys, wrong shapes or dtypes, keys with different batch sizes, or
+                token ids outside the vocabulary of their space (the message names the key and the fix).
+        """
         self.check_observations(observations)
-        fused_BF = _fuse(
-            observations,
-            list(zip(self.image_keys, self.image_inputs, self.image_encoders, strict=True)),
-            list(zip(self.text_keys, self.text_encoders, strict=True)),
-            list(zip(self.vector_keys, self.vector_encoders, strict=True)),
-            self.fusion,
-            self.cache_text,
-            self.text_memos,
-        )
+        try:
+            fused_BF = _fuse(
+                observations,
+                list(zip(self.image_keys, self.image_inputs, self.image_encoders, strict=True)),
+                list(zip(self.text_keys, self.text_encoders, strict=True)),
+                list(zip(self.vector_keys, self.vector_encoders, strict=True)),
+                self.fusion,
+                self.cache_text,
+                self.text_memos,
+            )
+        except (IndexError, RuntimeError) as error:
+            # Diagnosed only after a failure: no tensor op is added to the success path.
+            self._diagnose(observations, error)
+            raise
         return self.head(fused_BF)

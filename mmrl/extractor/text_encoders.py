@@ -117,6 +117,10 @@ class TextEncoder(nn.Module):
         self.output_dim = text_dim
         self.embedding = nn.Embedding(vocab_size, text_dim, padding_idx=PAD_ID)
 
+    @classmethod
+    def check_dimensions(cls, text_dim: int) -> None:
+        """Raises ``ValueError`` if the encoder cannot be built with width ``text_dim`` (checked before building)."""
+
     def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
         raise NotImplementedError
 
@@ -237,13 +241,30 @@ class TransformerTextEncoder(TextEncoder):
         n_layers: Encoder layers.
     """
 
-    def __init__(self, vocab_size: int, max_length: int, text_dim: int, n_heads: int = 4, n_layers: int = 1) -> None:
+    #: Default number of attention heads.
+    default_heads = 4
+
+    def __init__(
+        self, vocab_size: int, max_length: int, text_dim: int, n_heads: int = default_heads, n_layers: int = 1
+    ) -> None:
+        self.check_dimensions(text_dim, n_heads)
         super().__init__(vocab_size, max_length, text_dim)
         layer = nn.TransformerEncoderLayer(
             d_model=text_dim, nhead=n_heads, dim_feedforward=2 * text_dim, dropout=0.0, batch_first=True
         )
         self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
         self.register_buffer("positions_LD", sinusoidal_positions(max_length, text_dim), persistent=False)
+
+    @classmethod
+    def check_dimensions(cls, text_dim: int, n_heads: int = default_heads) -> None:
+        """Raises ``ValueError`` unless ``text_dim`` splits evenly into ``n_heads`` attention heads."""
+        if text_dim % n_heads:
+            lower = max(n_heads, text_dim - text_dim % n_heads)
+            raise ValueError(
+                f"text_encoder='transformer' needs text_dim divisible by its {n_heads} attention heads, got "
+                f"text_dim={text_dim}; pass a multiple of {n_heads} such as text_dim={lower} or "
+                f"text_dim={lower + n_heads}"
+            )
 
     def forward(self, tokens_BL: torch.Tensor) -> TextEncoding:
         padding_mask_BL = tokens_BL == PAD_ID
