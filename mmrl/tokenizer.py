@@ -138,9 +138,26 @@ class Tokenizer:
         return tokens_BL
 
     def decode(self, tokens_L: np.ndarray) -> str:
-        """Best-effort inverse of :meth:`encode` (hashing mode shows bucket ids)."""
+        """Best-effort inverse of :meth:`encode` (hashing mode shows bucket ids).
+
+        Raises:
+            TypeError: The ids are not whole numbers.
+            ValueError: An id lies outside ``[0, vocab_size - 1]``.
+        """
+        ids = np.asarray(tokens_L)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            # float observations (e.g. after a policy's preprocessing) are fine when they hold whole numbers
+            if not np.issubdtype(ids.dtype, np.floating) or not np.array_equal(ids, np.round(ids)):
+                raise TypeError(f"token ids must be integers, got an array of {ids.dtype}: {tokens_L!r}")
+            ids = ids.astype(np.int64)
+        bad = (ids < 0) | (ids >= self.vocab_size)
+        if bad.any():
+            raise ValueError(
+                f"token id {int(ids[bad].flat[0])} is outside this tokenizer's ids [0, {self.vocab_size - 1}]; "
+                "decode ids produced by the same tokenizer (check its vocabulary and max_length)"
+            )
         out = []
-        for token in np.asarray(tokens_L).tolist():
+        for token in ids.reshape(-1).tolist():
             if token == PAD_ID:
                 continue
             if token == UNK_ID:

@@ -66,7 +66,7 @@ def test_example_env_spaces() -> None:
     example = load_example()
     env = example.make_babyai_env("BabyAI-GoToObj-v0")
     assert set(env.observation_space.spaces) == {"image", "mission"}
-    assert env.observation_space["image"].high[0, 0].tolist() == [10, 5, 2]
+    assert env.observation_space["image"].high[0, 0].tolist() == [10, 5, 3]  # state: 0-3 (direction, full view)
     assert env.observation_space["mission"].shape == (16,)
     observation, info = env.reset(seed=0)
     assert env.observation_space.contains(observation)

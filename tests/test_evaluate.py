@@ -209,6 +209,21 @@ def test_video_mp4_and_gif(ppo_run: Path, tmp_path: Path) -> None:
         assert image.n_frames > 1
 
 
+def test_video_keeps_frames_of_different_sizes(tmp_path: Path) -> None:
+    from mmrl.evaluation.video import _annotate, write_frames
+
+    frame = np.zeros((160, 160, 3), dtype=np.uint8)
+    short = _annotate(frame, 0, "go to the red ball", "", 1, 0.0, 0.0, "running", None)
+    long = _annotate(frame, 0, "walk to the blue box after you go to the purple box", "", 1, 0.0, 0.0, "running", None)
+    assert long.shape[0] > short.shape[0] and long.shape[1] == short.shape[1]  # wrapped, not cut at the edge
+    out = write_frames([short, long, short], tmp_path / "mixed.mp4")
+    capture = cv2.VideoCapture(str(out))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3  # none dropped for its size
+    ok, first = capture.read()
+    assert ok and first.shape[:2] == (long.shape[0] + long.shape[0] % 2, long.shape[1] + long.shape[1] % 2)
+    capture.release()
+
+
 # ---------------------------------------------------------------------------------------------------- Q-learning
 def test_qlearning_run_dir(tmp_path: Path) -> None:
     from mmrl.agents.qlearning import QLearning

@@ -572,7 +572,7 @@ def test_render_to_image_errors() -> None:
 def test_minigrid_symbolic_image_bounds() -> None:
     grid_env = ImageBoxEnv(shape=(7, 7, 3), dtype=np.uint8, low=0, high=2)
     env = MiniGridSymbolicImage(grid_env, key=None)
-    assert env.observation_space.high[0, 0].tolist() == [10, 5, 2]
+    assert env.observation_space.high[0, 0].tolist() == [10, 5, 3]  # state: door 0-2, agent direction 0-3
     observation, _ = env.reset(seed=0)
     assert env.observation_space.contains(observation)
     with pytest.raises(ValueError, match="symbolic"):
@@ -684,3 +684,49 @@ def test_ppo_runs_with_mmrl_extractor_on_wrapped_env() -> None:
         model.learn(32)
     finally:
         torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------------- review fixes
+def test_minigrid_symbolic_image_keeps_the_agent_direction_under_full_observation() -> None:
+    pytest.importorskip("minigrid")
+    from minigrid.wrappers import FullyObsWrapper
+
+    raw = FullyObsWrapper(gym.make("MiniGrid-Empty-5x5-v0"))
+    env = MiniGridSymbolicImage(raw)
+    env.reset(seed=0)
+    seen = set()
+    for _ in range(4):  # turn left through every heading, north (3) included
+        observation, *_ = env.step(0)
+        row, col = np.argwhere(observation["image"][:, :, 0] == 10)[0]
+        assert observation["image"][row, col, 2] == env.unwrapped.agent_dir
+        assert env.observation_space.contains(observation)
+        seen.add(int(env.unwrapped.agent_dir))
+    assert seen == {0, 1, 2, 3}
+
+
+def test_minigrid_symbolic_image_raises_instead_of_clipping() -> None:
+    env = MiniGridSymbolicImage(ImageBoxEnv(shape=(7, 7, 3), dtype=np.uint8, low=0, high=255), key=None)
+    grid = np.zeros((7, 7, 3), dtype=np.uint8)
+    grid[2, 3, 2] = 4
+    with pytest.raises(ValueError, match=r"state channel holds 4 at cell \(2, 3\), outside .* bound \[0, 3\]"):
+        env.observation(grid)
+    grid[2, 3, 2] = 3
+    assert np.array_equal(env.observation(grid), grid)
+
+
+@pytest.mark.parametrize("interpolation", ["area", "linear", "nearest", "cubic"])
+@pytest.mark.parametrize("channels", [5, 12])
+def test_resize_image_handles_more_than_four_channels(interpolation: str, channels: int) -> None:
+    env = ResizeImage(ImageBoxEnv(shape=(56, 56, channels)), key=None, size=(20, 30), interpolation=interpolation)
+    image = np.random.default_rng(0).integers(0, 256, (56, 56, channels), dtype=np.uint8)
+    resized = env.observation(image)
+    assert resized.shape == (20, 30, channels) and env.observation_space.contains(resized)
+    # each channel is resized on its own, exactly as a 1-channel resize would do it
+    alone = ResizeImage(ImageBoxEnv(shape=(56, 56, 1)), key=None, size=(20, 30), interpolation=interpolation)
+    np.testing.assert_array_equal(resized[:, :, channels - 1 :], alone.observation(image[:, :, channels - 1 :]))
+
+
+def test_resize_image_after_frame_stacking() -> None:
+    env = ResizeImage(StackImageFrames(gym.make("mmrl/GoTo-v0", tile_size=12), n_stack=4), size=64)
+    observation, _ = env.reset(seed=0)
+    assert observation["image"].shape == (64, 64, 12) and env.observation_space.contains(observation)

@@ -75,7 +75,8 @@ DIRECTION_DELTAS = np.array([[0, 1], [1, 0], [0, -1], [-1, 0]], dtype=np.int64)
 
 
 class Action(IntEnum):
-    """Navigation actions. Families use a prefix of this list: GoTo/Sequence the first 3, others all 6."""
+    """Navigation actions. Families use a prefix of this list: GoTo and Sequence the first 3, PickUp the first 4,
+    Open all 6, fixed levels 3, 4 or 6 (see their files); VisualQuery's actions are answers instead."""
 
     LEFT = 0
     RIGHT = 1

@@ -1,7 +1,10 @@
 """A breadth-first-search planner that solves any world the generators produce.
 
 It plans sub-goal by sub-goal with BFS over ``(row, col, heading)`` and checks each plan by running it through
-the real rules (:mod:`mmrl.engine.rules`), so a returned plan is known to succeed. Used to reject unsolvable
+the real rules (:mod:`mmrl.engine.rules`), so a returned plan is known to succeed. Closed doors on the way are
+opened; locked doors are unlocked for "open" goals (the key is fetched first) and for "go to" goals behind them
+(:func:`_navigate_unlocking`); "pick up" goals never route through locked doors, because picking up the key would
+be a wrong pick-up. Used to reject unsolvable
 levels at generation time and in tests.
 """
 
@@ -60,6 +63,39 @@ def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
     return None
 
 
+def _copy_world(world: WorldState) -> WorldState:
+    return world.subset(np.arange(world.n_worlds))
+
+
+def _load_world(world: WorldState, source: WorldState) -> None:
+    world.load_arrays(source.to_arrays(), source.missions)
+
+
+def _navigate_unlocking(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
+    """:func:`navigate`, unlocking locked doors on the way when it must (the world is advanced along the plan).
+
+    While no path reaches ``target_RC``, the first locked door (by colour) that :func:`plan_goal` can open
+    (fetching its key) is opened, then navigation is tried again. Only for "go to" goals: under a "pick up"
+    goal, picking up a key is a wrong pick-up that ends the episode.
+    """
+    actions: list[int] = []
+    while True:
+        path = navigate(world, target_RC)
+        if path is not None:
+            _run(world, path)
+            return actions + path
+        locked = (world.kind_NHW[0] == Kind.DOOR) & (world.state_NHW[0] == DoorState.LOCKED)
+        for colour in sorted({int(c) for c in world.colour_NHW[0][locked]}):
+            trial = _copy_world(world)
+            opening = plan_goal(trial, Goal(Verb.OPEN, Kind.DOOR, colour))
+            if opening is not None:
+                _load_world(world, trial)
+                actions += opening
+                break
+        else:
+            return None  # no locked door left that can be opened: the target is out of reach
+
+
 def _run(world: WorldState, actions: list[int]) -> None:
     for action in actions:
         step_navigation(world, np.array([action]), _NO_LIMIT)
@@ -89,7 +125,7 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
         return True
 
     if goal.verb == Verb.GOTO:
-        return plan if extend(navigate(world, _object_mask(world, goal.kind, goal.colour))) else None
+        return plan if extend(_navigate_unlocking(world, _object_mask(world, goal.kind, goal.colour)), True) else None
     if goal.verb == Verb.PICKUP:
         if goal.kind not in PICKABLE_KINDS:
             return None

@@ -125,16 +125,77 @@ def observe(world: WorldState, view: str, view_size: int, image_mode: str, tile_
     raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
 
 
-def caption(frame: np.ndarray, lines: list[str], scale: float = 0.45) -> np.ndarray:
-    """Return ``frame`` with a black strip below it holding ``lines`` of white text (drawn with OpenCV)."""
+CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Pixels left of and right of caption text.
+CAPTION_MARGIN = 4
+
+
+def text_width(text: str, scale: float = 0.45) -> int:
+    """Width in pixels of ``text`` drawn as a caption line."""
+    (width, _), _ = cv2.getTextSize(text, CAPTION_FONT, scale, 1)
+    return width
+
+
+def wrap_caption(lines: list[str], width: int, scale: float = 0.45) -> list[str]:
+    """Break ``lines`` at spaces so that each fits a frame ``width`` pixels wide (margins included).
+
+    A single word wider than the frame is split between characters, so no text is ever cut off.
+
+    Args:
+        lines: Caption lines (each may be too long).
+        width: Frame width in pixels.
+        scale: OpenCV font scale.
+
+    Returns:
+        The lines to draw, in order.
+    """
+    room = max(1, width - 2 * CAPTION_MARGIN)
+    wrapped: list[str] = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            candidate = f"{current} {word}" if current else word
+            if text_width(candidate, scale) <= room:
+                current = candidate
+                continue
+            if current:
+                wrapped.append(current)
+            current = word
+            while len(current) > 1 and text_width(current, scale) > room:  # a word wider than the frame
+                cut = len(current) - 1
+                while cut > 1 and text_width(current[:cut], scale) > room:
+                    cut -= 1
+                wrapped.append(current[:cut])
+                current = current[cut:]
+        wrapped.append(current)
+    return wrapped
+
+
+def caption(
+    frame: np.ndarray, lines: list[str], scale: float = 0.45, min_lines: int = 0, wrap: bool = False
+) -> np.ndarray:
+    """Return ``frame`` with a black strip below it holding ``lines`` of white text (drawn with OpenCV).
+
+    With ``wrap=True`` lines too long for the frame are wrapped (:func:`wrap_caption`) and the strip grows with
+    the text; pass ``min_lines`` too when frames of different texts must keep one size (videos).
+
+    Args:
+        frame: An ``(H, W, 3)`` uint8 image.
+        lines: The text, one entry per line.
+        scale: OpenCV font scale.
+        min_lines: Reserve room for at least this many lines (equal-sized frames for texts of different length).
+        wrap: Wrap long lines instead of letting the frame's edge cut them.
+    """
+    if wrap:
+        lines = wrap_caption(lines, frame.shape[1], scale)
     line_height = int(22 * scale / 0.45)
-    strip = np.zeros((line_height * len(lines) + 6, frame.shape[1], 3), dtype=np.uint8)
+    strip = np.zeros((line_height * max(len(lines), min_lines) + 6, frame.shape[1], 3), dtype=np.uint8)
     for i, line in enumerate(lines):
         cv2.putText(
             strip,
             line,
-            (4, line_height * (i + 1) - 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
+            (CAPTION_MARGIN, line_height * (i + 1) - 4),
+            CAPTION_FONT,
             scale,
             (255, 255, 255),
             1,

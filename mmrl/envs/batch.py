@@ -59,6 +59,11 @@ class GridBatch:
             raise ValueError(f"view_size must be an odd int >= 3, got {view_size!r}")
         if not isinstance(tile_size, int) or not 1 <= tile_size <= 64:
             raise ValueError(f"tile_size must be an int in [1, 64], got {tile_size!r}")
+        if not isinstance(channels_first, (bool, np.bool_)):
+            raise TypeError(
+                f"channels_first must be a bool (True for (3, H, W) images, False for (H, W, 3)), "
+                f"got {type(channels_first).__name__}: {channels_first!r}"
+            )
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         self.task = task
@@ -66,7 +71,7 @@ class GridBatch:
         self.view_size = view_size
         self.image_mode = image_mode
         self.tile_size = tile_size
-        self.channels_first = channels_first
+        self.channels_first = bool(channels_first)
         self.observation = observation
         self.tokenizer = make_tokenizer()
         self.world = WorldState(n_worlds, task.height, task.width)

@@ -6,7 +6,7 @@ import numpy as np
 
 from mmrl.engine.view import caption, observe
 from mmrl.envs.batch import GridBatch
-from mmrl.envs.grid_env import RENDER_TILE_SIZE, GridEnv
+from mmrl.envs.grid_env import RENDER_TILE_SIZE, GridEnv, reserved_caption_lines
 
 
 def batch_like(env: GridEnv, n_envs: int) -> GridBatch:
@@ -26,4 +26,8 @@ def select(obs: dict[str, np.ndarray] | np.ndarray, i: int):
 def frames(batch: GridBatch) -> list[np.ndarray]:
     """Top-down frames of every world with the instruction written under each."""
     images = observe(batch.world, "full", batch.view_size, "rgb", RENDER_TILE_SIZE)
-    return [caption(frame, [mission]) for frame, mission in zip(images, batch.world.missions, strict=True)]
+    lines = reserved_caption_lines(images.shape[2])
+    return [
+        caption(frame, [mission], min_lines=lines, wrap=True)
+        for frame, mission in zip(images, batch.world.missions, strict=True)
+    ]

@@ -8,7 +8,7 @@ from mmrl.engine.constants import N_COLOURS, Verb
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.grammar import NAMED_KINDS, combos, describe_goals
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import N_DIRECTIONS, Task, random_empty_cells
+from mmrl.envs.task import N_DIRECTIONS, Task, check_int, random_empty_cells
 
 _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 
@@ -33,6 +33,11 @@ def sample_objects(
     return objects
 
 
+def _smallest_room(cells: int) -> int:
+    """The smallest room side (walls included) whose floor has at least ``cells`` cells."""
+    return 2 + int(np.ceil(np.sqrt(cells)))
+
+
 class RoomTask(Task):
     """A square room with named target objects and distractors; subclasses set the verb and the action count.
 
@@ -48,8 +53,18 @@ class RoomTask(Task):
     n_targets: int = 1
 
     def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
+        check_int("size", size, 3)
+        check_int("n_distractors", n_distractors, 0)
         super().__init__(size, size, max_steps, n_actions=self.n_room_actions)
-        self.n_distractors = n_distractors
+        free_cells = (size - 2) ** 2
+        needed = self.n_targets + n_distractors + 1  # targets, distractors and the agent
+        if needed > free_cells:
+            raise ValueError(
+                f"a room of size {size} has {free_cells} free cells but {self.n_targets} target(s), "
+                f"{n_distractors} distractor(s) and the agent need {needed}: lower n_distractors to at most "
+                f"{free_cells - self.n_targets - 1} or use size >= {_smallest_room(needed)}"
+            )
+        self.n_distractors = int(n_distractors)
         self.combos = combos(mission_split)
 
     def sample_layout(self, rng: np.random.Generator) -> Layout:

@@ -7,6 +7,7 @@ workers and all saved models agree on token ids.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -89,6 +90,21 @@ def combos(split: str) -> list[tuple[int, int]]:
         return every
     held_out = {(int(c), int(k)) for c, k in HELD_OUT}
     return [combo for combo in every if (combo in held_out) == (split == "test")]
+
+
+@functools.lru_cache(maxsize=1)
+def longest_instructions() -> tuple[str, ...]:
+    """The longest text of every template (longest colour and object names), to size render captions."""
+    colour = max(COLOUR_NAMES, key=len)
+    kind = max((OBJECT_NAMES[k] for k in NAMED_KINDS), key=len)
+    plural = max((OBJECT_PLURALS[k] for k in NAMED_KINDS), key=len)
+    goals = [t.format(obj=f"{colour} {kind}") for t in GOTO_TEMPLATES + PICKUP_TEMPLATES]
+    goals += [t.format(colour=colour) for t in UNLOCK_TEMPLATES]
+    longest = max(goals, key=len)
+    sequences = [t.format(first=longest, second=longest) for t in SEQUENCE_TEMPLATES + REVERSED_SEQUENCE_TEMPLATES]
+    questions = [t.format(colour=colour, plural=plural) for t in COUNT_TEMPLATES]
+    questions += [t.format(colour=colour, kind=kind) for t in COLOUR_TEMPLATES + EXISTS_TEMPLATES]
+    return tuple(goals + sequences + questions)
 
 
 def object_phrase(kind: int, colour: int) -> str:

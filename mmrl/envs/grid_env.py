@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -9,12 +10,22 @@ import numpy as np
 from gymnasium import spaces
 
 from mmrl.engine.constants import ACTION_NAMES
-from mmrl.engine.view import caption, observe
+from mmrl.engine.view import caption, observe, wrap_caption
 from mmrl.envs.batch import GridBatch
-from mmrl.envs.grammar import ANSWER_WORDS, VOCABULARY
+from mmrl.envs.grammar import ANSWER_WORDS, VOCABULARY, longest_instructions
 from mmrl.envs.task import Task
 
 RENDER_TILE_SIZE = 32
+
+
+@functools.lru_cache(maxsize=32)
+def reserved_caption_lines(width: int) -> int:
+    """Caption lines that the longest instruction needs in a frame ``width`` pixels wide.
+
+    Rendered frames reserve this many lines, so an environment's frames keep one size from episode to episode
+    (videos need that) while no instruction is cut off.
+    """
+    return max(len(wrap_caption([text], width)) for text in longest_instructions())
 
 
 class GridEnv(gym.Env):
@@ -22,7 +33,8 @@ class GridEnv(gym.Env):
 
     Observation: ``Dict({"image": Box(0, 255, (H, W, 3), uint8), "mission": Box(0, V - 1, (16,), int64)})``.
     Token ids use PAD = 0 and UNK = 1 and always lie inside the declared space. The raw instruction is in
-    ``info["mission"]`` after every reset and step; ``info["is_success"]`` is set on the last step of an episode.
+    ``info["mission"]`` after every reset and step; ``info["is_success"]`` after every step (``False`` until the
+    instruction is done, so it is there even when an outer ``TimeLimit`` ends the episode).
 
     Args:
         task: The task family instance.
@@ -33,7 +45,9 @@ class GridEnv(gym.Env):
         channels_first: Emit ``(3, H, W)`` images (saves Stable-Baselines3 a transpose).
         observation: ``"image"`` (the Dict above) or ``"compact"`` (a small integer state vector for tabular
             learners; see :class:`~mmrl.envs.batch.GridBatch`).
-        render_mode: ``None`` or ``"rgb_array"``: a top-down frame with the instruction written under it.
+        render_mode: ``None`` or ``"rgb_array"``: a top-down frame with the instruction written under it, wrapped
+            onto as many lines as the frame's width needs (room for the longest instruction is kept, so frames
+            keep one size).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -106,9 +120,10 @@ class GridEnv(gym.Env):
         result = self.batch.step(actions)
         terminated = bool(result.terminated_N[0])
         truncated = bool(result.truncated_N[0])
-        info: dict[str, Any] = {"mission": self.mission}
+        # is_success on every step (False until the instruction is done), so that a TimeLimit wrapper that ends the
+        # episode early still reports it
+        info: dict[str, Any] = {"mission": self.mission, "is_success": bool(result.success_N[0])}
         if terminated or truncated:
-            info["is_success"] = bool(result.success_N[0])
             self._needs_reset = True
         self._last_reward = float(result.reward_N[0])
         return self._observation(), self._last_reward, terminated, truncated, info
@@ -124,7 +139,7 @@ class GridEnv(gym.Env):
             gym.logger.warn("render() called without render_mode; create the env with render_mode='rgb_array'")
             return None
         frame = observe(self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE)[0]
-        return caption(frame, [self.mission])
+        return caption(frame, [self.mission], min_lines=reserved_caption_lines(frame.shape[1]), wrap=True)
 
     # ------------------------------------------------------------------ checkpoints
     def get_state(self) -> dict:

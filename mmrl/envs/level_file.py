@@ -2,7 +2,7 @@
 
 Format (``envs/*.level``)::
 
-    # comment lines start with '#' followed by a space, or are blank
+    # comment lines start with '#' followed by a space (anywhere, in any section); blank lines are skipped
     name: TwoRooms
     max_steps: 120
     map:
@@ -21,17 +21,22 @@ Map glyphs: ``#`` wall, ``.`` empty, ``>``/``v``/``<``/``^`` the agent facing ea
 ``start: random`` header for a random start), any other character must be in the legend as
 ``kind colour [state]`` with kind in key, ball, box, door, goal, floor, lava and state (doors) in open,
 closed, locked. The border must be wall. Instructions use the canonical grammar
-(:func:`mmrl.envs.grammar.parse_instruction`). Errors name the file and line.
+(:func:`mmrl.envs.grammar.parse_instruction`). Each instruction is checked with the planner
+(:func:`mmrl.engine.planner.plan`) when the file is read: it must be solvable from the start (from some start
+with ``start: random``) with the level's actions, and not already done at a fixed start. Errors name the file
+and line.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mmrl.engine.constants import COLOUR_NAMES, Direction, DoorState, Kind
+from mmrl.engine.constants import COLOUR_NAMES, Action, Direction, DoorState, Kind, Verb
+from mmrl.engine.planner import faces_first_goal, plan
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.grammar import parse_instruction
 
@@ -89,9 +94,8 @@ def parse_level(path: str | Path) -> Level:
     for line_no, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip()
         stripped = line.strip()
-        if section != "map" and (not stripped or stripped.startswith("# ") or stripped == "#"):
-            continue
-        if section == "map" and not stripped:
+        # comments and blank lines are skipped in every section (map rows never hold a space, so "# ..." is no row)
+        if not stripped or stripped.startswith("# ") or stripped == "#":
             continue
         if not raw.startswith((" ", "\t")):
             key, sep, value = stripped.partition(":")
@@ -203,6 +207,10 @@ def parse_level(path: str | Path) -> Level:
     n_actions = _positive_int(header, "actions", 6 if uses_interaction else 3, fail)
     if n_actions not in (3, 4, 6):
         raise fail(header["actions"][1], f"actions must be 3, 4 or 6, got {n_actions}")
+    for (mission, line_no), goal_list in zip(missions, goals, strict=True):
+        problem = _instruction_problem(layout, mission, goal_list, n_actions, random_start, header)
+        if problem:
+            raise fail(line_no, problem)
     watched = np.nonzero((layout.kind_HW != Kind.EMPTY) & (layout.kind_HW != Kind.WALL))
     return Level(
         name=name,
@@ -215,6 +223,81 @@ def parse_level(path: str | Path) -> Level:
         n_actions=n_actions,
         door_and_object_cells=(watched[0], watched[1]),
     )
+
+
+#: The action an instruction's verb needs, and the action count that includes it.
+_VERB_ACTIONS = {Verb.PICKUP: (Action.PICKUP, 4), Verb.OPEN: (Action.TOGGLE, 6)}
+
+
+def _instruction_problem(
+    layout: Layout,
+    mission: str,
+    goals: list[Goal],
+    n_actions: int,
+    random_start: bool,
+    header: dict[str, tuple[str, int]],
+) -> str | None:
+    """Why the planner cannot complete ``goals`` on ``layout`` with ``n_actions`` actions, or ``None`` if it can."""
+    actions_source = (
+        f"'actions: {n_actions}' (line {header['actions'][1]})"
+        if "actions" in header
+        else (f"{n_actions} actions (the default when every instruction is a 'go to' and no door is closed)")
+    )
+    for goal in goals:
+        if goal.verb in _VERB_ACTIONS and n_actions < _VERB_ACTIONS[goal.verb][1]:
+            action, needed = _VERB_ACTIONS[goal.verb]
+            return (
+                f"the instruction {mission!r} needs the {action.name.lower()!r} action, but the level has "
+                f"{actions_source}: set 'actions: {needed}' or remove the 'actions:' line"
+            )
+    candidate = copy.deepcopy(layout)
+    candidate.goals = list(goals)
+    if random_start:
+        starts = [(int(r), int(c)) for r, c in zip(*np.nonzero(layout.kind_HW == Kind.EMPTY), strict=True)]
+    else:
+        starts = [tuple(layout.agent_pos)]
+        if faces_first_goal(candidate):
+            return (
+                f"the agent starts facing the object of {mission!r}: the instruction is met at the start, and levels "
+                "that start solved are redrawn, so it would never be asked; turn the agent ('>', 'v', '<', '^' "
+                "face east, south, west, north) or set 'start: random'"
+            )
+    too_few_actions = None
+    for start in starts:
+        candidate.agent_pos = start
+        if random_start:
+            headings = [d for d in range(len(Direction)) if not faces_first_goal(_with_heading(candidate, d))]
+            if not headings:
+                continue
+            candidate.agent_dir = headings[0]
+        solution = plan(candidate)
+        if solution is None:
+            continue
+        if not solution or max(solution) < n_actions:
+            return None
+        too_few_actions = Action(max(solution)).name.lower()
+    if too_few_actions is not None:
+        return (
+            f"the planner's solution of {mission!r} needs the {too_few_actions!r} action (e.g. to open a closed "
+            f"door), but the level has {actions_source}: set 'actions: 6'"
+        )
+    where = "from any start cell" if random_start else "from the agent's start"
+    locked = bool(((layout.kind_HW == Kind.DOOR) & (layout.state_HW == DoorState.LOCKED)).any())
+    note = (
+        " (the planner does not route 'pick up' instructions through locked doors: picking up the key would be a "
+        "wrong pick-up)"
+        if locked and any(goal.verb == Verb.PICKUP for goal in goals)
+        else ""
+    )
+    return (
+        f"the instruction {mission!r} cannot be completed {where}: walls or locked doors whose key is out of reach "
+        f"cut its object off{note}; change the map or remove the instruction"
+    )
+
+
+def _with_heading(layout: Layout, heading: int) -> Layout:
+    layout.agent_dir = heading
+    return layout
 
 
 def _positive_int(header: dict[str, tuple[str, int]], key: str, default: int, fail) -> int:

@@ -9,7 +9,7 @@ from mmrl.engine.world import Goal, Layout
 from mmrl.envs.goto import RoomTask
 from mmrl.envs.grammar import describe_goals
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, place_agent, random_empty_cells
+from mmrl.envs.task import Task, check_int, place_agent, random_empty_cells
 
 
 class PickUpTask(RoomTask):
@@ -61,13 +61,29 @@ class OpenTask(Task):
     """Doors of distinct colours in the walls of a room; open the named one (with its key when locked)."""
 
     def __init__(self, size: int, n_doors: int, locked: bool, max_steps: int) -> None:
-        if not 1 <= n_doors <= N_COLOURS:
-            raise ValueError(f"n_doors must be in [1, {N_COLOURS}], got {n_doors!r}")
+        check_int("size", size, 3, " (room side, walls included)")
+        check_int("n_doors", n_doors, 1)
+        if n_doors > N_COLOURS:
+            raise ValueError(f"n_doors must be in [1, {N_COLOURS}] (doors have distinct colours), got {n_doors!r}")
+        if not isinstance(locked, (bool, np.bool_)):
+            raise TypeError(f"locked must be a bool, got {type(locked).__name__}: {locked!r}")
+        door_slots = 4 * (size - 2)  # wall cells of the room that are not corners
+        if n_doors > door_slots:
+            raise ValueError(
+                f"a room of size {size} has {door_slots} wall cells for doors, n_doors={n_doors} do not fit: "
+                f"use n_doors <= {door_slots} or a larger size"
+            )
+        n_keys = min(n_doors, 2) if locked else 0
+        if n_keys + 1 > (size - 2) ** 2:
+            raise ValueError(
+                f"a locked room of size {size} has {(size - 2) ** 2} free cell(s) but {n_keys} key(s) and the agent "
+                "need more: use size >= 4"
+            )
         # an outer ring of wall behind the doors keeps every door cell inside the grid
         super().__init__(size + 2, size + 2, max_steps, n_actions=6)
         self.size = size
         self.n_doors = n_doors
-        self.locked = locked
+        self.locked = bool(locked)
 
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         side = self.size

@@ -7,13 +7,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from mmrl.resources import level_files
 
 
 @dataclass(frozen=True)
 class EnvEntry:
-    """One registered id: its constructor, arguments and a one-line description."""
+    """One registered id: its constructor, arguments and a one-line description.
+
+    ``max_episode_steps`` is the catalogue's episode length (the env's default ``max_steps``, listed by
+    ``mmrl envs``). It is *not* registered with Gymnasium: the engine truncates at ``max_steps`` itself (as
+    MiniGrid does), so ``gymnasium.make(id, max_steps=200)`` and ``gymnasium.make_vec(id, max_steps=200)`` both
+    run 200 steps, and ``info["is_success"]`` is reported on the last step.
+    """
 
     env_id: str
     entry_point: str
@@ -60,8 +67,17 @@ def _entries() -> list[EnvEntry]:
         ("mmrl/VisualQuery-Exists-v0", vq, {"questions": ["exists"]}, "VisualQuery",
          "one-step: is there a <colour> <kind>"),
     ]  # fmt: skip
+    # The table's max_steps equal the constructors' defaults (tests check it); they are kept out of the registered
+    # kwargs so that a user's max_steps or max_episode_steps is the only one the constructor sees.
     entries = [
-        EnvEntry(env_id, *points, kwargs, kwargs.get("max_steps", 1), family, description)
+        EnvEntry(
+            env_id,
+            *points,
+            {key: value for key, value in kwargs.items() if key != "max_steps"},
+            kwargs.get("max_steps", 1),
+            family,
+            description,
+        )
         for env_id, points, kwargs, family, description in table
     ]
     from mmrl.envs.level_file import parse_level
@@ -85,7 +101,11 @@ ENTRIES: list[EnvEntry] = []
 
 
 def register_envs() -> None:
-    """Register every mmrl environment (idempotent)."""
+    """Register every mmrl environment (idempotent).
+
+    No ``max_episode_steps`` is registered: each environment truncates at its own ``max_steps``, so no
+    Gymnasium ``TimeLimit`` cuts an episode short of an overridden ``max_steps``.
+    """
     if ENTRIES:
         return
     ENTRIES.extend(_entries())
@@ -96,7 +116,6 @@ def register_envs() -> None:
                 entry_point=entry.entry_point,
                 vector_entry_point=entry.vector_entry_point,
                 kwargs=dict(entry.kwargs),
-                max_episode_steps=entry.max_episode_steps,
             )
     if "mmrl/Level-v0" not in gym.registry:
         gym.register(
@@ -104,6 +123,34 @@ def register_envs() -> None:
             entry_point="mmrl.envs.fixed_level:FixedLevelEnv",
             vector_entry_point="mmrl.envs.vector_env:make_fixed_level",
         )
+
+
+def resolve_max_steps(kwargs: dict[str, Any], max_episode_steps: int | None) -> dict[str, Any]:
+    """Constructor kwargs with Gymnasium's ``max_episode_steps`` mapped onto mmrl's ``max_steps``.
+
+    Args:
+        kwargs: The environment constructor's keyword arguments.
+        max_episode_steps: Gymnasium's episode length argument, or ``None``.
+
+    Returns:
+        A copy of ``kwargs`` with ``max_steps`` set when ``max_episode_steps`` is given.
+
+    Raises:
+        ValueError: ``max_episode_steps`` is not a positive int, or both are given and differ.
+    """
+    if max_episode_steps is None:
+        return dict(kwargs)
+    if not isinstance(max_episode_steps, (int, np.integer)) or isinstance(max_episode_steps, bool):
+        raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+    if max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+    max_steps = kwargs.get("max_steps")
+    if max_steps is not None and max_steps != max_episode_steps:
+        raise ValueError(
+            f"max_steps={max_steps!r} and max_episode_steps={max_episode_steps!r} disagree; both set the episode "
+            "length of an mmrl environment: pass only one of them"
+        )
+    return {**kwargs, "max_steps": int(max_episode_steps)}
 
 
 def env_ids() -> list[str]:

@@ -18,6 +18,7 @@ from mmrl.envs.fixed_level import FixedLevelEnv
 from mmrl.envs.goto import GoToEnv
 from mmrl.envs.grid_env import GridEnv
 from mmrl.envs.pickup import OpenEnv, PickUpEnv
+from mmrl.envs.registration import resolve_max_steps
 from mmrl.envs.sequence import SequenceEnv
 from mmrl.envs.visual_query import VisualQueryEnv
 
@@ -45,9 +46,17 @@ class GridVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+                seeds = [int(seed) + i for i in range(self.num_envs)]
+            elif isinstance(seed, (list, tuple, np.ndarray)):
+                seeds = list(seed)
+            else:
+                raise TypeError(
+                    f"seed must be None, an int (world i gets seed + i) or a list of {self.num_envs} ints, "
+                    f"got {type(seed).__name__}: {seed!r}"
+                )
             if len(seeds) != self.num_envs:
-                raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+                raise ValueError(f"expected {self.num_envs} seeds (one per world), got {len(seeds)}: {seed!r}")
             for i, world_seed in enumerate(seeds):
                 if world_seed is not None:
                     self.batch.seed_world(i, world_seed)
@@ -96,10 +105,15 @@ class GridVectorEnv(VectorEnv):
 
 
 def vector_entry_point(env_class: type[GridEnv]) -> Callable[..., GridVectorEnv]:
-    """A ``vector_entry_point`` for Gymnasium's registry that batches ``env_class``."""
+    """A ``vector_entry_point`` for Gymnasium's registry that batches ``env_class``.
+
+    ``gymnasium.make_vec(id, num_envs, max_episode_steps=T)`` sets the environment's ``max_steps`` to ``T`` (the
+    engine truncates there, as with ``max_steps=T``); giving both with different values raises ``ValueError``.
+    """
 
     def make(num_envs: int = 1, max_episode_steps: int | None = None, **kwargs) -> GridVectorEnv:
-        return GridVectorEnv(env_class(**kwargs), num_envs)
+        # Gymnasium passes max_episode_steps to vector entry points; here it is the engine's max_steps.
+        return GridVectorEnv(env_class(**resolve_max_steps(kwargs, max_episode_steps)), num_envs)
 
     make.__name__ = f"make_{env_class.__name__}_vector"
     return make

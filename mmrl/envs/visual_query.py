@@ -20,7 +20,7 @@ from mmrl.envs.grammar import (
     combos,
 )
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, random_empty_cells
+from mmrl.envs.task import Task, check_int, random_empty_cells
 
 QUESTION_TYPES = ("count", "colour", "exists")
 
@@ -31,8 +31,12 @@ class VisualQueryTask(Task):
         unknown = set(questions) - set(QUESTION_TYPES)
         if not questions or unknown:
             raise ValueError(f"questions must be a non-empty subset of {QUESTION_TYPES}, got {questions!r}")
+        check_int("n_objects", n_objects, 1, " (a colour question needs the object it asks about)")
         if (size - 2) ** 2 < n_objects + 1:
-            raise ValueError(f"a {size}x{size} scene cannot hold {n_objects} objects")
+            raise ValueError(
+                f"a {size}x{size} scene has {(size - 2) ** 2} free cells and cannot hold {n_objects} objects: "
+                f"use n_objects <= {(size - 2) ** 2 - 1} or a larger size"
+            )
         self.n_objects = n_objects
         self.questions = tuple(questions)
         self.combos = combos(mission_split)
@@ -100,7 +104,8 @@ class VisualQueryEnv(GridEnv):
     ## Arguments
     ``size`` (scene side, walls included, default 7), ``n_objects`` (default 6), ``questions`` (a subset of
     ``("count", "colour", "exists")``), ``mission_split`` (held-out colour/kind pairs for count and exists
-    questions), and the image options.
+    questions), ``max_steps`` (accepted for a uniform interface; every episode is one step), and the image
+    options.
 
     ## Version History
     * v0: initial version.
@@ -117,4 +122,11 @@ class VisualQueryEnv(GridEnv):
     ) -> None:
         if kwargs.setdefault("view", "full") != "full":
             raise ValueError("VisualQuery scenes are always seen whole: view must be 'full'")
+        if isinstance(questions, str):
+            raise TypeError(
+                f"questions must be a list or tuple of question types from {QUESTION_TYPES}, got the str "
+                f"{questions!r}: write questions=[{questions!r}]"
+            )
+        if max_steps is not None:
+            check_int("max_steps", max_steps, 1, " (questions end after one step whatever max_steps is)")
         super().__init__(VisualQueryTask(size, n_objects, tuple(questions), mission_split), **kwargs)

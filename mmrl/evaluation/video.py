@@ -53,12 +53,24 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)))
 
 
+def _pad_to(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad ``frame`` with black at the bottom and right to ``height`` x ``width``."""
+    return np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)))
+
+
 def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps: int = DEFAULT_FPS) -> Path:
-    """Write RGB ``frames`` (all of one size) to ``path`` (``.mp4`` or ``.gif``), atomically."""
+    """Write RGB ``frames`` to ``path`` (``.mp4`` or ``.gif``), atomically.
+
+    Frames of different sizes (e.g. a caption wrapped onto more lines) are padded with black to the largest, since
+    a video has one frame size (OpenCV's writer would drop the others).
+    """
     path = check_video_path(path)
     if not frames:
         raise ValueError("no frames to write")
-    frames = [_even(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in frames]
+    frames = [np.ascontiguousarray(frame, dtype=np.uint8) for frame in frames]
+    height = max(frame.shape[0] for frame in frames)
+    width = max(frame.shape[1] for frame in frames)
+    frames = [_even(_pad_to(frame, height, width)) for frame in frames]
     if path.suffix.lower() == ".mp4":
         height, width = frames[0].shape[:2]
         with tempfile.TemporaryDirectory() as folder:
@@ -171,7 +183,7 @@ def _annotate(
     if frame.shape[1] < 320:  # upscale so that the text is legible
         factor = int(np.ceil(320 / frame.shape[1]))
         frame = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
-    return caption(frame, lines)
+    return caption(frame, lines, wrap=True)  # long instructions wrap; write_frames pads to one size
 
 
 def record_video(

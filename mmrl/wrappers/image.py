@@ -28,6 +28,8 @@ from mmrl.wrappers._image_space import (
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 _CV2_COLOR_DTYPES = (np.uint8, np.uint16, np.float32)
+#: Most channels every OpenCV interpolation resizes at once (INTER_AREA asserts ``cn <= 4``).
+_CV2_MAX_CHANNELS = 4
 
 
 def _cast_back(image: np.ndarray, dtype: np.dtype, low: Any, high: Any) -> np.ndarray:
@@ -40,14 +42,27 @@ def _cast_back(image: np.ndarray, dtype: np.dtype, low: Any, high: Any) -> np.nd
 def resize_hwc(image_hwc: np.ndarray, height: int, width: int, flag: int, low: Any, high: Any) -> np.ndarray:
     """Resize an ``(H, W, C)`` image with OpenCV, keeping the channel axis, dtype and the bounds ``[low, high]``.
 
-    Dtypes OpenCV cannot resize (e.g. ``int64``, ``float16``) go through ``float64``.
+    Dtypes OpenCV cannot resize (e.g. ``int64``, ``float16``) go through ``float64``. Images with more than 4
+    channels (e.g. stacked frames) are resized 4 channels at a time, which every interpolation supports.
     """
     dtype = image_hwc.dtype
     work = image_hwc if dtype in _CV2_RESIZE_DTYPES else image_hwc.astype(np.float64)
-    resized = cv2.resize(np.ascontiguousarray(work), (width, height), interpolation=flag)
-    if resized.ndim == 2:
-        resized = resized[:, :, None]
+    if work.ndim == 3 and work.shape[2] > _CV2_MAX_CHANNELS:
+        # some interpolations (INTER_AREA) take at most 4 channels: resize in chunks of 4 and stack them back
+        chunks = [
+            _resize_chunk(work[:, :, start : start + _CV2_MAX_CHANNELS], height, width, flag)
+            for start in range(0, work.shape[2], _CV2_MAX_CHANNELS)
+        ]
+        resized = np.concatenate(chunks, axis=2)
+    else:
+        resized = _resize_chunk(work, height, width, flag)
     return _cast_back(resized, dtype, low, high)
+
+
+def _resize_chunk(image: np.ndarray, height: int, width: int, flag: int) -> np.ndarray:
+    """``cv2.resize`` to ``(height, width)`` keeping a channel axis (OpenCV drops a single channel's)."""
+    resized = cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=flag)
+    return resized[:, :, None] if resized.ndim == 2 else resized
 
 
 class _ImageWrapper(gym.ObservationWrapper):
