@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--algo", choices=ALGOS, help="algorithm (required unless --resume)")
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")
     parser.add_argument("--timesteps", type=positive_int, help="total env steps (default: the preset's)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, help="seed (default 0)")
     parser.add_argument("--n-envs", type=positive_int, help="parallel envs (default: the preset's)")
     parser.add_argument("--preset", help="preset YAML (default: the built-in agents/<algo>.yaml)")
     parser.add_argument(
@@ -42,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-freq", type=non_negative_int, help="steps between checkpoints (0: at the end)")
     parser.add_argument("--run-dir", help="run directory (default runs/<env>/<algo>/<seed>-<time>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing non-empty --run-dir")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run from its last checkpoint with its own config.yaml (only --timesteps, --stop-at and "
+        "--no-progress may be added)",
+    )
     parser.add_argument(
         "--stop-at",
         type=positive_int,
@@ -54,21 +59,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _resume_conflicts(args: argparse.Namespace) -> list[tuple[str, bool]]:
+    """Training flags that --resume would have to ignore, and whether each was given."""
+    return [
+        ("--seed", args.seed is not None),
+        ("--n-envs", args.n_envs is not None),
+        ("--preset", args.preset is not None),
+        ("--set", bool(args.overrides)),
+        ("--fusion", args.fusion is not None),
+        ("--text-encoder", args.text_encoder is not None),
+        ("--eval-freq", args.eval_freq is not None),
+        ("--checkpoint-freq", args.checkpoint_freq is not None),
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     """Train; print the run directory and final metrics."""
     from mmrl.cli import UsageError
 
     if args.resume is None and (args.algo is None or args.env_id is None):
         raise UsageError("mmrl train: --algo and --env are required (or --resume RUN_DIR)")
-    if args.resume is not None and (args.force or args.run_dir):
-        raise UsageError("mmrl train: --resume continues in the run's own folder; drop --run-dir / --force")
+    if args.resume is not None:
+        if args.force or args.run_dir:
+            raise UsageError("mmrl train: --resume continues in the run's own folder; drop --run-dir / --force")
+        ignored = [flag for flag, value in _resume_conflicts(args) if value]
+        if ignored:
+            raise UsageError(
+                f"mmrl train: --resume continues the run with its own config.yaml; {', '.join(ignored)} cannot change "
+                "it: drop them (only --timesteps, --stop-at and --no-progress may be added), or start a new run"
+            )
     from mmrl.training import train
 
     result = train(
         args.algo,
         args.env_id,
         timesteps=args.timesteps,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         n_envs=args.n_envs,
         preset=args.preset,
         overrides=args.overrides,

@@ -68,9 +68,11 @@ class GracefulInterrupt:
 
     Used as a context manager around ``model.learn`` (main thread only; a process that ignores SIGINT keeps
     ignoring it). The first SIGINT only sets :attr:`requested`; :class:`~mmrl.training.callbacks.PeriodicCallback`
-    asks after every step and ends training there, so the env, the model and the step count agree when the final
-    model and checkpoint are written. A second SIGINT raises ``KeyboardInterrupt`` (checkpoint writes hold it until
-    they are complete, see :func:`sigint_deferred`).
+    asks after every step and ends training there, first completing the step as SB3 would have
+    (:func:`~mmrl.training.callbacks.complete_interrupted_step`: the model's last observation, DQN's replay buffer),
+    so the env, the model and the step count agree when the final model and checkpoint are written. A second
+    SIGINT raises ``KeyboardInterrupt`` (checkpoint writes hold it until they are complete, see
+    :func:`sigint_deferred`).
     """
 
     def __init__(self) -> None:

@@ -36,6 +36,8 @@ from mmrl.training.run_dir import ALGOS
 __all__ = [
     "CONFIG_KEYS",
     "HYPERPARAMS",
+    "check_device",
+    "check_env_kwargs",
     "complete_config",
     "load_preset",
     "parse_overrides",
@@ -113,7 +115,20 @@ HYPERPARAMS: dict[str, dict[str, str]] = {
     },
 }
 
-_POSITIVE = {"timesteps", "n_envs", "features_dim", "eval_episodes", "n_steps", "batch_size", "n_epochs"}
+_POSITIVE = {
+    "timesteps",
+    "n_envs",
+    "features_dim",
+    "eval_episodes",
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "train_freq",
+    "target_update_interval",
+    "max_states",
+}
+#: Float settings that must be > 0 (None, where allowed, is not checked).
+_STRICTLY_POSITIVE_FLOATS = {"clip_range", "clip_range_vf", "target_kl", "max_grad_norm", "rms_prop_eps"}
 _NON_NEGATIVE = {
     "eval_freq",
     "checkpoint_freq",
@@ -218,22 +233,128 @@ def validate_entry(entry: Any, algo: str, source: str) -> dict[str, Any]:
         ok, converted = _type_ok(value, schema[key])
         if not ok:
             raise ValueError(f"{source}: {key!r} must be of type {schema[key]}, got {type(value).__name__} {value!r}")
-        _check_range(key, converted, source)
+        _check_range(key, converted, source, algo)
         result[key] = converted
     return result
 
 
-def _check_range(key: str, value: Any, source: str) -> None:
+def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> None:
+    """Raise ``ValueError`` (naming ``key`` and ``source``) if ``value`` is out of the range ``key`` accepts."""
     if value is None:
         return
-    if key == "learning_rate" and value <= 0:
-        raise ValueError(f"{source}: learning_rate must be > 0, got {value}")
+    if key == "learning_rate":
+        if algo == "qlearning" and not 0.0 < value <= 1.0:
+            raise ValueError(
+                f"{source}: learning_rate must be in (0, 1] for qlearning (it is the step size of the tabular "
+                f"update), got {value}"
+            )
+        if value <= 0:
+            raise ValueError(f"{source}: learning_rate must be > 0, got {value}")
     if key in _POSITIVE and value <= 0:
+        raise ValueError(f"{source}: {key} must be > 0, got {value}")
+    if key in _STRICTLY_POSITIVE_FLOATS and value <= 0:
         raise ValueError(f"{source}: {key} must be > 0, got {value}")
     if key in _NON_NEGATIVE and value < 0:
         raise ValueError(f"{source}: {key} must be >= 0, got {value}")
     if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ValueError(f"{source}: {key} must be in [0, 1], got {value}")
+    if key == "gradient_steps" and value < -1:
+        raise ValueError(f"{source}: gradient_steps must be >= 0, or -1 (as many as env steps), got {value}")
+    if key == "device":
+        check_device(value, source)
+
+
+def check_device(value: Any, source: str = "device") -> str:
+    """Return ``value`` if torch accepts it as a device (``cpu``, ``cuda``, ``cuda:1``, ``auto``, ...), else raise
+    ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError(f"{source}: device must be a string such as 'cpu', 'cuda' or 'auto', got {value!r}")
+    if value == "auto":
+        return value
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{source}: unknown device {value!r}; use 'cpu', 'cuda', 'cuda:<index>', 'mps' or 'auto'"
+        ) from None
+    return value
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], source: str = "env_kwargs") -> None:
+    """Check the types of ``env_kwargs`` against the env constructor's annotations (``bool``, ``int``, ``float``,
+    ``str``, optionally ``| None``), so that e.g. ``channels_first=notabool`` is refused instead of being treated
+    as true. Arguments without such an annotation are left to the constructor.
+
+    Raises:
+        ValueError: Naming the argument, the expected and the given type.
+    """
+    constructor = _env_constructor(env_id)
+    if constructor is None:
+        return
+    import inspect
+
+    parameters: dict[str, inspect.Parameter] = {}
+    # a subclass often passes **kwargs on to its base class: collect the named parameters along the MRO
+    for function in [klass.__dict__.get("__init__") for klass in getattr(constructor, "__mro__", ())] or [constructor]:
+        if function is None or function is object.__init__:
+            continue
+        try:
+            for name, parameter in inspect.signature(function).parameters.items():
+                parameters.setdefault(name, parameter)
+        except (TypeError, ValueError):
+            continue
+    for name, value in env_kwargs.items():
+        parameter = parameters.get(name)
+        if parameter is None or parameter.annotation is inspect.Parameter.empty:
+            continue
+        annotation = parameter.annotation if isinstance(parameter.annotation, str) else None
+        if annotation is None:
+            annotation = getattr(parameter.annotation, "__name__", None)
+        if not isinstance(annotation, str):
+            continue
+        kinds = {part.strip() for part in annotation.split("|")}
+        optional = "None" in kinds
+        kinds.discard("None")
+        if len(kinds) != 1 or next(iter(kinds)) not in (_B, _I, _F, _S):
+            continue
+        kind = next(iter(kinds))
+        if value is None and optional:
+            continue
+        ok = {
+            _B: isinstance(value, bool),
+            _I: isinstance(value, int) and not isinstance(value, bool),
+            _F: isinstance(value, (int, float)) and not isinstance(value, bool),
+            _S: isinstance(value, str),
+        }[kind]
+        if not ok:
+            hint = " (true or false)" if kind == _B else ""
+            raise ValueError(
+                f"{source}: env argument {name!r} of {env_id} must be a {kind}{' or null' if optional else ''}"
+                f"{hint}, got {type(value).__name__} {value!r}; e.g. --set env_kwargs.{name}=..."
+            )
+
+
+def _env_constructor(env_id: str) -> Any:
+    """The class or function a Gymnasium id's entry point names (None if it cannot be resolved)."""
+    import gymnasium as gym
+
+    try:
+        entry_point = gym.spec(env_id).entry_point
+    except gym.error.Error:  # an unknown id is reported by check_env_id
+        return None
+    if callable(entry_point):
+        return entry_point
+    if not isinstance(entry_point, str) or ":" not in entry_point:
+        return None
+    import importlib
+
+    module_name, _, attribute = entry_point.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return None
 
 
 def load_preset(path: str | os.PathLike[str], algo: str, env_id: str) -> dict[str, Any]:
@@ -350,6 +471,7 @@ def resolve_config(
     merge_into(settings, parse_overrides(overrides, algo))
     given = {"timesteps": timesteps, "n_envs": n_envs, **explicit}
     merge_into(settings, validate_entry({k: v for k, v in given.items() if v is not None}, algo, "arguments"))
+    check_env_kwargs(env_id, settings.get("env_kwargs", {}))
     config_fields = {key: settings.pop(key) for key in list(settings) if key in CONFIG_KEYS}
     config = TrainConfig(algo=algo, env_id=env_id, seed=seed, hyperparams=settings, **config_fields)
     defaults = {"timesteps": 100_000, "n_envs": 8, "eval_freq": 10_000, "eval_episodes": 50, "checkpoint_freq": 50_000}
@@ -373,5 +495,5 @@ def complete_config(config: TrainConfig, preset: str | os.PathLike[str] | None =
     resolved = resolve_config(
         config.algo, config.env_id, seed=config.seed, preset=preset, overrides={**config.hyperparams, **given}
     )
-    resolved.device = config.device
+    resolved.device = check_device(config.device, "TrainConfig.device")
     return resolved

@@ -12,14 +12,19 @@ Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmm
                              wall_time_s, fps, interrupted (true when stopped with Ctrl-C; no evaluation then),
                              best_mean_return, evaluations (list of periodic {timesteps, mean_return, success_rate})
         tokenizer.json       the env's ``tokenizer.to_config()`` (``mmrl.tokenizer.Tokenizer.from_config``)
-        monitor.csv          SB3 VecMonitor episode log (r, l, t, is_success), appended to on resume
+        monitor.csv          episode log (r, l, t, and is_success where the env reports it;
+                             :class:`mmrl.training.monitor.EpisodeMonitor`), continued on resume: the episodes
+                             running at the checkpoint keep their counters, rows logged after it are dropped
         tb/                  TensorBoard logs (SB3 ``tensorboard_log``)
         checkpoints/         every ``checkpoint_freq`` steps and at the end / on Ctrl-C; checkpoint N is:
             model_<N>_steps.zip (.npz)      the model (optimizer state is inside SB3's zip)
             replay_buffer_<N>_steps.pkl     DQN only (SB3 ``save_replay_buffer``); only the newest is kept
+                                            (older ones are deleted once the new checkpoint is complete)
             env_state_<N>_steps.npz         ``venv.get_state()`` where the env supports it (mmrl envs)
-            state_<N>_steps.json            written LAST: marks the checkpoint complete; holds the step count
-                                            and the Python / NumPy / torch RNG states
+            state_<N>_steps.json            written LAST: marks the checkpoint complete; holds the step count,
+                                            the Python / NumPy / torch RNG states, the evaluation history and
+                                            best return (the final evaluation is added to the last checkpoint),
+                                            and the monitor counters
 
 Every file is written atomically (temporary file + ``os.replace``, :mod:`mmrl.atomic`), except the append-only
 logs ``monitor.csv`` and ``tb/``. A checkpoint whose ``state_<N>_steps.json`` is missing is ignored.
@@ -38,6 +43,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,6 +58,7 @@ __all__ = [
     "ALGOS",
     "Checkpoint",
     "RunDir",
+    "check_run_dir",
     "default_run_dir",
     "load_env_state",
     "load_model",
@@ -89,33 +96,68 @@ def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[s
     return candidate
 
 
-def prepare_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
-    """Create the run directory ``path``; never overwrite an existing non-empty one unless ``force``.
-
-    Args:
-        path: The run directory.
-        force: Delete an existing run directory (one holding ``config.yaml``) first.
+def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Check that a new run may be written to ``path``, without touching anything (see :func:`prepare_run_dir`).
 
     Raises:
-        FileExistsError: If ``path`` exists, is not empty and ``force`` is False; or ``force`` is True but the
-            folder is not an mmrl run directory (mmrl never deletes a folder it did not write).
+        FileExistsError: If ``path`` exists, is not empty and ``force`` is False (the message says whether the run
+            there can be continued, i.e. has a checkpoint); or ``force`` is True but the folder is not an mmrl run
+            directory (mmrl never deletes a folder it did not write).
         NotADirectoryError: If ``path`` is a file.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"run directory {path} is a file; pass a folder path to --run-dir")
+    if not (path.is_dir() and any(path.iterdir())):
+        return path
+    is_run = (path / CONFIG_FILE).is_file()
+    if not force:
+        if not is_run:
+            raise FileExistsError(
+                f"{path} already exists, is not empty and is not an mmrl run directory (no {CONFIG_FILE}); mmrl "
+                "will not write into it, even with --force: choose another run directory"
+            )
+        if _has_checkpoint(path):
+            what = f"holds a run: continue it with 'mmrl train --resume {path}', or replace it"
+        elif any(path.glob("model.*")):
+            what = "holds a finished run without checkpoints (it cannot be continued): replace it"
+        else:
+            what = "holds a run that stopped before its first checkpoint (it cannot be continued): replace it"
+        raise FileExistsError(
+            f"run directory {path} already exists and {what} with --force (force=True), or choose another directory"
+        )
+    if not is_run:
+        raise FileExistsError(
+            f"{path} is not empty and is not an mmrl run directory (no {CONFIG_FILE}); refusing to delete it "
+            "even with --force: choose another run directory"
+        )
+    return path
+
+
+def _has_checkpoint(path: Path) -> bool:
+    folder = path / CHECKPOINTS_DIR
+    return folder.is_dir() and any(_STATE_RE.match(entry.name) for entry in folder.iterdir())
+
+
+def prepare_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Create the run directory ``path``; never overwrite an existing non-empty one unless ``force``.
+
+    Call it only once the new run's settings are known to be valid (:func:`mmrl.train` builds the envs and the
+    model first), so that ``force`` never deletes a run for a run that cannot start.
+
+    Args:
+        path: The run directory.
+        force: Replace an existing run directory (one holding ``config.yaml``): it is first renamed to a hidden
+            sibling (one atomic step, so no half-deleted run is ever visible at ``path``), then deleted.
+
+    Raises:
+        FileExistsError, NotADirectoryError: As :func:`check_run_dir`.
+    """
+    path = check_run_dir(path, force)
     if path.is_dir() and any(path.iterdir()):
-        if not force:
-            raise FileExistsError(
-                f"run directory {path} already exists and is not empty; pass --force (force=True) to overwrite it, "
-                f"or --resume {path} to continue it"
-            )
-        if not (path / CONFIG_FILE).is_file():
-            raise FileExistsError(
-                f"{path} is not empty and is not an mmrl run directory (no {CONFIG_FILE}); refusing to delete it "
-                "even with --force: choose another --run-dir"
-            )
-        shutil.rmtree(path)
+        trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
+        os.replace(path, trash / path.name)
+        shutil.rmtree(trash)
     (path / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
     return path
 

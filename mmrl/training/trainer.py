@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
+import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +23,12 @@ from mmrl.training.interrupts import GracefulInterrupt, sigint_deferred, sigint_
 from mmrl.training.presets import complete_config, resolve_config
 from mmrl.training.run_dir import (
     CONFIG_FILE,
+    METRICS_FILE,
     MONITOR_FILE,
     TB_DIR,
     TOKENIZER_FILE,
     RunDir,
+    check_run_dir,
     checkpoint_paths,
     default_run_dir,
     load_env_state,
@@ -129,23 +134,17 @@ def _restore_rng_states(states: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ env and models
-def _make_env(config: TrainConfig, n_envs: int, seed: int, monitor_path: Path | None, append: bool) -> Any:
-    from stable_baselines3.common.monitor import ResultsWriter
-    from stable_baselines3.common.vec_env import VecMonitor
-
+def _make_env(config: TrainConfig, n_envs: int, seed: int) -> Any:
+    """The env wrapped in an :class:`EpisodeMonitor` (no log file until ``open_log``)."""
     from mmrl.envs.vec_env import make_vec_env
+    from mmrl.training.monitor import EpisodeMonitor
 
     venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
-    monitor = VecMonitor(venv, info_keywords=("is_success",))
-    if monitor_path is not None:
-        # VecMonitor(filename=...) truncates; on resume, append instead.
-        monitor.results_writer = ResultsWriter(
-            str(monitor_path),
-            header={"t_start": monitor.t_start, "env_id": config.env_id},
-            extra_keys=("is_success",),
-            override_existing=not append,
-        )
-    return monitor
+    try:
+        return EpisodeMonitor(venv)
+    except BaseException:
+        venv.close()
+        raise
 
 
 def _base_env(venv: Any) -> Any:
@@ -178,16 +177,25 @@ def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
         policy, kwargs = "MultiInputPolicy", policy_kwargs(**extractor)
     else:
         policy, kwargs = "MlpPolicy", ({"net_arch": config.net_arch} if config.net_arch else {})
-    return _sb3_class(config.algo)(
-        policy,
-        venv,
-        policy_kwargs=kwargs,
-        seed=config.seed,
-        tensorboard_log=str(tb_dir),
-        device=config.device,
-        verbose=0,
-        **config.hyperparams,
-    )
+    try:
+        return _sb3_class(config.algo)(
+            policy,
+            venv,
+            policy_kwargs=kwargs,
+            seed=config.seed,
+            tensorboard_log=str(tb_dir),
+            device=config.device,
+            verbose=0,
+            **config.hyperparams,
+        )
+    except AssertionError as error:
+        # SB3 checks combinations of settings with asserts (batch_size > 1, n_steps * n_envs > 1, ...)
+        detail = str(error).strip() or "a setting check failed"
+        raise ValueError(
+            f"invalid {config.algo} settings for {config.env_id} (n_envs={config.n_envs}, "
+            f"{', '.join(f'{k}={v}' for k, v in sorted(config.hyperparams.items()))}): {detail}; fix the value with "
+            "--set KEY=VALUE or in the preset"
+        ) from None
 
 
 def _save_model(model: Any, path: Path, algo: str) -> None:
@@ -239,8 +247,10 @@ def train(
         fusion: Extractor fusion (overrides the preset).
         text_encoder: Extractor text encoder (overrides the preset).
         run_dir: Run directory (default ``<runs_root>/<env>/<algo>/<seed>-<time>``).
-        force: Replace an existing non-empty ``run_dir``.
-        resume: A run directory to continue from its last checkpoint (its config is reused).
+        force: Replace an existing run directory at ``run_dir``. It is replaced only once the new run's envs and
+            model are built, so a bad setting never costs the old run.
+        resume: A run directory to continue from its last checkpoint (its ``config.yaml`` is reused; only
+            ``timesteps``, which is then written to ``config.yaml``, and ``stop_at`` may be given with it).
         progress_bar: Show a progress bar.
         eval_freq: Steps between evaluations (0: only the final one).
         eval_episodes: Episodes per evaluation.
@@ -273,8 +283,13 @@ def train(
     Returns:
         A :class:`TrainResult`; ``result.interrupted`` if Ctrl-C stopped training (the model is saved anyway).
 
+    Nothing is written before the settings are validated: the envs and the model are built first (fusion, encoder,
+    env arguments and the algorithm's own checks), then the run directory is created (or replaced with ``force``).
+    If training fails before its first env step, the new run directory is removed again.
+
     Raises:
-        ValueError: For invalid settings (unknown algo / env / preset key, wrong types, ...).
+        ValueError: For invalid settings (unknown algo / env / preset key, wrong types, out-of-range values,
+            combinations the algorithm refuses, settings given with ``resume``, ...).
         FileExistsError: If ``run_dir`` exists, is not empty and ``force`` is False.
         FileNotFoundError: For a missing preset or resume directory / checkpoint.
     """
@@ -282,11 +297,29 @@ def train(
     if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at <= 0):
         raise ValueError(f"stop_at must be a positive int or None, got {stop_at!r}")
     checkpoint = None
+    rewrite_config = False
     if resume is not None:
+        _check_resume_arguments(
+            algo,
+            seed=seed,
+            n_envs=n_envs,
+            preset=preset,
+            overrides=overrides,
+            fusion=fusion,
+            text_encoder=text_encoder,
+            run_dir=run_dir,
+            force=force,
+            eval_freq=eval_freq,
+            eval_episodes=eval_episodes,
+            checkpoint_freq=checkpoint_freq,
+        )
         run = RunDir(resume)
         checkpoint = run.latest_checkpoint()
         if checkpoint is None:
-            raise FileNotFoundError(f"no complete checkpoint in {run.checkpoints_dir}; cannot resume {run.path}")
+            raise FileNotFoundError(
+                f"no complete checkpoint in {run.checkpoints_dir}; cannot resume {run.path} (start a new run, or "
+                f"replace it with --force)"
+            )
         config = TrainConfig.from_dict(run.config)
         if isinstance(algo, str) and algo != config.algo:
             raise ValueError(
@@ -294,12 +327,18 @@ def train(
             )
         if env_id is not None and env_id != config.env_id:
             raise ValueError(f"--resume {run.path} trained on {config.env_id}; drop --env {env_id}")
+        if seed not in (0, config.seed):
+            raise ValueError(f"--resume {run.path} was trained with seed {config.seed}; drop --seed {seed}")
         if timesteps is not None:
+            if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
+                raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
+            rewrite_config = timesteps != config.timesteps
             config.timesteps = timesteps
         run_path = run.path
+        new_run = False
     elif isinstance(algo, TrainConfig):
-        config = algo
-        run_path = None
+        config = complete_config(algo, preset)
+        new_run = True
     else:
         if env_id is None:
             raise ValueError("env_id is required (e.g. train('ppo', 'mmrl/GoTo-5x5-v0')); or pass resume=RUN_DIR")
@@ -317,19 +356,72 @@ def train(
             eval_episodes=eval_episodes,
             checkpoint_freq=checkpoint_freq,
         )
-        run_path = None
-    if isinstance(algo, TrainConfig) and resume is None:
-        config = complete_config(config, preset)
-    if run_path is None:
+        new_run = True
+    if new_run:
         run_path = (
             Path(run_dir)
             if run_dir is not None
             else default_run_dir(config.env_id, config.algo, config.seed, runs_root)
         )
-        run_path = prepare_run_dir(run_path, force=force)
-        write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        check_run_dir(run_path, force=force)  # fail early; nothing is touched before the settings are validated
     with torch_threads(config.torch_threads if config.algo != "qlearning" else None):
-        return _run(config, Path(run_path), checkpoint, progress_bar, start_time, stop_at)
+        # Envs and model first: a bad setting (fusion, encoder, env argument, SB3 constraint) raises here, before
+        # the run directory is created, or an existing one replaced with --force.
+        session = _build_session(config, checkpoint, Path(run_path))
+        try:
+            if new_run:
+                run_path = prepare_run_dir(run_path, force=force)
+                write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            elif rewrite_config:
+                write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        except BaseException:
+            session.close()
+            raise
+        try:
+            return _run(config, Path(run_path), checkpoint, session, progress_bar, start_time, stop_at)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                session.close()
+            if new_run and int(session.model.num_timesteps) == 0:
+                # failed before the first env step: nothing worth keeping, and the folder would block a rerun
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(run_path)
+            raise
+
+
+def _check_resume_arguments(algo: Any, **given: Any) -> None:
+    """With ``resume``, the run's own ``config.yaml`` is the configuration: refuse settings that would be ignored."""
+    if isinstance(algo, TrainConfig):
+        raise ValueError("resume takes the run's own config.yaml; pass algo as a string (or None), not a TrainConfig")
+    flags = {
+        "n_envs": "--n-envs",
+        "preset": "--preset",
+        "overrides": "--set",
+        "fusion": "--fusion",
+        "text_encoder": "--text-encoder",
+        "run_dir": "--run-dir",
+        "force": "--force",
+        "eval_freq": "--eval-freq",
+        "eval_episodes": "--set eval_episodes",
+        "checkpoint_freq": "--checkpoint-freq",
+    }
+    ignored = [f"{flags[key]} ({key})" for key in flags if given.get(key) not in (None, False, [], {})]
+    if ignored:
+        raise ValueError(
+            f"resume continues a run with its own config.yaml and cannot change {', '.join(ignored)}; drop them "
+            "(only timesteps and stop_at may be given), or start a new run"
+        )
+
+
+def _record_evaluations(state_path: Path, tracker: dict[str, Any]) -> None:
+    """Add the final evaluation (and the best return it may have set) to the checkpoint at the final step, so that
+    a resumed run starts from the same history and never replaces ``best_model`` with a worse model."""
+    if not state_path.is_file():
+        return
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    state["evaluations"] = tracker["evaluations"]
+    state["best_mean_return"] = tracker["best"] if np.isfinite(tracker["best"]) else None
+    write_json(state_path, state)
 
 
 @contextlib.contextmanager
@@ -348,10 +440,107 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@dataclass
+class _Session:
+    """What :func:`train` builds before it touches the run directory: envs, model, and the resumed history."""
+
+    venv: Any
+    eval_env: Any
+    model: Any
+    evaluations: list[dict[str, Any]]
+    best: float
+    log_bytes: int | None = None
+    """Size of ``monitor.csv`` at the resumed checkpoint (None: not recorded, or a new run)."""
+
+    def close(self) -> None:
+        self.venv.close()
+        self.eval_env.close()
+
+
+def _build_session(config: TrainConfig, checkpoint: Any, run_path: Path) -> _Session:
+    """Build the training and evaluation envs and the model (new, or loaded from ``checkpoint`` with the env
+    state, replay buffer, RNG states, monitor counters and evaluation history). Writes nothing.
+
+    Raises:
+        ValueError: For settings the env, the extractor or the algorithm refuse.
+    """
+    venv = _make_env(config, config.n_envs, config.seed)
+    eval_env = None
+    try:
+        eval_env = _make_env(config, min(config.n_envs, config.eval_episodes), config.seed + EVAL_SEED_OFFSET)
+        if checkpoint is None:
+            model = _build_model(config, venv, run_path / TB_DIR)
+            return _Session(venv, eval_env, model, [], -np.inf)
+        return _resume_session(config, checkpoint, run_path, venv, eval_env)
+    except BaseException:
+        venv.close()
+        if eval_env is not None:
+            eval_env.close()
+        raise
+
+
+def _resume_session(config: TrainConfig, checkpoint: Any, run_path: Path, venv: Any, eval_env: Any) -> _Session:
+    algo = config.algo
+    base = _base_env(venv)
+    state = checkpoint.state
+    env_restored = False
+    if checkpoint.env_state_path is not None and hasattr(base, "set_state"):
+        base.set_state(load_env_state(checkpoint.env_state_path))
+        env_restored = True
+    kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR), "force_reset": not env_restored}
+    if algo != "qlearning":
+        kwargs.update(device=config.device)
+    model = load_model(checkpoint.model_path, env=venv, algo=algo, **kwargs)
+    if algo == "dqn":
+        if checkpoint.replay_buffer_path is not None:
+            model.load_replay_buffer(checkpoint.replay_buffer_path)
+        else:
+            warnings.warn(
+                f"{run_path}: the replay buffer of the checkpoint at {checkpoint.steps} steps is missing "
+                f"(replay_buffer_{checkpoint.steps}_steps.pkl); DQN resumes with an EMPTY replay buffer, so it "
+                f"collects learning_starts steps again and the result differs from an uninterrupted run",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    _restore_rng_states(state.get("rng", {}))
+    if state.get("action_space_rng") is not None:
+        # DQN explores with action_space.sample(): its generator is part of the training state
+        model.action_space.np_random.bit_generator.state = state["action_space_rng"]
+    monitor = state.get("monitor")
+    if monitor is not None:
+        # the episodes running at the checkpoint continue (without an env state, SB3 resets the env and the
+        # counters at the start of learn)
+        venv.restore_counters(monitor)
+    evaluations = list(state.get("evaluations", []))
+    best_saved = state.get("best_mean_return")
+    # Runs written before the final evaluation was recorded in the checkpoint: metrics.json of the session that
+    # ended at this checkpoint has it (and best_model.zip may hold that model).
+    metrics = _read_metrics(run_path)
+    if metrics is not None and metrics.get("timesteps") == checkpoint.steps:
+        recorded = metrics.get("evaluations")
+        if isinstance(recorded, list) and len(recorded) > len(evaluations):
+            evaluations = list(recorded)
+        metrics_best = metrics.get("best_mean_return")
+        if isinstance(metrics_best, (int, float)) and (best_saved is None or metrics_best > best_saved):
+            best_saved = metrics_best
+    best = -np.inf if best_saved is None else float(best_saved)
+    log_bytes = None if monitor is None else monitor.get("log_bytes")
+    return _Session(venv, eval_env, model, evaluations, best, log_bytes)
+
+
+def _read_metrics(run_path: Path) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads((run_path / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def _run(
     config: TrainConfig,
     run_path: Path,
     checkpoint: Any,
+    session: _Session,
     progress_bar: bool,
     start_time: float,
     stop_at: int | None = None,
@@ -359,38 +548,15 @@ def _run(
     from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback, StopAtBoundary
 
     algo = config.algo
-    venv = _make_env(config, config.n_envs, config.seed, run_path / MONITOR_FILE, append=checkpoint is not None)
-    eval_env = _make_env(config, min(config.n_envs, config.eval_episodes), config.seed + EVAL_SEED_OFFSET, None, False)
+    venv, eval_env, model = session.venv, session.eval_env, session.model
+    venv.open_log(run_path / MONITOR_FILE, config.env_id, append=checkpoint is not None, keep_bytes=session.log_bytes)
     base = _base_env(venv)
     try:
         tokenizer = venv.get_attr("tokenizer")[0]
         write_json(run_path / TOKENIZER_FILE, tokenizer.to_config())
     except (AttributeError, IndexError):
         pass
-
-    if checkpoint is None:
-        model = _build_model(config, venv, run_path / TB_DIR)
-        evaluations: list[dict[str, Any]] = []
-        best = -np.inf
-    else:
-        env_restored = False
-        if checkpoint.env_state_path is not None and hasattr(base, "set_state"):
-            base.set_state(load_env_state(checkpoint.env_state_path))
-            env_restored = True
-        kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR), "force_reset": not env_restored}
-        if algo != "qlearning":
-            kwargs.update(device=config.device)
-        model = load_model(checkpoint.model_path, env=venv, algo=algo, **kwargs)
-        if algo == "dqn" and checkpoint.replay_buffer_path is not None:
-            model.load_replay_buffer(checkpoint.replay_buffer_path)
-        state = checkpoint.state
-        _restore_rng_states(state.get("rng", {}))
-        if state.get("action_space_rng") is not None:
-            # DQN explores with action_space.sample(): its generator is part of the training state
-            model.action_space.np_random.bit_generator.state = state["action_space_rng"]
-        evaluations = list(state.get("evaluations", []))
-        best_saved = state.get("best_mean_return")
-        best = -np.inf if best_saved is None else float(best_saved)
+    evaluations, best = session.evaluations, session.best
 
     tracker = {"best": best, "evaluations": evaluations}
 
@@ -413,9 +579,6 @@ def _run(
         if algo == "dqn":
             with atomic_path(paths["replay_buffer"]) as tmp:
                 current.save_replay_buffer(tmp)
-            for old in paths["replay_buffer"].parent.glob("replay_buffer_*_steps.pkl"):
-                if old != paths["replay_buffer"]:
-                    old.unlink(missing_ok=True)
         if hasattr(base, "get_state"):
             save_env_state(paths["env_state"], base.get_state())
         write_json(
@@ -426,8 +589,15 @@ def _run(
                 "action_space_rng": current.action_space.np_random.bit_generator.state,
                 "evaluations": tracker["evaluations"],
                 "best_mean_return": tracker["best"] if np.isfinite(tracker["best"]) else None,
+                "monitor": venv.counters(),
             },
         )
+        # Only now is the new checkpoint complete (state_*.json is written last): a crash before this point
+        # leaves the previous checkpoint with its replay buffer. Older buffers are dropped (they are large).
+        if algo == "dqn":
+            for old in paths["replay_buffer"].parent.glob("replay_buffer_*_steps.pkl"):
+                if old != paths["replay_buffer"]:
+                    old.unlink(missing_ok=True)
 
     stats = EpisodeStats()
     start_steps = int(model.num_timesteps)
@@ -488,13 +658,14 @@ def _run(
     if not interrupted:
         final = evaluate_model(model, eval_env, config.eval_episodes, config.seed + EVAL_SEED_OFFSET)
         metrics.update(final)
-        if final["mean_return"] > tracker["best"]:
-            tracker["best"] = final["mean_return"]
-            _save_model(model, run_path / f"best_model{model_suffix(algo)}", algo)
         tracker["evaluations"].append({"timesteps": int(model.num_timesteps), **final})
+        with sigint_ignored():
+            if final["mean_return"] > tracker["best"]:
+                tracker["best"] = final["mean_return"]
+                _save_model(model, run_path / f"best_model{model_suffix(algo)}", algo)
+            _record_evaluations(checkpoint_paths(run_path, int(model.num_timesteps), algo)["state"], tracker)
     metrics["best_mean_return"] = tracker["best"] if np.isfinite(tracker["best"]) else None
     metrics["evaluations"] = tracker["evaluations"]
     write_metrics(run_path, metrics)
-    venv.close()
-    eval_env.close()
+    session.close()
     return TrainResult(run_dir=run_path, model=model, metrics=metrics, config=config)
