@@ -6,21 +6,38 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
-def _current_umask() -> int:
-    """The process umask (read by setting it and restoring it at once; done once, at import)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _fresh_name(folder: Path, prefix: str, suffix: str) -> Path:
+    return folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
 
 
-#: Mode of new files: what ``open()`` would give under the process umask (``mkstemp`` alone gives 0600).
-NEW_FILE_MODE = 0o666 & ~_current_umask()
+def temporary_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file with a fresh name in ``folder``, mode ``0o666`` less the umask (as ``open()`` gives;
+    ``tempfile.mkstemp`` would give ``0o600``)."""
+    while True:
+        path = _fresh_name(folder, prefix, suffix)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
+def temporary_dir(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty directory with a fresh name in ``folder``, mode ``0o777`` less the umask (as ``mkdir``
+    gives; ``tempfile.mkdtemp`` would give ``0o700``)."""
+    while True:
+        path = _fresh_name(folder, prefix, suffix)
+        try:
+            os.mkdir(path, 0o777)
+        except FileExistsError:
+            continue
+        return path
 
 
 @contextlib.contextmanager
@@ -37,18 +54,14 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=(final.suffix if suffix is None else suffix) + ".tmp", dir=final.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temporary_file(final.parent, f".{final.name}.", (final.suffix if suffix is None else suffix) + ".tmp")
     try:
         yield tmp
         if tmp.exists():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            # a replaced file keeps its mode; a new one gets the umask's, like a file written in place
-            os.chmod(tmp, final.stat().st_mode & 0o7777 if final.is_file() else NEW_FILE_MODE)
+            if final.is_file():  # a replaced file keeps its mode (a new one has the umask's, like open())
+                os.chmod(tmp, final.stat().st_mode & 0o7777)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -59,7 +59,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
 from torch import nn
 
-from mmrl.atomic import NEW_FILE_MODE, atomic_path, write_json
+from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
 from mmrl.spaces_json import space_from_json, space_to_json
 
@@ -348,9 +348,8 @@ def export_bundle(
             "choose another path or remove it first"
         )
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    staging = temporary_dir(final.parent, f".{final.name}.", ".tmp")  # umask's mode, unlike mkdtemp's 0700
     try:
-        os.chmod(staging, NEW_FILE_MODE | ((NEW_FILE_MODE & 0o444) >> 2))  # mkdtemp gives 0700; r -> rx
         with atomic_path(staging / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"format": BUNDLE_FORMAT})
         manifest["weights"] = {
@@ -411,13 +410,21 @@ def load_policy(path: str | os.PathLike[str], trust: bool = False, device: str =
         return _load_bundle(path.parent, device, manifest_path=path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path} is not a policy bundle directory, a manifest.json, a QLearning .npz or an SB3 .zip")
+    if is_sb3_zip(path):
+        return _load_sb3_zip(path, trust, device)
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
-    if "data" in names and "policy.pth" in names:
-        return _load_sb3_zip(path, trust, device)
     if path.suffix == ".npz" or any(name.endswith(".npy") for name in names):
         return _load_qlearning(path)
     raise ValueError(f"{path} is a zip archive but neither an SB3 model (data + policy.pth) nor a QLearning .npz")
+
+
+def is_sb3_zip(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a zip with SB3's ``data`` member: ``PPO.load`` and friends would unpickle it."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "data" in archive.namelist()
 
 
 def _load_qlearning(path: Path) -> LoadedPolicy:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrl.atomic import NEW_FILE_MODE, atomic_path, write_json, write_text
+from mmrl.atomic import atomic_path, write_json, write_text
 
 
 def mode(path: Path) -> int:
@@ -16,9 +16,6 @@ def mode(path: Path) -> int:
 
 
 def test_new_files_follow_the_umask(tmp_path: Path) -> None:
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert (0o666 & ~umask) == NEW_FILE_MODE
     reference = tmp_path / "plain.txt"
     reference.write_text("x")  # what open() gives
     written = tmp_path / "atomic.txt"
@@ -43,3 +40,11 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> No
         raise RuntimeError("crash while writing")
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_bundle_directory_follows_the_umask(tmp_path: Path) -> None:
+    from mmrl.atomic import temporary_dir
+
+    reference = tmp_path / "plain"
+    reference.mkdir()  # what mkdir gives
+    assert mode(temporary_dir(tmp_path, ".x.", ".tmp")) == mode(reference)

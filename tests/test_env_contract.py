@@ -62,8 +62,11 @@ def test_max_episode_steps_and_max_steps_must_agree() -> None:
     assert gym_vector_episode_length(gym.make_vec("mmrl/GoTo-v0", 1, max_steps=12, max_episode_steps=12)) == 12
     with pytest.raises(ValueError, match="max_steps=20 and max_episode_steps=10"):
         gym.make_vec("mmrl/GoTo-v0", 1, max_steps=20, max_episode_steps=10)
-    venv = mmrl.make_vec_env("mmrl/GoTo-v0", 1, seed=0, env_kwargs={"max_episode_steps": 7})
-    assert sb3_episode_length(venv)[0] == 7
+    for vec_env_cls in (None, DummyVecEnv):  # the batched path and SB3's give the same length
+        venv = mmrl.make_vec_env(
+            "mmrl/GoTo-v0", 1, seed=0, env_kwargs={"max_episode_steps": 70}, vec_env_cls=vec_env_cls
+        )
+        assert sb3_episode_length(venv)[0] == 70
 
 
 def test_registered_envs_have_no_gymnasium_time_limit_and_catalogue_matches() -> None:

@@ -192,8 +192,10 @@ def test_ctrl_c_saves_a_model_whose_last_observation_is_the_env_state(tmp_path, 
 
 # ------------------------------------------------------------------------------------------------ config.yaml
 def test_resume_with_more_timesteps_updates_config(tmp_path):
-    _train("qlearning", tmp_path / "run", 64)
-    resumed = mmrl.train(resume=tmp_path / "run", algo=None, timesteps=128, progress_bar=False)
+    _train("qlearning", tmp_path / "run", 64)  # seed 5
+    with pytest.raises(ValueError, match="trained with seed 5; drop --seed 0"):
+        mmrl.train(resume=tmp_path / "run", algo=None, timesteps=128, seed=0, progress_bar=False)
+    resumed = mmrl.train(resume=tmp_path / "run", algo=None, timesteps=128, seed=5, progress_bar=False)
     assert resumed.metrics["timesteps"] == 128
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["timesteps"] == 128

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         args.algo,
         args.env_id,
         timesteps=args.timesteps,
-        seed=0 if args.seed is None else args.seed,
+        seed=args.seed,
         n_envs=args.n_envs,
         preset=args.preset,
         overrides=args.overrides,

@@ -202,9 +202,10 @@ def make_vec_env(
     uses_sb3_options = start_index != 0 or any(
         value is not None for name, value in sb3_options.items() if name != "start_index"
     )
-    if env_id.startswith("mmrl/") and not uses_sb3_options:
-        kwargs = dict(env_kwargs or {})
+    kwargs = dict(env_kwargs or {})
+    if env_id.startswith("mmrl/"):  # the engine's max_steps is the one time limit, on both paths below
         kwargs = resolve_max_steps(kwargs, kwargs.pop("max_episode_steps", None))
+    if env_id.startswith("mmrl/") and not uses_sb3_options:
         env = gym.make(env_id, **kwargs).unwrapped
         assert isinstance(env, GridEnv)
         venv: VecEnv = GridVecEnv(env, n_envs)
@@ -212,7 +213,7 @@ def make_vec_env(
         from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 
         importable_id = f"mmrl:{spec.id}" if spec.id.startswith("mmrl/") else spec.id
-        venv = sb3_make_vec_env(importable_id, n_envs=n_envs, env_kwargs=env_kwargs, **sb3_options)
+        venv = sb3_make_vec_env(importable_id, n_envs=n_envs, env_kwargs=kwargs, **sb3_options)
     if seed is not None:
         venv.seed(seed)
     return venv

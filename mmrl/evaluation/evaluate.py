@@ -292,17 +292,6 @@ def _is_bundle(path: Path) -> bool:
     return (path.is_dir() and (path / MANIFEST_NAME).is_file()) or (path.is_file() and path.name == MANIFEST_NAME)
 
 
-def _is_sb3_zip(path: Path) -> bool:
-    """An SB3 model archive (``data`` and ``policy.pth`` members): loading it unpickles."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-    return "data" in names and "policy.pth" in names
-
-
 def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] | None) -> EvalSetup:
     """A policy bundle: loaded without unpickling; env id and kwargs from its export metadata unless given."""
     from mmrl.bundle import load_policy
@@ -330,13 +319,6 @@ def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] |
     )
 
 
-def _run_dir_of(model_path: Path) -> Path | None:
-    for folder in (model_path.parent, model_path.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return folder
-    return None
-
-
 def _resolve(
     model_or_run_dir: ModelLike | str | os.PathLike[str],
     env_id: str | None,
@@ -360,14 +342,10 @@ def _resolve(
         raise FileNotFoundError(f"no run directory or model file at {path}; check the path")
     if _is_bundle(path):
         return _resolve_bundle(path, env_id, env_kwargs)
-    run_dir = path if path.is_dir() else _run_dir_of(path)
+    from mmrl.training.run_dir import RunDir, load_model, run_dir_of
+
+    run_dir = path if path.is_dir() else run_dir_of(path)
     model_path = None if path.is_dir() else path
-    if run_dir is None and not trust and _is_sb3_zip(path):
-        from mmrl.bundle import TRUST_MESSAGE
-
-        raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
-
-    from mmrl.training.run_dir import RunDir, load_model
 
     run = RunDir(run_dir) if run_dir is not None else None
     target = model_path if model_path is not None else run_dir

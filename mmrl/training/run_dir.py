@@ -393,6 +393,14 @@ def _guess_algo(path: Path) -> str:
     return "a2c"
 
 
+def run_dir_of(model_path: Path) -> Path | None:
+    """The run directory holding a model file (next to its ``config.yaml`` or in its ``checkpoints/``), or None."""
+    for folder in (model_path.parent, model_path.parent.parent):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
 def load_model(
     run_dir_or_model_path: str | os.PathLike[str],
     env: Any = None,
@@ -432,17 +440,12 @@ def load_model(
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: training in {run.path} did not finish saving a model")
     else:
-        run_path = next(
-            (parent for parent in (path.parent, path.parent.parent) if (parent / CONFIG_FILE).is_file()), None
-        )
-        if run_path is None and not trust and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                if "data" in archive.namelist():
-                    from mmrl.bundle import TRUST_MESSAGE
+        run_path = run_dir_of(path)
+        if run_path is None and not trust:
+            from mmrl.bundle import TRUST_MESSAGE, is_sb3_zip
 
-                    raise ValueError(
-                        f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}"
-                    )
+            if is_sb3_zip(path):
+                raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
         if algo is None:
             algo = RunDir(run_path).algo if run_path is not None else _guess_algo(path)
     if algo not in ALGOS:

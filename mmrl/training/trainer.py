@@ -211,7 +211,7 @@ def train(
     algo: str | TrainConfig,
     env_id: str | None = None,
     timesteps: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     n_envs: int | None = None,
     preset: str | os.PathLike[str] | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
@@ -240,7 +240,8 @@ def train(
             ``eval_freq``, ``eval_episodes`` and ``checkpoint_freq`` must be left unset/ignored).
         env_id: Registered env id (e.g. ``"mmrl/GoTo-5x5-v0"``).
         timesteps: Total env steps (default: the preset's). With ``resume``: the new total.
-        seed: Seed of model and training envs.
+        seed: Seed of model and training envs (default 0; with ``resume``: the run's own, so only that seed may be
+            given).
         n_envs: Parallel envs (default: the preset's).
         preset: Preset YAML (default ``agents/<algo>.yaml``; schema in :mod:`mmrl.training.presets`).
         overrides: ``["key=value", ...]`` or a dict overriding preset keys (``env_kwargs.<name>`` for env args).
@@ -327,7 +328,7 @@ def train(
             )
         if env_id is not None and env_id != config.env_id:
             raise ValueError(f"--resume {run.path} trained on {config.env_id}; drop --env {env_id}")
-        if seed not in (0, config.seed):
+        if seed is not None and seed != config.seed:
             raise ValueError(f"--resume {run.path} was trained with seed {config.seed}; drop --seed {seed}")
         if timesteps is not None:
             if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
@@ -346,7 +347,7 @@ def train(
             algo,
             env_id,
             timesteps=timesteps,
-            seed=seed,
+            seed=0 if seed is None else seed,
             n_envs=n_envs,
             preset=preset,
             overrides=overrides,

@@ -75,8 +75,8 @@ class MiniGridSymbolicImage(gym.ObservationWrapper):
 
     def _check_bounds(self, grid: np.ndarray) -> None:
         """Raise (never clip) when a value lies outside the declared bounds: clipping would corrupt it silently."""
-        outside = (grid > self.high) | (grid < 0)
-        if outside.any():
+        if np.greater(grid, self.high).any() or (grid.dtype.kind == "i" and grid.min() < 0):
+            outside = (grid > self.high) | (grid < 0)
             row, col, channel = (int(i) for i in np.argwhere(outside)[0])
             name = ("object", "colour", "state")[channel]
             value = int(grid[row, col, channel])
