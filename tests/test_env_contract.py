@@ -125,6 +125,7 @@ def test_batched_vec_env_reports_per_world_missions() -> None:
         ("mmrl/Open-v0", {"size": 3, "n_doors": 6}, ValueError, "use n_doors <= 4"),
         ("mmrl/Open-v0", {"locked": "yes"}, TypeError, "locked must be a bool"),
         ("mmrl/GoTo-v0", {"channels_first": "no"}, TypeError, "channels_first must be a bool"),
+        ("mmrl/GoTo-v0", {"tile_size": True}, TypeError, "tile_size must be an int"),
         ("mmrl/Level-Corridor-v0", {"max_steps": 0}, ValueError, "max_steps must be an int >= 1"),
         ("mmrl/GoTo-v0", {"max_steps": True}, TypeError, "max_steps must be an int"),
         ("mmrl/Level-v0", {"level": 123}, TypeError, "built-in level name"),

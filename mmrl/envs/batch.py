@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from mmrl.checks import check_bool, check_int
 from mmrl.engine.constants import MAX_SUBGOALS, N_COLOURS, N_KINDS, N_STATES, Kind
 from mmrl.engine.rules import StepResult, step_navigation, step_question
 from mmrl.engine.view import IMAGE_MODES, VIEWS, observe
@@ -57,13 +58,9 @@ class GridBatch:
             raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if not isinstance(view_size, int) or view_size < 3 or view_size % 2 == 0:
             raise ValueError(f"view_size must be an odd int >= 3, got {view_size!r}")
-        if not isinstance(tile_size, int) or not 1 <= tile_size <= 64:
+        if check_int("tile_size", tile_size, 1) > 64:
             raise ValueError(f"tile_size must be an int in [1, 64], got {tile_size!r}")
-        if not isinstance(channels_first, (bool, np.bool_)):
-            raise TypeError(
-                f"channels_first must be a bool (True for (3, H, W) images, False for (H, W, 3)), "
-                f"got {type(channels_first).__name__}: {channels_first!r}"
-            )
+        check_bool("channels_first", channels_first, " (True for (3, H, W) images, False for (H, W, 3))")
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         self.task = task

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrl.checks import check_bool
 from mmrl.engine.planner import faces_first_goal, is_solvable
 from mmrl.engine.world import Layout
 from mmrl.envs.batch import GridBatch
@@ -45,8 +46,7 @@ class FixedLevelTask(Task):
     """
 
     def __init__(self, level: Level, paraphrase: bool, max_steps: int | None) -> None:
-        if not isinstance(paraphrase, (bool, np.bool_)):
-            raise TypeError(f"paraphrase must be a bool, got {type(paraphrase).__name__}: {paraphrase!r}")
+        check_bool("paraphrase", paraphrase)
         height, width = level.base.kind_HW.shape
         super().__init__(height, width, level.max_steps if max_steps is None else max_steps, level.n_actions)
         self.level = level

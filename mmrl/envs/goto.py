@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmrl.checks import check_int
 from mmrl.engine.constants import N_COLOURS, Verb
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.grammar import NAMED_KINDS, combos, describe_goals
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import N_DIRECTIONS, Task, check_int, random_empty_cells
+from mmrl.envs.task import N_DIRECTIONS, Task, random_empty_cells
 
 _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmrl.checks import check_bool, check_int
 from mmrl.engine.constants import N_COLOURS, DoorState, Kind, Verb
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.goto import RoomTask
 from mmrl.envs.grammar import describe_goals
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, check_int, place_agent, random_empty_cells
+from mmrl.envs.task import Task, place_agent, random_empty_cells
 
 
 class PickUpTask(RoomTask):
@@ -65,8 +66,7 @@ class OpenTask(Task):
         check_int("n_doors", n_doors, 1)
         if n_doors > N_COLOURS:
             raise ValueError(f"n_doors must be in [1, {N_COLOURS}] (doors have distinct colours), got {n_doors!r}")
-        if not isinstance(locked, (bool, np.bool_)):
-            raise TypeError(f"locked must be a bool, got {type(locked).__name__}: {locked!r}")
+        check_bool("locked", locked)
         door_slots = 4 * (size - 2)  # wall cells of the room that are not corners
         if n_doors > door_slots:
             raise ValueError(

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
+from mmrl.checks import check_int
 from mmrl.resources import level_files
 
 
@@ -136,21 +136,19 @@ def resolve_max_steps(kwargs: dict[str, Any], max_episode_steps: int | None) -> 
         A copy of ``kwargs`` with ``max_steps`` set when ``max_episode_steps`` is given.
 
     Raises:
-        ValueError: ``max_episode_steps`` is not a positive int, or both are given and differ.
+        TypeError: ``max_episode_steps`` is not an int.
+        ValueError: ``max_episode_steps`` is below 1, or both are given and differ.
     """
     if max_episode_steps is None:
         return dict(kwargs)
-    if not isinstance(max_episode_steps, (int, np.integer)) or isinstance(max_episode_steps, bool):
-        raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
-    if max_episode_steps < 1:
-        raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+    max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
     max_steps = kwargs.get("max_steps")
     if max_steps is not None and max_steps != max_episode_steps:
         raise ValueError(
             f"max_steps={max_steps!r} and max_episode_steps={max_episode_steps!r} disagree; both set the episode "
             "length of an mmrl environment: pass only one of them"
         )
-    return {**kwargs, "max_steps": int(max_episode_steps)}
+    return {**kwargs, "max_steps": max_episode_steps}
 
 
 def env_ids() -> list[str]:

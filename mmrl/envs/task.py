@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from mmrl.checks import check_int
 from mmrl.engine.constants import Direction, Kind
 from mmrl.engine.planner import faces_first_goal, is_solvable
 from mmrl.engine.world import Layout
@@ -51,25 +52,6 @@ class Task(ABC):
     @abstractmethod
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         """One random layout (it may be unsolvable; :meth:`generate` checks)."""
-
-
-def check_int(name: str, value: object, low: int, hint: str = "") -> None:
-    """Raise unless ``value`` is an int (not a bool) of at least ``low``.
-
-    Args:
-        name: The argument's name, for the message.
-        value: The value to check.
-        low: The smallest value allowed.
-        hint: How to fix it, appended to the message.
-
-    Raises:
-        TypeError: ``value`` is not an int.
-        ValueError: ``value`` is below ``low``.
-    """
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__}: {value!r}{hint}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}{hint}")
 
 
 def random_empty_cells(layout: Layout, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmrl.checks import check_int
 from mmrl.engine.constants import COLOUR_NAMES, N_COLOURS, OBJECT_NAMES, OBJECT_PLURALS
 from mmrl.engine.world import Layout
 from mmrl.envs.grammar import (
@@ -20,7 +21,7 @@ from mmrl.envs.grammar import (
     combos,
 )
 from mmrl.envs.grid_env import GridEnv
-from mmrl.envs.task import Task, check_int, random_empty_cells
+from mmrl.envs.task import Task, random_empty_cells
 
 QUESTION_TYPES = ("count", "colour", "exists")
 

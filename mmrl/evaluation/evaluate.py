@@ -22,6 +22,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from mmrl.atomic import write_json
+from mmrl.checks import check_int
 from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
 
 #: Key of the instruction tokens in the observation.
@@ -431,14 +432,6 @@ class MissionTable:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-def _check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _seed_model(model: ModelLike, seed: int) -> None:
     from stable_baselines3.common.utils import set_random_seed
 
@@ -569,9 +562,9 @@ def evaluate(
             zip from outside a run directory without ``trust``, or an argument is out of range.
         TypeError: If an argument has the wrong type.
     """
-    episodes = _check_int("episodes", episodes, 1)
-    seed = _check_int("seed", seed)
-    n_envs = min(episodes, DEFAULT_MAX_ENVS) if n_envs is None else _check_int("n_envs", n_envs, 1)
+    episodes = check_int("episodes", episodes, 1)
+    seed = check_int("seed", seed)
+    n_envs = min(episodes, DEFAULT_MAX_ENVS) if n_envs is None else check_int("n_envs", n_envs, 1)
     n_envs = min(n_envs, episodes)
     if json_path is not None and Path(json_path).suffix.lower() != ".json":
         raise ValueError(f"json_path must end in .json, got {json_path!r}")
