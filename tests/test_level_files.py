@@ -67,6 +67,13 @@ def test_instruction_needing_more_actions_than_the_level_has_is_rejected(tmp_pat
         parse_level(path)
 
 
+#: A blue ball behind a red locked door, with the red key on the agent's side (missions appended by each test).
+LOCKED_DOOR_LEVEL = (
+    "map:\n  ########\n  #.k.#..#\n  #>..L.b#\n  #...#..#\n  ########\n"
+    "legend:\n  k: key red\n  L: door red locked\n  b: ball blue\nmissions:\n"
+)
+
+
 def test_closed_door_needs_toggle(tmp_path: Path) -> None:
     path = write_level(
         tmp_path,
@@ -80,8 +87,7 @@ def test_closed_door_needs_toggle(tmp_path: Path) -> None:
 def test_go_to_behind_a_locked_door_fetches_the_key(tmp_path: Path) -> None:
     path = write_level(
         tmp_path,
-        "map:\n  ########\n  #.k.#..#\n  #>..L.b#\n  #...#..#\n  ########\n"
-        "legend:\n  k: key red\n  L: door red locked\n  b: ball blue\nmissions:\n  - go to the blue ball\n",
+        LOCKED_DOOR_LEVEL + "  - go to the blue ball\n",
     )
     level = parse_level(path)
     layout = level.base
@@ -97,8 +103,7 @@ def test_go_to_behind_a_locked_door_fetches_the_key(tmp_path: Path) -> None:
 def test_pick_up_behind_a_locked_door_names_the_planner_limit(tmp_path: Path) -> None:
     path = write_level(
         tmp_path,
-        "map:\n  ########\n  #.k.#..#\n  #>..L.b#\n  #...#..#\n  ########\n"
-        "legend:\n  k: key red\n  L: door red locked\n  b: ball blue\nmissions:\n  - pick up the blue ball\n",
+        LOCKED_DOOR_LEVEL + "  - pick up the blue ball\n",
     )
     with pytest.raises(LevelFileError, match="does not route 'pick up' instructions through locked doors"):
         parse_level(path)
