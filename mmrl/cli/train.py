@@ -59,20 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _resume_conflicts(args: argparse.Namespace) -> list[tuple[str, bool]]:
-    """Training flags that --resume would have to ignore, and whether each was given."""
-    return [
-        ("--seed", args.seed is not None),
-        ("--n-envs", args.n_envs is not None),
-        ("--preset", args.preset is not None),
-        ("--set", bool(args.overrides)),
-        ("--fusion", args.fusion is not None),
-        ("--text-encoder", args.text_encoder is not None),
-        ("--eval-freq", args.eval_freq is not None),
-        ("--checkpoint-freq", args.checkpoint_freq is not None),
-    ]
-
-
 def run(args: argparse.Namespace) -> int:
     """Train; print the run directory and final metrics."""
     from mmrl.cli import UsageError
@@ -82,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.force or args.run_dir:
             raise UsageError("mmrl train: --resume continues in the run's own folder; drop --run-dir / --force")
-        ignored = [flag for flag, value in _resume_conflicts(args) if value]
+        from mmrl.training.trainer import RESUME_FIXED_SETTINGS, is_given
+
+        # the same settings train() refuses with resume, as a usage error here (--run-dir/--force: above)
+        ignored = ["--seed"] if args.seed is not None else []
+        ignored += [flag for key, flag in RESUME_FIXED_SETTINGS.items() if is_given(getattr(args, key, None))]
         if ignored:
             raise UsageError(
                 f"mmrl train: --resume continues the run with its own config.yaml; {', '.join(ignored)} cannot change "

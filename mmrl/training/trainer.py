@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from mmrl.atomic import atomic_path, write_json, write_text
+from mmrl.checks import check_int
 from mmrl.training.config import TrainConfig
 from mmrl.training.interrupts import GracefulInterrupt, sigint_deferred, sigint_ignored
 from mmrl.training.presets import complete_config, resolve_config
@@ -295,8 +296,8 @@ def train(
         FileNotFoundError: For a missing preset or resume directory / checkpoint.
     """
     start_time = time.time()
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at <= 0):
-        raise ValueError(f"stop_at must be a positive int or None, got {stop_at!r}")
+    if stop_at is not None:
+        stop_at = check_int("stop_at", stop_at, 1, " (or None)")
     checkpoint = None
     rewrite_config = False
     if resume is not None:
@@ -331,8 +332,7 @@ def train(
         if seed is not None and seed != config.seed:
             raise ValueError(f"--resume {run.path} was trained with seed {config.seed}; drop --seed {seed}")
         if timesteps is not None:
-            if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
-                raise ValueError(f"timesteps must be a positive int, got {timesteps!r}")
+            timesteps = check_int("timesteps", timesteps, 1)
             rewrite_config = timesteps != config.timesteps
             config.timesteps = timesteps
         run_path = run.path
@@ -390,23 +390,32 @@ def train(
             raise
 
 
+#: Arguments of :func:`train` that a resumed run takes from its own ``config.yaml`` (argument -> CLI flag); giving
+#: one with ``resume`` is an error rather than silently ignored.
+RESUME_FIXED_SETTINGS = {
+    "n_envs": "--n-envs",
+    "preset": "--preset",
+    "overrides": "--set",
+    "fusion": "--fusion",
+    "text_encoder": "--text-encoder",
+    "run_dir": "--run-dir",
+    "force": "--force",
+    "eval_freq": "--eval-freq",
+    "eval_episodes": "--set eval_episodes",
+    "checkpoint_freq": "--checkpoint-freq",
+}
+
+
+def is_given(value: Any) -> bool:
+    """Whether an optional argument was given (not left at ``None``, ``False`` or empty)."""
+    return value not in (None, False, [], {})
+
+
 def _check_resume_arguments(algo: Any, **given: Any) -> None:
     """With ``resume``, the run's own ``config.yaml`` is the configuration: refuse settings that would be ignored."""
     if isinstance(algo, TrainConfig):
         raise ValueError("resume takes the run's own config.yaml; pass algo as a string (or None), not a TrainConfig")
-    flags = {
-        "n_envs": "--n-envs",
-        "preset": "--preset",
-        "overrides": "--set",
-        "fusion": "--fusion",
-        "text_encoder": "--text-encoder",
-        "run_dir": "--run-dir",
-        "force": "--force",
-        "eval_freq": "--eval-freq",
-        "eval_episodes": "--set eval_episodes",
-        "checkpoint_freq": "--checkpoint-freq",
-    }
-    ignored = [f"{flags[key]} ({key})" for key in flags if given.get(key) not in (None, False, [], {})]
+    ignored = [f"{flag} ({key})" for key, flag in RESUME_FIXED_SETTINGS.items() if is_given(given.get(key))]
     if ignored:
         raise ValueError(
             f"resume continues a run with its own config.yaml and cannot change {', '.join(ignored)}; drop them "
