@@ -14,7 +14,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit, TransformObservation, TransformReward
 
 from mmrl.agents import ConstantSchedule, ExponentialSchedule, LinearSchedule, QLearning, TabularVecEnv
-from mmrl.agents.qlearning import _last_obs_arrays, _last_obs_from_arrays
+from mmrl.agents.qlearning_file import last_obs_arrays, last_obs_from_arrays
 
 
 class TupleEnv(gym.Env):
@@ -89,24 +89,17 @@ def test_nested_structures_with_awkward_keys_round_trip() -> None:
         "a": {"b": np.array([3, 0])},
         "100%": np.array([[1, 2], [0, 1]]),
     }
-    arrays = _last_obs_arrays(space, batch)
-    assert len(arrays) == 5 and "last_obs.image" in arrays  # plain keys keep the names of earlier files
+    arrays = last_obs_arrays(space, batch)
+    assert len(arrays) == 5 and "last_obs.image" in arrays  # plain keys are kept as they are
     assert all("/" not in name for name in arrays)
-    assert_same_structure(_last_obs_from_arrays(arrays, space), batch)
+    assert_same_structure(last_obs_from_arrays(arrays, space), batch)
 
 
-def test_last_obs_of_files_written_before_tuple_support_still_load() -> None:
+def test_files_without_last_observations_load_none() -> None:
     space = spaces.Tuple((spaces.Discrete(32), spaces.Discrete(11), spaces.Discrete(2)))
-    stacked = np.array([[12, 20], [3, 10], [0, 1]])  # what np.asarray(tuple_of_batches) used to save
-    restored = _last_obs_from_arrays({"last_obs": stacked}, space)
-    assert_same_structure(restored, (stacked[0], stacked[1], stacked[2]))
-    dict_space = spaces.Dict({"pos": spaces.Discrete(5)})
-    legacy_dict = _last_obs_from_arrays({"last_obs.pos": np.array([1, 2])}, dict_space)
-    assert_same_structure(legacy_dict, {"pos": np.array([1, 2])})
-    dotted_space = spaces.Dict({"agent.pos": spaces.Discrete(5)})
-    legacy_dotted = _last_obs_from_arrays({"last_obs.agent.pos": np.array([4, 0])}, dotted_space)
-    assert_same_structure(legacy_dotted, {"agent.pos": np.array([4, 0])})
-    assert _last_obs_from_arrays({"q_table": np.zeros((2, 2))}, space) is None
+    assert last_obs_from_arrays({"q_table": np.zeros((2, 2))}, space) is None
+    with pytest.raises(ValueError, match=r"'last_obs\.1' of the saved last observations is missing"):
+        last_obs_from_arrays({"last_obs.0": np.array([1]), "last_obs.2": np.array([0])}, space)
 
 
 def test_continuing_episodes_needs_as_many_env_copies(tmp_path: Path) -> None:
