@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 from mmrl.extractor import MultimodalExtractor, policy_kwargs
-from mmrl.extractor.extractor import InferenceTextMemo
+from mmrl.extractor.text_cache import InferenceTextMemo
 
 torch.set_num_threads(1)
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from mmrl.extractor.image_encoders import Modulation
+from mmrl.extractor.limits import check_layer_parameters
 from mmrl.extractor.text_encoders import TextEncoding
 
 
@@ -116,6 +117,8 @@ class _ProjectedFusion(Fusion):
     ) -> None:
         super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
         input_dims = [c * h * w for c, h, w in map_shapes] + list(text_dims) + list(vector_dims)
+        for input_dim in input_dims:
+            check_layer_parameters("a fusion projection (flattened input -> fusion_dim)", input_dim, fusion_dim)
         self.projections = nn.ModuleList(
             nn.Sequential(nn.Linear(input_dim, fusion_dim), self.projection_activation()) for input_dim in input_dims
         )
