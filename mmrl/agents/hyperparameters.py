@@ -119,7 +119,7 @@ NOT_OVERRIDABLE = frozenset({"self", "env", "observation_space", "action_space"}
 
 def check_override_names(cls: type, overrides: dict[str, Any]) -> None:
     """Raises ``TypeError`` for override names that are not constructor arguments (a typo in the caller's call)."""
-    accepted = [name for name in inspect.signature(cls.__init__).parameters if name not in NOT_OVERRIDABLE]
+    accepted = [name for name in inspect.signature(cls).parameters if name not in NOT_OVERRIDABLE]
     unknown = [name for name in overrides if name not in accepted]
     if unknown:
         raise TypeError(

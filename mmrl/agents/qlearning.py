@@ -351,10 +351,12 @@ class QLearning:
             else None
         )
         episodes_at_last_dump = self._episode_num
+        assert self.exploration_schedule is not None  # set by _setup_learn
         while self.num_timesteps < total_timesteps:
             self.exploration_rate = self.exploration_schedule(self.num_timesteps)
             self.learning_rate_value = self.lr_schedule(self.num_timesteps)
             rows = self._last_rows
+            assert rows is not None  # set by _setup_learn, kept by every step
             actions = self.table.explore_actions(rows, self.exploration_rate, self._rng)
             env.step_async(actions + self._action_start)
             new_obs, rewards, dones, infos = env.step_wait()
@@ -394,7 +396,7 @@ class QLearning:
         finished = np.flatnonzero(dones)
         self._episode_num += finished.size
         # Only the most recent episodes can stay in the (maxlen 100) buffers.
-        for i in finished[-self.ep_info_buffer.maxlen :].tolist():
+        for i in finished[-(self.ep_info_buffer.maxlen or 1) :].tolist():
             episode = infos[i].get("episode")
             if episode is not None:
                 self.ep_info_buffer.append(episode)

@@ -105,7 +105,7 @@ def _read_npy(stream: IO[bytes], name: str, shape: tuple[int, ...], dtype: np.dt
             f"array {name!r} is {tuple(header_shape)} {header_dtype.str}, the metadata says {list(shape)} {dtype.str}"
         )
     array = np.empty(shape, dtype=dtype, order="F" if fortran_order else "C")
-    buffer = memoryview(array.reshape(-1, order="A").view(np.uint8))
+    buffer = array.reshape(-1, order="A").view(np.uint8).data
     filled = 0
     while filled < buffer.nbytes:
         chunk = stream.read(min(READ_CHUNK_BYTES, buffer.nbytes - filled))

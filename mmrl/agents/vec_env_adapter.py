@@ -106,6 +106,9 @@ class GymnasiumVecEnvAdapter(VecEnv):
 
     def __init__(self, venv: gym.vector.VectorEnv) -> None:
         self.venv = venv
+        #: The same env, for the methods Gymnasium's concrete vector envs have (``get_attr``, ``set_attr``,
+        #: ``call``, a list of seeds in ``reset``) but its ``VectorEnv`` base class does not declare.
+        self._concrete: Any = venv
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self.autoreset_mode = AutoresetMode(venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._actions: np.ndarray | None = None
@@ -117,7 +120,7 @@ class GymnasiumVecEnvAdapter(VecEnv):
         """Reset all copies (with the seeds/options set by :meth:`seed` / :meth:`set_options`, if any)."""
         seeds = None if all(seed is None for seed in self._seeds) else list(self._seeds)
         options = self._options[0] if self._options and self._options[0] else None
-        observations, info = self.venv.reset(seed=seeds, options=options)
+        observations, info = self._concrete.reset(seed=seeds, options=options)
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = infos_to_list(info, self.num_envs)
@@ -168,18 +171,18 @@ class GymnasiumVecEnvAdapter(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         """Attribute of each sub-env (``VectorEnv.get_attr``)."""
-        values = self.venv.get_attr(attr_name)
+        values = self._concrete.get_attr(attr_name)
         return [values[i] for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         """Set an attribute on all sub-envs (Gymnasium cannot address a subset)."""
         if indices is not None:
             raise NotImplementedError("Gymnasium vector envs set attributes on all sub-envs at once")
-        self.venv.set_attr(attr_name, value)
+        self._concrete.set_attr(attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
         """Call a method on each sub-env (``VectorEnv.call``)."""
-        results = self.venv.call(method_name, *method_args, **method_kwargs)
+        results = self._concrete.call(method_name, *method_args, **method_kwargs)
         return [results[i] for i in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from gymnasium import spaces
@@ -182,7 +183,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
         image_inputs: list[tuple[str, ImageInput, ImageEncoder]] = []
         for key in image_key_list:
-            image_input = image_input_of(subspaces[key], normalized_images, embed_cells)
+            image_space = subspaces[key]
+            assert isinstance(image_space, spaces.Box)  # assign_roles gives the image role to Boxes only
+            image_input = image_input_of(image_space, normalized_images, embed_cells)
             encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
             if image_input.categories is None:
                 encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
@@ -194,6 +197,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:
             space = subspaces[key]
+            assert isinstance(space, spaces.Box) and space.shape is not None  # text keys are 1-D Boxes
             vocab_size = check_vocabulary(key, int(space.high.max()) + 1)
             text_inputs.append((key, TEXT_ENCODERS[text_encoder](vocab_size, space.shape[0], text_dim)))
         vector_inputs: list[tuple[str, nn.Module]] = []
@@ -214,8 +218,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         expected_shapes = {key: tensor_shape(subspaces[key]) for key in subspaces}
         with torch.no_grad():
             dummy = {key: torch.zeros(1, *shape) for key, shape in expected_shapes.items()}
-            for key, _ in text_inputs:
-                dummy[key].fill_(min(UNK_ID, int(subspaces[key].high.max())))
+            for key, text_encoder_module in text_inputs:
+                dummy[key].fill_(min(UNK_ID, text_encoder_module.vocab_size - 1))
             fused_dim = _fuse(dummy, image_inputs, text_inputs, vector_inputs, fusion_module, False).shape[1]
         if features_dim:
             check_layer_parameters("the final projection (fused features -> features_dim)", fused_dim, features_dim)
@@ -239,6 +243,11 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self._expected_shapes = expected_shapes
         self._expected_keys = frozenset(subspaces)
 
+    @property
+    def _space(self) -> spaces.Dict:
+        """The observation space, as the Dict the constructor checked it is."""
+        return cast(spaces.Dict, self._observation_space)
+
     def check_observations(self, observations: Mapping[str, torch.Tensor]) -> None:
         """Raises ``ValueError`` naming the key, expected space and actual tensor for a bad observation dict."""
         if not isinstance(observations, Mapping):
@@ -248,7 +257,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             unexpected = sorted(observations.keys() - self._expected_keys)
             if missing:
                 raise ValueError(
-                    f"observation key {missing[0]!r} is missing: expected {self._observation_space[missing[0]]}, "
+                    f"observation key {missing[0]!r} is missing: expected {self._space[missing[0]]}, "
                     f"got keys {sorted(observations)}"
                 )
             raise ValueError(
@@ -269,12 +278,12 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             if mismatch:
                 raise ValueError(
                     f"observation key {key!r}: expected a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                    f"space {self._observation_space[key]}, got shape {tuple(tensor.shape)}"
+                    f"space {self._space[key]}, got shape {tuple(tensor.shape)}"
                 )
             if tensor.dtype == torch.bool or tensor.dtype.is_complex:
                 raise ValueError(
                     f"observation key {key!r}: expected a real-valued tensor for space "
-                    f"{self._observation_space[key]}, got dtype {tensor.dtype}"
+                    f"{self._space[key]}, got dtype {tensor.dtype}"
                 )
             if tensor.is_floating_point() and key in self.text_keys:
                 self.check_token_values(key, tensor)
@@ -311,7 +320,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
         Called only after encoding failed, so its tensor ops cost nothing on the success path.
         """
-        encoder = self.text_encoders[self.text_keys.index(key)]
+        encoder = cast(TextEncoder, self.text_encoders[self.text_keys.index(key)])
         highest = encoder.vocab_size - 1
         try:
             tokens = tokens.detach()
@@ -327,7 +336,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         )
         return ValueError(
             f"observation key {key!r}: token ids must lie in [0, {highest}] (the {encoder.vocab_size} ids of the "
-            f"vocabulary declared by the space {self._observation_space[key]}), got {shown} (min {low:g}, max "
+            f"vocabulary declared by the space {self._space[key]}), got {shown} (min {low:g}, max "
             f"{high:g}). Tokenise the text with {TOKENIZE_WRAPPER} and feed the model ids of the vocabulary it was "
             f"built for (ids of another tokenizer or a larger vocabulary do not fit)"
         )
@@ -352,7 +361,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         if tokens.is_floating_point():
             self.check_token_values(key, tokens)
         try:
-            return encode_text(self.text_encoders[index], tokens, self.cache_text, self.text_memos[index])
+            return encode_text(
+                cast(TextEncoder, self.text_encoders[index]), tokens, self.cache_text, self.text_memos[index]
+            )
         except (IndexError, RuntimeError) as error:
             diagnosis = self._token_error(key, tokens)
             if diagnosis is not None:
@@ -370,8 +381,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         try:
             fused_BF = _fuse(
                 observations,
-                list(zip(self.image_keys, self.image_inputs, self.image_encoders, strict=True)),
-                list(zip(self.text_keys, self.text_encoders, strict=True)),
+                list(
+                    zip(self.image_keys, self.image_inputs, cast(list[ImageEncoder], self.image_encoders), strict=True)
+                ),
+                list(zip(self.text_keys, cast(list[TextEncoder], self.text_encoders), strict=True)),
                 list(zip(self.vector_keys, self.vector_encoders, strict=True)),
                 self.fusion,
                 self.cache_text,

@@ -69,17 +69,18 @@ def check_dimension(name: str, value: Any, none_allowed: bool = False) -> int:
             f"{name} must be {expected} (a layer width), got {shown} of type {type(value).__name__}; "
             f"pass an integer such as {name}=64"
         )
-    if value < 1:
+    width = int(value)
+    if width < 1:
         raise ValueError(
-            f"{name} must be {expected} (a layer width of at least 1), got {value!r}; a width of 0 builds a layer "
+            f"{name} must be {expected} (a layer width of at least 1), got {width!r}; a width of 0 builds a layer "
             f"without outputs, so pass e.g. {name}=64"
         )
-    if value > MAX_WIDTH:
+    if width > MAX_WIDTH:
         raise ValueError(
             f"{name} must be at most {MAX_WIDTH:,} (a layer width; mmrl.extractor.limits.MAX_WIDTH), got "
-            f"{int(value):,}; pass e.g. {name}=128"
+            f"{width:,}; pass e.g. {name}=128"
         )
-    return int(value)
+    return width
 
 
 def _elements(space: spaces.Space) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 from gymnasium import spaces
@@ -45,7 +46,8 @@ def image_channel_axis(shape: Sequence[int]) -> int:
     return 0 if first <= last else 2
 
 
-def is_integer_box(space: spaces.Space) -> bool:
+def is_integer_box(space: spaces.Space) -> TypeGuard[spaces.Box]:
+    """Whether ``space`` is a ``Box`` of an integer dtype."""
     return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.integer)
 
 
