@@ -136,7 +136,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
-            width below 1, or a ``text_dim`` the Transformer's attention heads do not divide.
+            width below 1, a ``text_dim`` the Transformer's attention heads do not divide, or sizes beyond the
+            documented limits of :mod:`mmrl.extractor.limits` (widths up to ``MAX_WIDTH``, values per key, token
+            vocabulary, weights of one layer), all checked before any layer is allocated.
         TypeError: For a width (``features_dim``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cell_dim``) that is
             not an integer (``bool`` included).
     """
