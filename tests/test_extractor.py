@@ -29,7 +29,7 @@ from mmrl.extractor import (
     image_channel_axis,
     policy_kwargs,
 )
-from mmrl.extractor.extractor import encode_text
+from mmrl.extractor.text_cache import encode_text
 from mmrl.tokenizer import PAD_ID
 
 VOCAB_SIZE = 20
@@ -246,8 +246,8 @@ def test_policy_kwargs_leave_the_division_to_the_extractor():
 
 
 def test_integer_coded_grids_are_embedded_cell_by_cell():
-    from mmrl.extractor.extractor import cell_categories
     from mmrl.extractor.image_encoders import CellEmbedding
+    from mmrl.extractor.roles import cell_categories
 
     high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (7, 7, 3))
     grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)  # MiniGridSymbolicImage's declaration

@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 from mmrl.extractor import MultimodalExtractor, policy_kwargs
-from mmrl.extractor.extractor import InferenceTextMemo
+from mmrl.extractor.text_cache import InferenceTextMemo
 
 torch.set_num_threads(1)
 
@@ -188,3 +188,84 @@ def test_keys_with_different_batch_sizes_raise_a_clear_error(image_rows: int, mi
     message = str(info.value)
     assert "batch size" in message and "'image'" in message and "'mission'" in message, message
     assert str(image_rows) in message and str(mission_rows) in message, message
+
+
+# ---------------------------------------------------------------------------------------- float token ids
+@pytest.mark.parametrize("grad", [True, False], ids=["train", "inference"])
+def test_fractional_token_ids_are_refused_not_truncated(grad: bool) -> None:
+    extractor = MultimodalExtractor(small_space(), features_dim=16)
+    mission = torch.tensor([[2.7, 1, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0]])
+    with torch.set_grad_enabled(grad), pytest.raises(ValueError) as info:
+        extractor(small_batch(mission=mission))
+    message = str(info.value)
+    assert "'mission'" in message and "whole numbers" in message and "2.7" in message and "\n" not in message
+    with pytest.raises(ValueError, match="whole numbers"):
+        extractor.encode_text("mission", torch.tensor([[0.5, 0, 0, 0, 0, 0]], dtype=torch.float64))
+
+
+def test_whole_float_and_integer_token_ids_give_the_same_features() -> None:
+    extractor = MultimodalExtractor(small_space(), features_dim=16).eval()
+    as_float = small_batch()
+    as_int = {**as_float, "mission": as_float["mission"].long()}
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(as_float), extractor(as_int), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- sizes checked before allocating
+@pytest.mark.parametrize("name", ["features_dim", "text_dim", "vector_dim", "fusion_dim", "cell_dim"])
+def test_widths_above_the_documented_limit_are_refused(name: str) -> None:
+    from mmrl.extractor.limits import MAX_WIDTH
+
+    with pytest.raises(ValueError) as info:
+        MultimodalExtractor(small_space(vector=True), fusion="sum", **{name: 10**12})
+    message = str(info.value)
+    assert f"{name} must be at most {MAX_WIDTH:,}" in message and "\n" not in message, message
+    with pytest.raises(TypeError, match=f"{name} must be a positive int"):
+        MultimodalExtractor(small_space(vector=True), fusion="sum", **{name: 1e12})
+    extractor_kwargs = policy_kwargs(features_dim=10**12)["features_extractor_kwargs"]
+    with pytest.raises(ValueError, match="at most"):
+        MultimodalExtractor(small_space(), **extractor_kwargs)
+
+
+def huge_box(shape: tuple[int, ...]) -> spaces.Box:
+    """A Box declaring ``shape`` without allocating its bounds (Gymnasium itself cannot build one this size)."""
+    box = spaces.Box(0, 255, (1, 1, 1), np.uint8)
+    box._shape = shape
+    box.low = np.broadcast_to(np.uint8(0), shape)
+    box.high = np.broadcast_to(np.uint8(255), shape)
+    return box
+
+
+def test_a_huge_declared_image_shape_is_refused_before_building_layers() -> None:
+    space = spaces.Dict({"image": huge_box((100_000, 100_000, 100)), "mission": small_space()["mission"]})
+    with pytest.raises(ValueError) as info:
+        MultimodalExtractor(space)
+    message = str(info.value)
+    assert "'image'" in message and "1,000,000,000,000 values" in message and "MAX_KEY_ELEMENTS" in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("member", "hint"),
+    [
+        (spaces.Discrete(10**12), "MAX_KEY_ELEMENTS"),
+        (spaces.MultiDiscrete([10**9] * 100), "MAX_KEY_ELEMENTS"),
+        (spaces.Box(0, 2**40, (6,), np.int64), "MAX_VOCABULARY"),
+        (spaces.Box(-1.0, 1.0, (2**20,), np.float32), "MAX_LAYER_PARAMETERS"),
+    ],
+    ids=["discrete", "multidiscrete", "vocabulary", "vector-layer"],
+)
+def test_oversized_keys_are_refused_before_building_layers(member: spaces.Space, hint: str) -> None:
+    space = spaces.Dict({"image": small_space()["image"], "extra": member})
+    with pytest.raises(ValueError) as info:
+        MultimodalExtractor(space, vector_dim=1024, text_keys=["extra"] if hint == "MAX_VOCABULARY" else None)
+    message = str(info.value)
+    assert "'extra'" in message and hint in message and "\n" not in message, message
+
+
+def test_the_final_projection_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmrl.extractor.limits as limits
+
+    monkeypatch.setattr(limits, "MAX_LAYER_PARAMETERS", 1000)
+    with pytest.raises(ValueError, match=r"final projection.*MAX_LAYER_PARAMETERS"):
+        MultimodalExtractor(small_space(), fusion="concat", features_dim=64)

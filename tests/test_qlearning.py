@@ -36,8 +36,8 @@ from mmrl.agents import (
     TabularMDP,
     TabularVecEnv,
 )
-from mmrl.agents.qlearning import sequential_update
 from mmrl.agents.schedules import make_schedule, schedule_from_dict
+from mmrl.agents.table_update import sequential_update
 from mmrl.spaces_json import space_from_json, space_to_json
 from mmrl.version import __version__
 

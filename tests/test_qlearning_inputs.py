@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit, TransformObservation, TransformReward
 
 from mmrl.agents import ConstantSchedule, ExponentialSchedule, LinearSchedule, QLearning, TabularVecEnv
-from mmrl.agents.qlearning import _last_obs_arrays, _last_obs_from_arrays
+from mmrl.agents.qlearning_file import last_obs_arrays, last_obs_from_arrays
 
 
 class TupleEnv(gym.Env):
@@ -89,24 +90,17 @@ def test_nested_structures_with_awkward_keys_round_trip() -> None:
         "a": {"b": np.array([3, 0])},
         "100%": np.array([[1, 2], [0, 1]]),
     }
-    arrays = _last_obs_arrays(space, batch)
-    assert len(arrays) == 5 and "last_obs.image" in arrays  # plain keys keep the names of earlier files
+    arrays = last_obs_arrays(space, batch)
+    assert len(arrays) == 5 and "last_obs.image" in arrays  # plain keys are kept as they are
     assert all("/" not in name for name in arrays)
-    assert_same_structure(_last_obs_from_arrays(arrays, space), batch)
+    assert_same_structure(last_obs_from_arrays(arrays, space), batch)
 
 
-def test_last_obs_of_files_written_before_tuple_support_still_load() -> None:
+def test_files_without_last_observations_load_none() -> None:
     space = spaces.Tuple((spaces.Discrete(32), spaces.Discrete(11), spaces.Discrete(2)))
-    stacked = np.array([[12, 20], [3, 10], [0, 1]])  # what np.asarray(tuple_of_batches) used to save
-    restored = _last_obs_from_arrays({"last_obs": stacked}, space)
-    assert_same_structure(restored, (stacked[0], stacked[1], stacked[2]))
-    dict_space = spaces.Dict({"pos": spaces.Discrete(5)})
-    legacy_dict = _last_obs_from_arrays({"last_obs.pos": np.array([1, 2])}, dict_space)
-    assert_same_structure(legacy_dict, {"pos": np.array([1, 2])})
-    dotted_space = spaces.Dict({"agent.pos": spaces.Discrete(5)})
-    legacy_dotted = _last_obs_from_arrays({"last_obs.agent.pos": np.array([4, 0])}, dotted_space)
-    assert_same_structure(legacy_dotted, {"agent.pos": np.array([4, 0])})
-    assert _last_obs_from_arrays({"q_table": np.zeros((2, 2))}, space) is None
+    assert last_obs_from_arrays({"q_table": np.zeros((2, 2))}, space) is None
+    with pytest.raises(ValueError, match=r"'last_obs\.1' of the saved last observations is missing"):
+        last_obs_from_arrays({"last_obs.0": np.array([1]), "last_obs.2": np.array([0])}, space)
 
 
 def test_continuing_episodes_needs_as_many_env_copies(tmp_path: Path) -> None:
@@ -290,3 +284,88 @@ def test_from_env_accepts_mdp_preserving_wrappers_and_reads_their_time_limit() -
     venv = TabularVecEnv.from_env(env, 2, seed=0)
     assert venv.max_episode_steps == 7
     assert TabularVecEnv.from_env(env, 2, max_episode_steps=None).max_episode_steps is None
+
+
+# ------------------------------------------------------------------------------------- bounded, finite loading
+def rewrite_member(source: Path, target: Path, member: str, content: bytes, edit=None) -> Path:
+    """Copies a saved file, replacing ``member``'s bytes (and editing the metadata with ``edit``)."""
+    with zipfile.ZipFile(source) as reader, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as writer:
+        for info in reader.infolist():
+            data = reader.read(info.filename)
+            if info.filename == member:
+                data = content
+            elif info.filename == "metadata.json" and edit is not None:
+                data = json.dumps(edit(json.loads(data))).encode()
+            writer.writestr(info.filename, data)
+    return target
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def declare(name: str, shape: list[int], dtype: str = "<f8"):
+    def edit(metadata: dict) -> dict:
+        metadata["arrays"][name] = {"shape": shape, "dtype": dtype}
+        return metadata
+
+    return edit
+
+
+def test_a_zip_bomb_member_is_refused_before_it_is_inflated(saved_lake: Path, tmp_path: Path) -> None:
+    # The metadata declares the real 16 x 4 table; the member inflates to 64 MB (a few dozen KB on disk).
+    header = npy_bytes(np.zeros((16, 4)))[:128]
+    bomb = rewrite_member(saved_lake, tmp_path / "bomb.npz", "q_table.npy", header + bytes(64 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(ValueError) as info:
+        QLearning.load(bomb)
+    message = str(info.value)
+    assert str(bomb) in message and "'q_table.npy' inflates to 67,108,992 bytes" in message, message
+    assert "\n" not in message
+
+
+def test_a_table_declared_larger_than_the_limit_is_refused_before_reading(saved_lake: Path, tmp_path: Path) -> None:
+    # 600M x 1 float64 = 4.8 GB declared (and in the .npy header); nothing of it is decompressed.
+    shape = [600_000_000, 1]
+    header = npy_bytes(np.zeros((1, 1)))[:128].replace(b"(1, 1)", b"(600000000, 1)".ljust(6))
+    big = rewrite_member(saved_lake, tmp_path / "big.npz", "q_table.npy", header, declare("q_table", shape))
+    with pytest.raises(ValueError) as info:
+        QLearning.load(big)
+    message = str(info.value)
+    assert "4,800,0" in message and "max_bytes=" in message and "\n" not in message, message
+
+
+def test_max_bytes_is_the_callers_limit(saved_lake: Path) -> None:
+    with pytest.raises(ValueError, match="more than the limit of 100"):
+        QLearning.load(saved_lake, max_bytes=100)
+    assert QLearning.load(saved_lake, max_bytes=10**6).num_timesteps == 100
+
+
+def test_a_member_whose_header_disagrees_with_the_metadata_is_refused(saved_lake: Path, tmp_path: Path) -> None:
+    bad = rewrite_member(saved_lake, tmp_path / "bad.npz", "q_table.npy", npy_bytes(np.zeros((4, 16))))
+    with pytest.raises(ValueError, match=r"array 'q_table' is \(4, 16\) <f8, the metadata says \[16, 4\]"):
+        QLearning.load(bad)
+    objects = rewrite_member(saved_lake, tmp_path / "obj.npz", "q_table.npy", b"", declare("q_table", [16, 4], "|O"))
+    with pytest.raises(ValueError, match="only numeric arrays"):
+        QLearning.load(objects)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_non_finite_q_table_is_refused_on_load(saved_lake: Path, tmp_path: Path, value: float) -> None:
+    table = QLearning.load(saved_lake).q_table
+    table[3, 1] = value
+    bad = rewrite_member(saved_lake, tmp_path / "nan.npz", "q_table.npy", npy_bytes(table))
+    with pytest.raises(ValueError) as info:
+        QLearning.load(bad)
+    message = str(info.value)
+    assert str(bad) in message and "'q_table' holds NaN or infinite action values" in message, message
+    assert "\n" not in message
+
+
+def test_a_non_finite_initial_q_value_is_refused() -> None:
+    with pytest.raises(ValueError, match="initial_q_value must be a finite float"):
+        QLearning(lake(), initial_q_value=float("nan"))
+    with pytest.raises(ValueError, match="max_states must be an int >= 1"):
+        QLearning(lake(), max_states=0)

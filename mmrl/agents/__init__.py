@@ -17,14 +17,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mmrl.agents.qlearning import GymnasiumVecEnvAdapter, QLearning
+    from mmrl.agents.qlearning import QLearning
     from mmrl.agents.schedules import ConstantSchedule, ExponentialSchedule, LinearSchedule, Schedule
     from mmrl.agents.state_indexer import StateCapacityError, StateIndexer
     from mmrl.agents.tabular_vec_env import TabularMDP, TabularVecEnv
+    from mmrl.agents.vec_env_adapter import GymnasiumVecEnvAdapter
 
 _LAZY = {
     "QLearning": "mmrl.agents.qlearning",
-    "GymnasiumVecEnvAdapter": "mmrl.agents.qlearning",
+    "GymnasiumVecEnvAdapter": "mmrl.agents.vec_env_adapter",
     "TabularMDP": "mmrl.agents.tabular_vec_env",
     "TabularVecEnv": "mmrl.agents.tabular_vec_env",
     "StateIndexer": "mmrl.agents.state_indexer",

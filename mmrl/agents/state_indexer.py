@@ -206,7 +206,7 @@ class StateIndexer:
             for digest in new_digests:
                 self._row_of_digest[digest] = len(self._digests)
                 self._digests.append(digest)
-            rows = [lookup(digest) for digest in digests]
+            rows = [self._row_of_digest[digest] for digest in digests]
         return np.asarray(rows, dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class TabularMDP:
             indexed by ``(s * A + a) * K + k``.
     """
 
-    def __init__(self, transitions: TransitionTable, initial_state_distribution: Sequence[float]) -> None:
+    def __init__(self, transitions: TransitionTable, initial_state_distribution: Sequence[float] | np.ndarray) -> None:
         n_states = len(transitions)
         if n_states == 0 or sorted(transitions) != list(range(n_states)):
             raise ValueError("transition table must have states 0..S-1 as keys")
@@ -232,6 +232,8 @@ class TabularVecEnv(VecEnv):
         if max_episode_steps == "spec":
             spec_limit = env.spec.max_episode_steps if env.spec is not None else None
             max_episode_steps = min(limits) if limits else spec_limit
+        if isinstance(max_episode_steps, str):
+            raise ValueError(f"max_episode_steps must be an int, None or 'spec', got {max_episode_steps[:50]!r}")
         return cls(TabularMDP(transitions, initial), num_envs, max_episode_steps=max_episode_steps, seed=seed)
 
     def _sample_initial(self, count: int) -> np.ndarray:

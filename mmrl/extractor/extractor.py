@@ -1,14 +1,16 @@
-"""``MultimodalExtractor``: an SB3 features extractor for Dict observations of images, token ids and vectors."""
+"""``MultimodalExtractor``: an SB3 features extractor for Dict observations of images, token ids and vectors.
+
+Key roles are assigned by :mod:`mmrl.extractor.roles`, instructions go through the text cache
+(:mod:`mmrl.extractor.text_cache`), and every size is checked against :mod:`mmrl.extractor.limits` before a layer is
+built.
+"""
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim
@@ -17,188 +19,38 @@ from torch import nn
 
 from mmrl.extractor.fusion import FUSIONS, Fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
-from mmrl.extractor.snapshot import ParameterSnapshot
-from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding, trim_padding
-from mmrl.tokenizer import PAD_ID, UNK_ID
+from mmrl.extractor.limits import (
+    check_choice,
+    check_dimension,
+    check_key_sizes,
+    check_layer_parameters,
+    check_vocabulary,
+)
+from mmrl.extractor.roles import (
+    TOKENIZE_WRAPPER,
+    ImageInput,
+    assign_roles,
+    cell_categories,
+    image_channel_axis,
+    image_input_of,
+    tensor_shape,
+)
+from mmrl.extractor.text_cache import InferenceTextMemo, encode_text
+from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding
+from mmrl.tokenizer import UNK_ID
 
-#: Channel counts recognised at either end of an image shape (grey, RGB, RGBA/RGBD).
-IMAGE_CHANNEL_COUNTS = (1, 3, 4)
-TOKENIZE_WRAPPER = "mmrl.wrappers.TokenizeText"
+__all__ = [
+    "InferenceTextMemo",
+    "MultimodalExtractor",
+    "assign_roles",
+    "cell_categories",
+    "check_dimension",
+    "encode_text",
+    "image_channel_axis",
+]
 
-
-def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {option} {value!r}; valid choices: {', '.join(choices)}")
-
-
-def check_dimension(name: str, value: Any, none_allowed: bool = False) -> int:
-    """Returns ``value`` as an ``int`` if it is an integer (Python or NumPy, not ``bool``) of at least 1.
-
-    Args:
-        name: Argument name, for the message.
-        value: The width to check.
-        none_allowed: Whether the caller also accepts ``None`` (only said in the message; check ``None`` first).
-
-    Raises:
-        TypeError: If ``value`` is not an integer (e.g. a float, a string or ``True``).
-        ValueError: If ``value`` is below 1.
-    """
-    expected = "a positive int or None" if none_allowed else "a positive int"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be {expected} (a layer width), got {value!r} of type {type(value).__name__}; "
-            f"pass an integer such as {name}=64"
-        )
-    if value < 1:
-        raise ValueError(
-            f"{name} must be {expected} (a layer width of at least 1), got {value!r}; a width of 0 builds a layer "
-            f"without outputs, so pass e.g. {name}=64"
-        )
-    return int(value)
-
-
-def image_channel_axis(shape: Sequence[int]) -> int:
-    """Returns the channel axis (0 or 2) of a 3-D image shape.
-
-    The channel axis is the end (first or last) whose size is 1, 3 or 4. If both ends qualify, the smaller one wins,
-    and on a tie the first axis (SB3's ``is_image_space_channels_first`` makes the same call, so a space SB3 leaves
-    untransposed is read the way SB3 reads it). If neither qualifies (e.g. stacked frames), the smaller end wins,
-    again the first on a tie. MiniGrid's ``(7, 7, 3)`` is channel-last; SB3's transposed ``(3, 56, 56)`` is
-    channel-first.
-    """
-    first, last = shape[0], shape[-1]
-    first_ok, last_ok = first in IMAGE_CHANNEL_COUNTS, last in IMAGE_CHANNEL_COUNTS
-    if first_ok != last_ok:
-        return 0 if first_ok else 2
-    return 0 if first <= last else 2
-
-
-def _is_integer_box(space: spaces.Space) -> bool:
-    return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.integer)
-
-
-def _looks_like_tokens(space: spaces.Space) -> bool:
-    """1-D integer Box whose entries share one range ``[0, V-1]`` with ``V >= 2``."""
-    return (
-        _is_integer_box(space)
-        and len(space.shape) == 1
-        and bool(np.all(space.low == 0))
-        and bool(np.all(space.high == space.high.flat[0]))
-        and space.high.flat[0] >= 1
-    )
-
-
-def _tensor_shape(space: spaces.Space) -> tuple[int, ...]:
-    """Per-sample shape of the tensor SB3's ``preprocess_obs`` makes from ``space`` (Discrete: one-hot)."""
-    if isinstance(space, spaces.Box | spaces.MultiBinary):
-        return tuple(space.shape)
-    return (get_flattened_obs_dim(space),)
-
-
-#: Largest per-channel value count for which an integer image is read as a grid of categories (see
-#: :func:`cell_categories`).
-MAX_CELL_CATEGORIES = 64
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """How one image key's tensor becomes ``image_BCHW``: layout, scale, channel-first shape and, for integer-coded
-    grids, the number of values of each channel (then the ids are embedded, not scaled)."""
-
-    channels_last: bool
-    scale: float
-    shape_CHW: tuple[int, int, int]
-    categories: tuple[int, ...] | None = None
-
-
-def cell_categories(space: spaces.Box, channel_axis: int) -> tuple[int, ...] | None:
-    """Values per channel if ``space`` is an integer-coded grid, else ``None``.
-
-    A grid of categories is an integer ``Box`` with lower bound 0 everywhere, an upper bound that is the same at
-    every pixel of a channel (it may differ between channels, like MiniGrid's object / colour / state ids once
-    :class:`mmrl.wrappers.minigrid.MiniGridSymbolicImage` declares them, or mmrl's ``image_mode="symbolic"``), and
-    at most :data:`MAX_CELL_CATEGORIES` values per channel. ``uint8`` images bounded by 255 are pictures.
-    """
-    if not np.issubdtype(space.dtype, np.integer) or not bool(np.all(space.low == 0)):
-        return None
-    high_CHW = np.moveaxis(np.asarray(space.high), channel_axis, 0).reshape(space.shape[channel_axis], -1)
-    if not bool(np.all(high_CHW == high_CHW[:, :1])):
-        return None
-    highs = [int(value) for value in high_CHW[:, 0]]
-    if max(highs) + 1 > MAX_CELL_CATEGORIES or min(highs) < 1:
-        return None
-    return tuple(high + 1 for high in highs)
-
-
-def assign_roles(
-    observation_space: spaces.Dict,
-    image_keys: Sequence[str] | None = None,
-    text_keys: Sequence[str] | None = None,
-    ignore_keys: Sequence[str] | None = None,
-) -> dict[str, str]:
-    """Assigns each key of ``observation_space`` a role: ``"image"``, ``"text"``, ``"vector"`` or ``"ignore"``.
-
-    Explicit lists win; keys in none of them are classified automatically (see :class:`MultimodalExtractor`).
-
-    Raises:
-        ValueError: For a non-Dict space, an unsupported subspace (with the wrapper to use), a listed key that is
-            absent or in two lists, or a listed key whose space does not fit its role.
-    """
-    if not isinstance(observation_space, spaces.Dict):
-        raise ValueError(
-            f"MultimodalExtractor needs a gymnasium.spaces.Dict observation space of images and token ids, got "
-            f"{observation_space}. Tokenise text observations with {TOKENIZE_WRAPPER} (it yields a Dict with an "
-            f"image and a token-id key); for image-only Box observations use SB3's CnnPolicy"
-        )
-    subspaces = observation_space.spaces
-    for key, subspace in subspaces.items():
-        if isinstance(subspace, spaces.Text):
-            raise ValueError(
-                f"observation key {key!r} is a raw text space {subspace}; the extractor needs token ids "
-                f"(a 1-D integer Box): wrap the env with {TOKENIZE_WRAPPER}"
-            )
-        if not isinstance(subspace, spaces.Box | spaces.Discrete | spaces.MultiDiscrete | spaces.MultiBinary):
-            raise ValueError(
-                f"observation key {key!r} has unsupported space {subspace}; expected Box images, 1-D integer Box "
-                f"token ids (see {TOKENIZE_WRAPPER}) or Box/Discrete/MultiDiscrete/MultiBinary vectors"
-            )
-
-    explicit: dict[str, str] = {}
-    for role, keys in (("image", image_keys), ("text", text_keys), ("ignore", ignore_keys)):
-        if isinstance(keys, str):
-            raise ValueError(f"{role}_keys must be a list of keys, got the string {keys!r}")
-        for key in keys or ():
-            if key not in subspaces:
-                raise ValueError(f"{role} key {key!r} is not in the observation space; keys: {list(subspaces)}")
-            if key in explicit:
-                raise ValueError(f"observation key {key!r} is listed as both {explicit[key]} and {role}")
-            explicit[key] = role
-    for key, role in explicit.items():
-        subspace = subspaces[key]
-        if role == "image" and not (isinstance(subspace, spaces.Box) and len(subspace.shape) == 3):
-            raise ValueError(
-                f"image key {key!r}: expected a 3-D Box (H, W, C) or (C, H, W), got {subspace} with shape "
-                f"{getattr(subspace, 'shape', None)}"
-            )
-        if role == "text" and not (
-            _is_integer_box(subspace) and len(subspace.shape) == 1 and bool(np.all(subspace.low >= 0))
-        ):
-            raise ValueError(
-                f"text key {key!r}: expected a 1-D integer Box of token ids like Box(0, V-1, (L,), int64), got "
-                f"{subspace}; tokenise text with {TOKENIZE_WRAPPER}"
-            )
-
-    roles: dict[str, str] = {}
-    for key, subspace in subspaces.items():
-        if key in explicit:
-            roles[key] = explicit[key]
-        elif image_keys is None and isinstance(subspace, spaces.Box) and len(subspace.shape) == 3:
-            roles[key] = "image"
-        elif text_keys is None and _looks_like_tokens(subspace):
-            roles[key] = "text"
-        else:
-            roles[key] = "vector"
-    return roles
+#: Kept for callers of the earlier private name; use :func:`mmrl.extractor.limits.check_choice`.
+_check_choice = check_choice
 
 
 def _fuse(
@@ -225,151 +77,6 @@ def _fuse(
         image_maps.append(encoder.trunk(image, None if modulations is None else modulations[index]))
     vectors = [encoder(observations[key].float()) for key, encoder in vector_inputs]
     return fusion(image_maps, texts, vectors)
-
-
-#: Odd multipliers of the row hash used by :func:`unique_rows` (fixed, so results do not depend on a seed).
-_ROW_HASH_WEIGHTS = torch.tensor(
-    [0x9E3779B97F4A7C15 - (1 << 64), 0xC2B2AE3D27D4EB4F - (1 << 64), 0x165667B19E3779F9, 0x27D4EB2F165667C5],
-    dtype=torch.int64,
-)
-
-
-def unique_rows(tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct rows of an integer matrix and the inverse index: ``unique_UL[inverse_B] == tokens_BL``.
-
-    Same contract as ``torch.unique(tokens_BL, dim=0, return_inverse=True)`` (up to the order of the rows), which
-    is slow on CPU (2 ms for 256 x 16 tokens, 18 ms for 2048 x 16): rows are hashed to one int64 each, the 1-D
-    keys are deduplicated (0.4 ms / 1.2 ms), and the result is verified exactly; on a hash collision the function
-    falls back to ``torch.unique(dim=0)``.
-    """
-    length = tokens_BL.shape[1]
-    weights_L = _ROW_HASH_WEIGHTS.to(tokens_BL.device).repeat((length + 3) // 4)[:length]
-    weights_L = weights_L * torch.arange(1, 2 * length, 2, device=tokens_BL.device)  # odd, distinct per position
-    keys_B = (tokens_BL * weights_L).sum(dim=1)  # wraps around on overflow: a hash, checked below
-    unique_keys_U, inverse_B = torch.unique(keys_B, return_inverse=True)
-    representative_U = torch.empty_like(unique_keys_U).scatter_(
-        0, inverse_B, torch.arange(tokens_BL.shape[0], device=tokens_BL.device)
-    )
-    unique_UL = tokens_BL[representative_U]
-    if not torch.equal(unique_UL[inverse_B], tokens_BL):
-        unique_UL, inverse_B = torch.unique(tokens_BL, dim=0, return_inverse=True)
-    return unique_UL, inverse_B
-
-
-#: Batches up to this size go to the inference memo row by row; larger ones are deduplicated on the tensor first.
-MEMO_ROW_BY_ROW_MAX_BATCH = 64
-
-
-class InferenceTextMemo:
-    """Remembers sentence encodings across forward passes while gradients are off (rollouts, ``predict``).
-
-    An instruction usually stays the same for a whole episode, so consecutive rollout steps re-encode the same
-    rows. The memo keeps the previous batch whole (between episode ends a rollout batch repeats exactly, and the
-    check costs one ``torch.equal``) and every encoded row by its token ids. Everything is dropped as soon as a
-    parameter of the encoder holds a different value (an optimizer step, ``load_state_dict``, SB3's
-    ``polyak_update`` through ``.data``: compared by value, see :class:`~mmrl.extractor.snapshot.ParameterSnapshot`),
-    when the encoder switches between train and eval mode, or when ``max_entries`` rows are exceeded.
-
-    The memo is a cache: pickling (``torch.save`` of a policy, ``copy.deepcopy``, sending a model to a subprocess)
-    keeps only its configuration and the copy starts empty. The remembered :class:`TextEncoding` objects hold
-    closures (computed on first access), which cannot be pickled, and tensors that are only valid for the
-    parameters they were computed with.
-
-    Args:
-        max_entries: Largest number of remembered rows.
-    """
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._entries: dict[bytes, tuple[torch.Tensor, TextEncoding, int]] = {}
-        self._last: tuple[torch.Tensor, TextEncoding] | None = None
-        self._training: bool | None = None
-        self._snapshot = ParameterSnapshot()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Only the configuration: the remembered encodings are a cache (and hold unpicklable closures)."""
-        return {"max_entries": self.max_entries}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Re-initialises an empty memo with the pickled configuration."""
-        InferenceTextMemo.__init__(self, **state)
-
-    def _refresh(self, encoder: TextEncoder, batch_size: int) -> None:
-        """Drops everything if the encoder's parameters or mode changed (or the memo would grow too large)."""
-        if (
-            encoder.training is not self._training
-            or not self._snapshot.matches([encoder])
-            or len(self._entries) + batch_size > self.max_entries
-        ):
-            self._entries.clear()
-            self._last = None
-            self._training = encoder.training
-            self._snapshot.take([encoder])
-
-    def encode(self, encoder: TextEncoder, tokens: torch.Tensor) -> TextEncoding:
-        """Encodes a batch of token ids (any dtype, as in :func:`encode_text`), reusing remembered encodings."""
-        self._refresh(encoder, tokens.shape[0])
-        last = self._last
-        if (
-            last is not None
-            and last[0].shape == tokens.shape
-            and last[0].dtype == tokens.dtype
-            and last[0].device == tokens.device
-            and torch.equal(last[0], tokens)
-        ):
-            return last[1]
-        tokens_BL = trim_padding(tokens.long())
-        if tokens_BL.shape[0] <= MEMO_ROW_BY_ROW_MAX_BATCH:
-            encoding = self._encode_rows(encoder, tokens_BL)
-        else:
-            unique_UL, inverse_B = unique_rows(tokens_BL)
-            encoding = self._encode_rows(encoder, unique_UL).index_select(inverse_B)
-        self._last = (tokens.clone(), encoding)
-        return encoding
-
-    def _encode_rows(self, encoder: TextEncoder, tokens_BL: torch.Tensor) -> TextEncoding:
-        """Looks rows up one by one, running ``encoder`` once on the distinct rows not remembered yet."""
-        keys = [row.tobytes() for row in tokens_BL.cpu().numpy()]
-        missing: dict[bytes, int] = {}
-        for index, key in enumerate(keys):
-            if key not in self._entries and key not in missing:
-                missing[key] = index
-        if missing:
-            fresh = encoder(tokens_BL[list(missing.values())])
-            for row, key in enumerate(missing):
-                self._entries[key] = (fresh.sentence_BD[row], fresh, row)  # token vectors: read on demand
-        rows = [self._entries[key] for key in keys]
-        sentence_BD = torch.stack([sentence_D for sentence_D, _, _ in rows])
-        return TextEncoding(
-            sentence_BD,
-            lambda: torch.stack([encoding.tokens_BLD[row] for _, encoding, row in rows]),
-            lambda: tokens_BL == PAD_ID,
-        )
-
-
-def encode_text(
-    encoder: TextEncoder, tokens: torch.Tensor, cache_text: bool = True, memo: InferenceTextMemo | None = None
-) -> TextEncoding:
-    """Encodes token ids (float or integer tensor ``tokens_BL``) with ``encoder``.
-
-    Trailing all-PAD columns are trimmed first (:func:`trim_padding`), so ``tokens_BLD`` may be shorter than the
-    token space. With ``cache_text``, each distinct row is encoded once (:func:`unique_rows`, a fast equivalent of
-    ``torch.unique(tokens_BL, dim=0, return_inverse=True)``) and the encodings are scattered back with the inverse
-    index; outputs and gradients equal the plain path up to float rounding. With a ``memo`` as well, and gradients
-    off, rows encoded by an earlier call with unchanged parameters are not encoded again
-    (:class:`InferenceTextMemo`). Encoders with ``deduplicate = False`` (the bag of words, one matrix product)
-    skip all of this: the bookkeeping would cost more than the encoding.
-    """
-    if not encoder.deduplicate:
-        return encoder(tokens.long())  # as cheap as the bookkeeping of the cache
-    if cache_text and memo is not None and not torch.is_grad_enabled():
-        return memo.encode(encoder, tokens)
-    tokens_BL = trim_padding(tokens.long())
-    if cache_text and tokens_BL.shape[0] > 1:
-        unique_UL, inverse_B = unique_rows(tokens_BL)
-        if unique_UL.shape[0] < tokens_BL.shape[0]:
-            return encoder(unique_UL).index_select(inverse_B)
-    return encoder(tokens_BL)
 
 
 class MultimodalExtractor(BaseFeaturesExtractor):
@@ -429,7 +136,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
-            width below 1, or a ``text_dim`` the Transformer's attention heads do not divide.
+            width below 1, a ``text_dim`` the Transformer's attention heads do not divide, or sizes beyond the
+            documented limits of :mod:`mmrl.extractor.limits` (widths up to ``MAX_WIDTH``, values per key, token
+            vocabulary, weights of one layer), all checked before any layer is allocated.
         TypeError: For a width (``features_dim``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cell_dim``) that is
             not an integer (``bool`` included).
     """
@@ -452,9 +161,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         embed_cells: bool | None = None,
         cell_dim: int = 16,
     ) -> None:
-        _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
-        _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
-        _check_choice("fusion", fusion, tuple(FUSIONS))
+        check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
+        check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
+        check_choice("fusion", fusion, tuple(FUSIONS))
         if features_dim is not None:
             features_dim = check_dimension("features_dim", features_dim, none_allowed=True)
         text_dim = check_dimension("text_dim", text_dim)
@@ -462,6 +171,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         fusion_dim = check_dimension("fusion_dim", fusion_dim)
         cell_dim = check_dimension("cell_dim", cell_dim)
         TEXT_ENCODERS[text_encoder].check_dimensions(text_dim)
+        if isinstance(observation_space, spaces.Dict):
+            check_key_sizes(observation_space)  # before anything reads the bounds of a huge space
         roles = assign_roles(observation_space, image_keys, text_keys, ignore_keys)
         subspaces = observation_space.spaces
 
@@ -474,7 +185,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
 
         image_inputs: list[tuple[str, ImageInput, ImageEncoder]] = []
         for key in image_key_list:
-            image_input = self._image_input(subspaces[key], normalized_images, embed_cells)
+            image_space = subspaces[key]
+            assert isinstance(image_space, spaces.Box)  # assign_roles gives the image role to Boxes only
+            image_input = image_input_of(image_space, normalized_images, embed_cells)
             encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
             if image_input.categories is None:
                 encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
@@ -486,12 +199,14 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:
             space = subspaces[key]
-            vocab_size = int(space.high.max()) + 1
+            assert isinstance(space, spaces.Box) and space.shape is not None  # text keys are 1-D Boxes
+            vocab_size = check_vocabulary(key, int(space.high.max()) + 1)
             text_inputs.append((key, TEXT_ENCODERS[text_encoder](vocab_size, space.shape[0], text_dim)))
-        vector_inputs: list[tuple[str, nn.Module]] = [
-            (key, nn.Sequential(nn.Flatten(), nn.Linear(get_flattened_obs_dim(subspaces[key]), vector_dim), nn.ReLU()))
-            for key in vector_key_list
-        ]
+        vector_inputs: list[tuple[str, nn.Module]] = []
+        for key in vector_key_list:
+            flat_dim = get_flattened_obs_dim(subspaces[key])
+            check_layer_parameters(f"the encoder of vector key {key[:100]!r}", flat_dim, vector_dim)
+            vector_inputs.append((key, nn.Sequential(nn.Flatten(), nn.Linear(flat_dim, vector_dim), nn.ReLU())))
         if not image_inputs and not text_inputs and not vector_inputs:
             raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
         fusion_module = FUSIONS[fusion](
@@ -502,12 +217,14 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             fusion_dim,
         )
 
-        expected_shapes = {key: _tensor_shape(subspaces[key]) for key in subspaces}
+        expected_shapes = {key: tensor_shape(subspaces[key]) for key in subspaces}
         with torch.no_grad():
             dummy = {key: torch.zeros(1, *shape) for key, shape in expected_shapes.items()}
-            for key, _ in text_inputs:
-                dummy[key].fill_(min(UNK_ID, int(subspaces[key].high.max())))
+            for key, text_encoder_module in text_inputs:
+                dummy[key].fill_(min(UNK_ID, text_encoder_module.vocab_size - 1))
             fused_dim = _fuse(dummy, image_inputs, text_inputs, vector_inputs, fusion_module, False).shape[1]
+        if features_dim:
+            check_layer_parameters("the final projection (fused features -> features_dim)", fused_dim, features_dim)
         head = nn.Sequential(nn.Linear(fused_dim, features_dim), nn.ReLU()) if features_dim else nn.Identity()
 
         super().__init__(observation_space, features_dim=features_dim or fused_dim)
@@ -528,27 +245,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self._expected_shapes = expected_shapes
         self._expected_keys = frozenset(subspaces)
 
-    @staticmethod
-    def _image_input(space: spaces.Box, normalized_images: bool, embed_cells: bool | None) -> ImageInput:
-        channel_axis = image_channel_axis(space.shape)
-        height, width = (space.shape[1], space.shape[2]) if channel_axis == 0 else (space.shape[0], space.shape[1])
-        channels = space.shape[channel_axis]
-        categories = cell_categories(space, channel_axis) if embed_cells is not False else None
-        if embed_cells and categories is None:
-            raise ValueError(
-                f"embed_cells=True needs integer-coded image grids (integer Box, low 0, one upper bound per channel, "
-                f"at most {MAX_CELL_CATEGORIES} values), got {space}; pass embed_cells=None to detect them"
-            )
-        if categories is not None:
-            return ImageInput(channel_axis == 2, 1.0, (int(channels), int(height), int(width)), categories)
-        if np.issubdtype(space.dtype, np.floating):
-            scale = 1.0
-        elif space.dtype == np.uint8 and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)):
-            scale = 1.0 if normalized_images else 1.0 / 255.0
-        else:
-            high = float(np.max(space.high))
-            scale = 1.0 / high if np.isfinite(high) and high > 0 else 1.0
-        return ImageInput(channel_axis == 2, scale, (int(channels), int(height), int(width)))
+    @property
+    def _space(self) -> spaces.Dict:
+        """The observation space, as the Dict the constructor checked it is."""
+        return cast(spaces.Dict, self._observation_space)
 
     def check_observations(self, observations: Mapping[str, torch.Tensor]) -> None:
         """Raises ``ValueError`` naming the key, expected space and actual tensor for a bad observation dict."""
@@ -559,7 +259,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             unexpected = sorted(observations.keys() - self._expected_keys)
             if missing:
                 raise ValueError(
-                    f"observation key {missing[0]!r} is missing: expected {self._observation_space[missing[0]]}, "
+                    f"observation key {missing[0]!r} is missing: expected {self._space[missing[0]]}, "
                     f"got keys {sorted(observations)}"
                 )
             raise ValueError(
@@ -580,13 +280,15 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             if mismatch:
                 raise ValueError(
                     f"observation key {key!r}: expected a tensor of shape (B, {', '.join(map(str, expected))}) for "
-                    f"space {self._observation_space[key]}, got shape {tuple(tensor.shape)}"
+                    f"space {self._space[key]}, got shape {tuple(tensor.shape)}"
                 )
             if tensor.dtype == torch.bool or tensor.dtype.is_complex:
                 raise ValueError(
                     f"observation key {key!r}: expected a real-valued tensor for space "
-                    f"{self._observation_space[key]}, got dtype {tensor.dtype}"
+                    f"{self._space[key]}, got dtype {tensor.dtype}"
                 )
+            if tensor.is_floating_point() and key in self.text_keys:
+                self.check_token_values(key, tensor)
             if batch_key is None:
                 batch_key, batch_size = key, tensor.shape[0]
             elif tensor.shape[0] != batch_size:
@@ -597,12 +299,30 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                     f"observations for every key"
                 )
 
+    def check_token_values(self, key: str, tokens: torch.Tensor) -> None:
+        """Raises ``ValueError`` if a float tensor of token ids holds a value that is not a whole number.
+
+        SB3 hands token ids over as floats; ``.long()`` would silently truncate ``2.7`` to ``2``. Integer tensors
+        need no check; NaN and out-of-vocabulary ids are reported by the vocabulary check.
+        """
+        if torch.equal(tokens, tokens.trunc()):
+            return
+        finite = tokens[torch.isfinite(tokens)]
+        fractional = finite[finite != finite.trunc()]
+        if fractional.numel() == 0:
+            return  # only NaN / inf: reported as ids outside the vocabulary
+        raise ValueError(
+            f"observation key {key!r}: token ids must be whole numbers, got {fractional[0].item():g} (dtype "
+            f"{tokens.dtype}); ids are not rounded. Feed the integer ids of {TOKENIZE_WRAPPER} (int64, or floats "
+            f"holding whole numbers as SB3 makes them)"
+        )
+
     def _token_error(self, key: str, tokens: torch.Tensor) -> ValueError | None:
         """A ``ValueError`` describing the token ids of text key ``key`` outside its vocabulary, or ``None``.
 
         Called only after encoding failed, so its tensor ops cost nothing on the success path.
         """
-        encoder = self.text_encoders[self.text_keys.index(key)]
+        encoder = cast(TextEncoder, self.text_encoders[self.text_keys.index(key)])
         highest = encoder.vocab_size - 1
         try:
             tokens = tokens.detach()
@@ -618,7 +338,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         )
         return ValueError(
             f"observation key {key!r}: token ids must lie in [0, {highest}] (the {encoder.vocab_size} ids of the "
-            f"vocabulary declared by the space {self._observation_space[key]}), got {shown} (min {low:g}, max "
+            f"vocabulary declared by the space {self._space[key]}), got {shown} (min {low:g}, max "
             f"{high:g}). Tokenise the text with {TOKENIZE_WRAPPER} and feed the model ids of the vocabulary it was "
             f"built for (ids of another tokenizer or a larger vocabulary do not fit)"
         )
@@ -637,11 +357,15 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         """Encodes the token ids of text key ``key`` (honours ``cache_text``).
 
         Raises:
-            ValueError: For token ids outside the vocabulary of ``key``'s space.
+            ValueError: For token ids outside the vocabulary of ``key``'s space, or float ids that are not whole.
         """
         index = self.text_keys.index(key)
+        if tokens.is_floating_point():
+            self.check_token_values(key, tokens)
         try:
-            return encode_text(self.text_encoders[index], tokens, self.cache_text, self.text_memos[index])
+            return encode_text(
+                cast(TextEncoder, self.text_encoders[index]), tokens, self.cache_text, self.text_memos[index]
+            )
         except (IndexError, RuntimeError) as error:
             diagnosis = self._token_error(key, tokens)
             if diagnosis is not None:
@@ -659,8 +383,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         try:
             fused_BF = _fuse(
                 observations,
-                list(zip(self.image_keys, self.image_inputs, self.image_encoders, strict=True)),
-                list(zip(self.text_keys, self.text_encoders, strict=True)),
+                list(
+                    zip(self.image_keys, self.image_inputs, cast(list[ImageEncoder], self.image_encoders), strict=True)
+                ),
+                list(zip(self.text_keys, cast(list[TextEncoder], self.text_encoders), strict=True)),
                 list(zip(self.vector_keys, self.vector_encoders, strict=True)),
                 self.fusion,
                 self.cache_text,

@@ -30,10 +30,13 @@ Fusions (see :data:`FUSIONS`):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from mmrl.extractor.image_encoders import Modulation
+from mmrl.extractor.limits import check_layer_parameters
 from mmrl.extractor.text_encoders import TextEncoding
 
 
@@ -116,6 +119,8 @@ class _ProjectedFusion(Fusion):
     ) -> None:
         super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
         input_dims = [c * h * w for c, h, w in map_shapes] + list(text_dims) + list(vector_dims)
+        for input_dim in input_dims:
+            check_layer_parameters("a fusion projection (flattened input -> fusion_dim)", input_dim, fusion_dim)
         self.projections = nn.ModuleList(
             nn.Sequential(nn.Linear(input_dim, fusion_dim), self.projection_activation()) for input_dim in input_dims
         )
@@ -241,7 +246,8 @@ class FiLMFusion(Fusion):
             parameters = generator(instruction_BT) + getattr(self, f"gamma_offset_{index}")
             pieces = parameters.view(*parameters.shape, 1, 1).split(split_sizes, dim=1)
             stage_modulations: list[Modulation | None] = list(zip(pieces[0::2], pieces[1::2], strict=True))
-            per_image.append([None] * (n_stages - len(stage_modulations)) + stage_modulations)
+            stem: list[Modulation | None] = [None] * (n_stages - len(stage_modulations))
+            per_image.append(stem + stage_modulations)
         return per_image
 
     def forward(
@@ -308,8 +314,9 @@ class CrossAttentionFusion(Fusion):
         self.image_norm = nn.LayerNorm(fusion_dim)
         self.token_norm = nn.LayerNorm(fusion_dim)
 
-    def _heads(self, weight_DC: torch.Tensor) -> torch.Tensor:
-        """A patch-side weight ``(fusion_dim, C)`` as ``(H, D/H, C)``."""
+    def _heads(self, layer: nn.Module) -> torch.Tensor:
+        """The weight ``(fusion_dim, C)`` of a patch-side ``nn.Linear`` as ``(H, D/H, C)``."""
+        weight_DC = cast(torch.Tensor, layer.weight)
         return weight_DC.view(self.n_heads, -1, weight_DC.shape[1])
 
     def forward(
@@ -336,19 +343,19 @@ class CrossAttentionFusion(Fusion):
 
         # Text stream: tokens query the patches of every image key (one softmax over all patches).
         scores = [
-            torch.einsum(
-                "bhlc,bpc->bhlp", torch.einsum("bhld,hdc->bhlc", query_BHLd, self._heads(keys.weight)), patch_BPC
-            )
+            torch.einsum("bhlc,bpc->bhlp", torch.einsum("bhld,hdc->bhlc", query_BHLd, self._heads(keys)), patch_BPC)
             for keys, patch_BPC in zip(self.patch_keys, patches, strict=True)
         ]
         attention_BHLP = torch.softmax(torch.cat(scores, dim=-1) * scale, dim=-1)
-        seen_BHLd = 0
+        seen_BHLd: torch.Tensor | None = None
         for values, patch_BPC, weights_BHLP in zip(
             self.patch_values, patches, attention_BHLP.split([p.shape[1] for p in patches], dim=-1), strict=True
         ):
             read_BHLC = (weights_BHLP.flatten(1, 2) @ patch_BPC).unflatten(1, (n_heads, -1))
-            bias_BHLd = weights_BHLP.sum(dim=-1, keepdim=True) * values.bias.view(n_heads, 1, -1)
-            seen_BHLd = seen_BHLd + torch.einsum("bhlc,hdc->bhld", read_BHLC, self._heads(values.weight)) + bias_BHLd
+            bias_BHLd = weights_BHLP.sum(dim=-1, keepdim=True) * cast(torch.Tensor, values.bias).view(n_heads, 1, -1)
+            read_BHLd = torch.einsum("bhlc,hdc->bhld", read_BHLC, self._heads(values))
+            seen_BHLd = (read_BHLd if seen_BHLd is None else seen_BHLd + read_BHLd) + bias_BHLd
+        assert seen_BHLd is not None  # there is at least one image key
         seen_BLD = seen_BHLd.transpose(1, 2).flatten(2)
         tokens_BLD = self.token_norm(token_BLD + seen_BLD)
         real_BL1 = (~padding_mask_BL).unsqueeze(-1).to(tokens_BLD.dtype)
@@ -356,15 +363,19 @@ class CrossAttentionFusion(Fusion):
 
         # Image stream: patches query the tokens; mean over the patches of all image keys.
         n_patches = sum(patch_BPC.shape[1] for patch_BPC in patches)
-        pooled_patches_BD = 0
+        pooled_patches_BD: torch.Tensor | None = None
         for embeddings, queries, patch_BPC in zip(self.patch_embeddings, self.patch_queries, patches, strict=True):
-            keys_BHLC = torch.einsum("bhld,hdc->bhlc", key_BHLd, self._heads(queries.weight))
+            keys_BHLC = torch.einsum("bhld,hdc->bhlc", key_BHLd, self._heads(queries))
             # Laid out (B, H, L, P) with the softmax over L: PyTorch's CPU softmax over a short last axis is slow.
             scores_BHLP = torch.einsum("bhlc,bpc->bhlp", keys_BHLC, patch_BPC) * scale
             weights_BHLP = torch.softmax(scores_BHLP.masked_fill(ignore_BL[:, None, :, None], float("-inf")), dim=2)
             read_BD = (weights_BHLP.sum(dim=3).unsqueeze(2) @ value_BHLd).flatten(1)  # sum over patches, then values
             share = patch_BPC.shape[1] / n_patches
-            pooled_patches_BD = pooled_patches_BD + embeddings(patch_BPC.mean(dim=1)) * share + read_BD / n_patches
+            embedded_BD = embeddings(patch_BPC.mean(dim=1)) * share
+            pooled_patches_BD = (embedded_BD if pooled_patches_BD is None else pooled_patches_BD + embedded_BD) + (
+                read_BD / n_patches
+            )
+        assert pooled_patches_BD is not None  # there is at least one image key
         image_BD = self.image_norm(pooled_patches_BD)
         maps = [feature_map_BCHW.flatten(1) for feature_map_BCHW in image_maps]
         return torch.cat([*maps, image_BD, pooled_tokens_BD, *vectors], dim=1)

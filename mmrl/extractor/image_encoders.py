@@ -151,6 +151,9 @@ class CellEmbedding(nn.Module):
         dim: Width of the cell vectors (the channels the image encoder then sees).
     """
 
+    offsets_1C11: torch.Tensor
+    highest_1C11: torch.Tensor
+
     def __init__(self, categories: tuple[int, ...], dim: int) -> None:
         super().__init__()
         self.categories = tuple(int(count) for count in categories)

@@ -159,7 +159,7 @@ class BagOfWordsEncoder(TextEncoder):
 class RecurrentEncoder(TextEncoder):
     """GRU or LSTM over the embeddings; the sentence vector is the output at the last real token."""
 
-    rnn_class: type[nn.RNNBase] = nn.GRU
+    rnn_class: Callable[..., nn.RNNBase] = nn.GRU
 
     def __init__(self, vocab_size: int, max_length: int, text_dim: int) -> None:
         super().__init__(vocab_size, max_length, text_dim)
@@ -243,6 +243,8 @@ class TransformerTextEncoder(TextEncoder):
 
     #: Default number of attention heads.
     default_heads = 4
+
+    positions_LD: torch.Tensor
 
     def __init__(
         self, vocab_size: int, max_length: int, text_dim: int, n_heads: int = default_heads, n_layers: int = 1
