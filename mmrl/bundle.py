@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -59,6 +58,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
 from torch import nn
 
+from mmrl.algorithms import ALGORITHMS, get_spec, sniff_model_file, spec_of_model
 from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
 from mmrl.spaces_json import space_from_json, space_to_json
@@ -73,8 +73,6 @@ TRUST_MESSAGE = (
     "(or convert your own run to a pickle-free bundle with `mmrl export RUN_DIR`)"
 )
 
-#: Algorithm name -> SB3 class (used only for ``trust=True`` loading of SB3 zips).
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 #: Algorithm name -> {policy class name -> class}: the only policy classes a bundle may name.
 POLICY_CLASSES: dict[str, dict[str, type[BasePolicy]]] = {
     "PPO": {c.__name__: c for c in (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy)},
@@ -274,13 +272,13 @@ def _versions() -> dict[str, str]:
 
 
 def _algo_name(model: BaseAlgorithm) -> str:
-    for name, cls in ALGORITHMS.items():
-        if type(model) is cls:
-            return name
-    raise TypeError(
-        f"cannot export a {type(model).__name__} model; bundles support {', '.join(ALGORITHMS)} "
-        "(keep using the SB3 .zip for other algorithms)"
-    )
+    spec = spec_of_model(model)
+    if spec is None or spec.bundle_name is None or spec.bundle_name not in POLICY_CLASSES:
+        raise TypeError(
+            f"cannot export a {type(model).__name__} model; bundles support {', '.join(POLICY_CLASSES)} "
+            "(keep using the SB3 .zip for other algorithms)"
+        )
+    return spec.bundle_name
 
 
 def export_bundle(
@@ -338,7 +336,7 @@ def export_bundle(
         "versions": _versions(),
         "metadata": _plain_json(metadata or {}, "metadata"),
     }
-    if algo in ("PPO", "A2C"):
+    if isinstance(policy, ActorCriticPolicy):
         manifest["use_sde"] = bool(model.use_sde)
 
     final = Path(path)
@@ -436,34 +434,28 @@ def _load_qlearning(path: Path) -> LoadedPolicy:
 
 
 def sb3_zip_algo(path: str | os.PathLike[str]) -> str:
-    """The algorithm (``"PPO"``, ``"A2C"`` or ``"DQN"``) of an SB3 zip, read from its ``data`` JSON without unpickling.
+    """The bundle name of the algorithm (``"PPO"``, ``"A2C"``, ``"DQN"``) of an SB3 zip, read from its ``data`` JSON
+    without unpickling (:func:`mmrl.algorithms.sniff_model_file`).
 
     Raises:
-        ValueError: If the zip has no readable ``data`` member or the algorithm cannot be told.
+        ValueError: If the zip has no readable ``data`` member or no registered algorithm matches it.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data").decode("utf-8"))
-    except (KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not an SB3 model zip with a readable 'data' JSON member ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: SB3 'data' member is not a JSON object")
-    policy_class = data.get("policy_class")
-    module = str(policy_class.get("__module__", "")) if isinstance(policy_class, dict) else ""
-    if "exploration_rate" in data or "target_update_interval" in data or module.startswith("stable_baselines3.dqn"):
-        return "DQN"
-    if "clip_range" in data or "n_epochs" in data:
-        return "PPO"
-    if "n_steps" in data and "gae_lambda" in data:
-        return "A2C"
-    raise ValueError(f"{path}: cannot tell the algorithm from the SB3 'data' member; supported: PPO, A2C, DQN")
+    spec = get_spec(sniff_model_file(path))
+    if spec.bundle_name is None or not spec.sb3:
+        raise ValueError(f"{path}: a {spec.name} model; supported here: {', '.join(POLICY_CLASSES)}")
+    return spec.bundle_name
+
+
+def _class_of_bundle_name(name: str) -> Any:
+    """The SB3 class of a bundle algorithm name (``"PPO"`` -> ``stable_baselines3.PPO``)."""
+    return next(spec for spec in ALGORITHMS.values() if spec.bundle_name == name).load_class()
 
 
 def _load_sb3_zip(path: Path, trust: bool, device: str) -> LoadedPolicy:
     if not trust:
         raise ValueError(f"refusing to load {path}: {TRUST_MESSAGE}")
     algo = sb3_zip_algo(path)
-    model = ALGORITHMS[algo].load(path, device=device)
+    model = _class_of_bundle_name(algo).load(path, device=device)
     model.policy.set_training_mode(False)
     summary = {"format": "sb3.zip", "algo": algo, "path": str(path)}
     return LoadedPolicy(model.observation_space, model.action_space, summary, None, model.policy)
@@ -574,7 +566,7 @@ def _load_bundle(bundle: Path, device: str, manifest_path: Path | None = None) -
     algo_classes = _resolve(POLICY_CLASSES, manifest.get("algo"), "algorithm")
     policy_class = _resolve(algo_classes, manifest.get("policy_class"), f"{manifest['algo']} policy class")
     kwargs = _policy_kwargs_from_json(manifest.get("policy_kwargs", {}))
-    if manifest["algo"] in ("PPO", "A2C"):
+    if issubclass(policy_class, ActorCriticPolicy):
         kwargs["use_sde"] = bool(manifest.get("use_sde", False))
     try:
         observation_space = space_from_json(manifest.get("observation_space"))

@@ -343,7 +343,7 @@ def test_sb3_zip_from_elsewhere_needs_trust(ppo_run: Path, tmp_path: Path, capsy
 
 
 def test_policy_bundle_is_evaluated_like_its_run(ppo_run: Path, tmp_path: Path, capsys) -> None:
-    from mmrl.cli.export import export_run
+    from mmrl.export import export_run
 
     bundle = export_run(ppo_run, tmp_path / "policy.bundle")
     from_bundle = evaluate(bundle, episodes=6)  # env id and kwargs from the bundle's metadata

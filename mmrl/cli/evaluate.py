@@ -9,7 +9,8 @@ from typing import Any
 
 from mmrl.cli import positive_int
 from mmrl.evaluation.ablation import ABLATIONS
-from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS, SPLITS
+from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS
+from mmrl.evaluation.setup import SPLITS
 
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130

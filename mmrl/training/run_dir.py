@@ -52,10 +52,10 @@ from typing import Any
 
 import numpy as np
 
+from mmrl.algorithms import algorithm_names, get_spec, sniff_model_file
 from mmrl.atomic import atomic_path, write_json
 
 __all__ = [
-    "ALGOS",
     "Checkpoint",
     "RunDir",
     "check_run_dir",
@@ -67,8 +67,8 @@ __all__ = [
     "save_env_state",
 ]
 
-#: Algorithms mmrl trains, by CLI name.
-ALGOS = ("ppo", "a2c", "dqn", "qlearning")
+#: Algorithms mmrl trains, by CLI name (:mod:`mmrl.algorithms`).
+ALGOS = algorithm_names()
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -81,8 +81,8 @@ _STATE_RE = re.compile(r"^state_(\d+)_steps\.json$")
 
 
 def model_suffix(algo: str) -> str:
-    """The model file suffix of ``algo``: ``".npz"`` for qlearning, ``".zip"`` for SB3 algorithms."""
-    return ".npz" if algo == "qlearning" else ".zip"
+    """The model file suffix of ``algo`` (``".zip"`` for SB3 algorithms, ``".npz"`` for qlearning)."""
+    return get_spec(algo).suffix
 
 
 def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[str] = "runs") -> Path:
@@ -279,14 +279,6 @@ class RunDir:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     @property
-    def monitor_path(self) -> Path:
-        return self.path / MONITOR_FILE
-
-    @property
-    def tb_dir(self) -> Path:
-        return self.path / TB_DIR
-
-    @property
     def checkpoints_dir(self) -> Path:
         return self.path / CHECKPOINTS_DIR
 
@@ -371,28 +363,6 @@ def _json_default(obj: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------- model loading
-def _sb3_class(algo: str) -> Any:
-    from stable_baselines3 import A2C, DQN, PPO
-
-    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo]
-
-
-def _guess_algo(path: Path) -> str:
-    """The algorithm of a model file outside a run directory, from its suffix / SB3 ``data`` member."""
-    if path.suffix == ".npz":
-        return "qlearning"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not an SB3 model zip or a QLearning .npz file ({error})") from error
-    if "target_update_interval" in data or "exploration_rate" in data:
-        return "dqn"
-    if "clip_range" in data or "n_epochs" in data:
-        return "ppo"
-    return "a2c"
-
-
 def run_dir_of(model_path: Path) -> Path | None:
     """The run directory holding a model file (next to its ``config.yaml`` or in its ``checkpoints/``), or None."""
     for folder in (model_path.parent, model_path.parent.parent):
@@ -447,14 +417,8 @@ def load_model(
             if is_sb3_zip(path):
                 raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
         if algo is None:
-            algo = RunDir(run_path).algo if run_path is not None else _guess_algo(path)
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
-    if algo == "qlearning":
-        from mmrl.agents import QLearning
-
-        return QLearning.load(path, env=env, **kwargs)
-    return _sb3_class(algo).load(path, env=env, **kwargs)
+            algo = RunDir(run_path).algo if run_path is not None else sniff_model_file(path)
+    return get_spec(algo).load_class().load(path, env=env, **kwargs)
 
 
 def write_metrics(run_path: Path, metrics: dict[str, Any]) -> None:
