@@ -295,15 +295,13 @@ def sniff_model_file(path: str | os.PathLike[str]) -> str:
             if "data" not in names:
                 if path.suffix == ".npz" and any(name.endswith(".npy") for name in names):
                     return _npz_algo()
-                raise ValueError(f"{path} is neither an SB3 model zip nor a Q-learning .npz file")
+                raise ValueError(f"{path} is not an SB3 model zip or a QLearning .npz file (no SB3 'data' member)")
             info = archive.getinfo("data")
             if info.file_size > 64 << 20:
                 raise ValueError(f"{path}: the SB3 'data' member is over 64 MiB; not a model written by mmrl")
             data = json.loads(archive.read("data").decode("utf-8"))
     except (zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError, OSError) as error:
-        raise ValueError(
-            f"{path} is not a readable SB3 model zip or Q-learning .npz ({type(error).__name__})"
-        ) from None
+        raise ValueError(f"{path} is not an SB3 model zip or a QLearning .npz file ({type(error).__name__})") from None
     algo = sniff_sb3_data(data) if isinstance(data, dict) else None
     if algo is None:
         raise ValueError(

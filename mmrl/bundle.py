@@ -58,20 +58,17 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
 from torch import nn
 
-from mmrl.algorithms import ALGORITHMS, get_spec, sniff_model_file, spec_of_model
+from mmrl.algorithms import get_spec, sniff_model_file, spec_of_model
 from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
 from mmrl.spaces_json import space_from_json, space_to_json
+from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
 
 BUNDLE_FORMAT = "mmrl.policy_bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "weights.safetensors"
 HASH_FIELD = "manifest_sha256"
-TRUST_MESSAGE = (
-    "SB3 .zip files run pickled code on load; pass trust=True / --trust only for files you created or trust "
-    "(or convert your own run to a pickle-free bundle with `mmrl export RUN_DIR`)"
-)
 
 #: Algorithm name -> {policy class name -> class}: the only policy classes a bundle may name.
 POLICY_CLASSES: dict[str, dict[str, type[BasePolicy]]] = {
@@ -91,6 +88,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 #: Registered optimizers (only needed to rebuild the policy object; bundles carry no optimizer state).
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     c.__name__: c for c in (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.SGD)
+}
+_REGISTRY_NAMES = {
+    "features_extractor_class": "FEATURES_EXTRACTORS",
+    "activation_fn": "ACTIVATIONS",
+    "optimizer_class": "OPTIMIZERS",
 }
 _CLASS_KWARGS: dict[str, dict[str, type]] = {
     "features_extractor_class": FEATURES_EXTRACTORS,
@@ -171,11 +173,9 @@ class LoadedPolicy:
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
         """Returns ``(actions, None)`` for one observation or a batch (SB3's ``predict`` semantics)."""
-        if isinstance(self.policy, nn.Module):
-            with torch.no_grad():
-                actions, _ = self.policy.predict(observation, state, episode_start, deterministic)
-        else:
-            actions, _ = self.policy.predict(observation, state, episode_start, deterministic)
+        policy: Any = self.policy
+        with torch.no_grad() if isinstance(policy, nn.Module) else contextlib.nullcontext():
+            actions, _ = policy.predict(observation, state, episode_start, deterministic)
         return actions, None
 
     @property
@@ -193,13 +193,9 @@ def _class_name(key: str, value: Any) -> str:
     shown = getattr(value, "__qualname__", repr(value))
     raise TypeError(
         f"policy_kwargs[{key!r}] is {shown}, which has no registered name; bundles can only name "
-        f"{', '.join(registry)}. Add it to mmrl.bundle.{_registry_name(key)} before exporting (and loading), "
+        f"{', '.join(registry)}. Add it to mmrl.bundle.{_REGISTRY_NAMES[key]} before exporting (and loading), "
         "or keep using the SB3 .zip"
     )
-
-
-def _registry_name(key: str) -> str:
-    return {"features_extractor_class": "FEATURES_EXTRACTORS", "activation_fn": "ACTIVATIONS"}.get(key, "OPTIMIZERS")
 
 
 def _plain_json(value: Any, where: str) -> Any:
@@ -417,14 +413,6 @@ def load_policy(path: str | os.PathLike[str], trust: bool = False, device: str =
     raise ValueError(f"{path} is a zip archive but neither an SB3 model (data + policy.pth) nor a QLearning .npz")
 
 
-def is_sb3_zip(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a zip with SB3's ``data`` member: ``PPO.load`` and friends would unpickle it."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return "data" in archive.namelist()
-
-
 def _load_qlearning(path: Path) -> LoadedPolicy:
     from mmrl.agents import QLearning
 
@@ -446,16 +434,11 @@ def sb3_zip_algo(path: str | os.PathLike[str]) -> str:
     return spec.bundle_name
 
 
-def _class_of_bundle_name(name: str) -> Any:
-    """The SB3 class of a bundle algorithm name (``"PPO"`` -> ``stable_baselines3.PPO``)."""
-    return next(spec for spec in ALGORITHMS.values() if spec.bundle_name == name).load_class()
-
-
 def _load_sb3_zip(path: Path, trust: bool, device: str) -> LoadedPolicy:
     if not trust:
         raise ValueError(f"refusing to load {path}: {TRUST_MESSAGE}")
     algo = sb3_zip_algo(path)
-    model = _class_of_bundle_name(algo).load(path, device=device)
+    model = get_spec(sniff_model_file(path)).load_class().load(path, device=device)
     model.policy.set_training_mode(False)
     summary = {"format": "sb3.zip", "algo": algo, "path": str(path)}
     return LoadedPolicy(model.observation_space, model.action_space, summary, None, model.policy)

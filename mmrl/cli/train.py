@@ -10,7 +10,6 @@ from mmrl.cli import non_negative_int, positive_int
 __all__ = ["register", "run"]
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
     from mmrl.algorithms import algorithm_names

@@ -75,7 +75,7 @@ def _group(names: Sequence[str], returns: Sequence[float], successes: Sequence[b
         members[name].append(index)
     groups = []
     for name, indices in members.items():
-        known = [successes[i] for i in indices if successes[i] is not None]
+        known = [bool(successes[i]) for i in indices if successes[i] is not None]
         groups.append(
             GroupStats(
                 name=name,

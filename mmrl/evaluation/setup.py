@@ -165,7 +165,7 @@ def _resolve(
     model_path = None if path.is_dir() else path
 
     run = RunDir(run_dir) if run_dir is not None else None
-    target = model_path if model_path is not None else run_dir
+    target = model_path if model_path is not None else path
     try:
         model = load_model(target, trust=trust)
     except (ValueError, TypeError, FileNotFoundError):

@@ -79,7 +79,8 @@ def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps
         height, width = frames[0].shape[:2]
         with tempfile.TemporaryDirectory() as folder:
             scratch = os.path.join(folder, "video.mp4")
-            writer = cv2.VideoWriter(scratch, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+            writer = cv2.VideoWriter(scratch, fourcc, float(fps), (width, height))
             if not writer.isOpened():
                 raise ValueError("OpenCV cannot write mp4 (mp4v) here; write a .gif instead")
             try:

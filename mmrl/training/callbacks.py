@@ -167,8 +167,8 @@ class PeriodicCallback(BaseCallback):
     def __init__(
         self,
         stats: EpisodeStats,
-        evaluate: Callable[[Any], None],
-        checkpoint: Callable[[Any], None],
+        evaluate: Callable[[Any], object],
+        checkpoint: Callable[[Any], object],
         eval_freq: int,
         checkpoint_freq: int,
         checkpoint_on_step: bool = False,

@@ -284,7 +284,7 @@ class RunDir:
 
     def checkpoints(self) -> list[Checkpoint]:
         """Complete checkpoints, oldest first."""
-        found = []
+        found: list[Checkpoint] = []
         if not self.checkpoints_dir.is_dir():
             return found
         for entry in self.checkpoints_dir.iterdir():
@@ -412,7 +412,7 @@ def load_model(
     else:
         run_path = run_dir_of(path)
         if run_path is None and not trust:
-            from mmrl.bundle import TRUST_MESSAGE, is_sb3_zip
+            from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
 
             if is_sb3_zip(path):
                 raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")

@@ -159,8 +159,10 @@ def train(
         if isinstance(algo, TrainConfig):
             config = complete_config(algo, preset)
         else:
-            if env_id is None:
-                raise ValueError("env_id is required (e.g. train('ppo', 'mmrl/GoTo-5x5-v0')); or pass resume=RUN_DIR")
+            if algo is None or env_id is None:
+                raise ValueError(
+                    "algo and env_id are required (e.g. train('ppo', 'mmrl/GoTo-5x5-v0')); or pass resume=RUN_DIR"
+                )
             config = resolve_config(
                 algo,
                 env_id,
