@@ -15,7 +15,7 @@ from typing import Any
 
 from mmrl.algorithms import get_spec
 from mmrl.bundle import export_bundle
-from mmrl.training.run_dir import RunDir
+from mmrl.training.run_dir import RUN_MARKER, RunDir, is_run_dir
 
 __all__ = ["DEFAULT_BUNDLE_NAME", "export_run"]
 
@@ -61,6 +61,11 @@ def export_run(
             with :func:`mmrl.load_policy`).
     """
     run = RunDir(run_dir)
+    if not is_run_dir(run.path):
+        raise ValueError(
+            f"{run.path} has no {RUN_MARKER} marker, so it is not a run directory written by mmrl train; its model "
+            "would be unpickled: export only your own runs"
+        )
     spec = get_spec(run.algo)
     model_path = run.best_model_path if best else run.model_path
     if not spec.sb3:

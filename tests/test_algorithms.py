@@ -67,7 +67,7 @@ def test_sniffer_refuses_what_it_does_not_know(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot tell which algorithm"):
         sniff_model_file(foreign)
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not an SB3 model zip or a QLearning .npz"):
+    with pytest.raises(ValueError, match=r"not an SB3 model zip or a QLearning \.npz"):
         sniff_model_file(tmp_path / "junk.zip")
 
 

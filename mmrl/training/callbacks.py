@@ -237,3 +237,37 @@ class PeriodicCallback(BaseCallback):
             if self._should_stop():
                 return False
         return True
+
+
+class CommitAfterFirstUpdate(BaseCallback):
+    """Calls ``commit(model)`` once, at the first rollout start after the session's first update (with
+    ``on_step``: after its first complete step): where a replacement run has shown it can train.
+
+    Args:
+        commit: ``commit(model) -> None``.
+        after_step: Commit after the first step instead (algorithms without rollouts).
+    """
+
+    def __init__(self, commit: Callable[[Any], object], after_step: bool = False) -> None:
+        super().__init__()
+        self.commit = commit
+        self.after_step = after_step
+        self.done = False
+        self._start = 0
+
+    def _on_training_start(self) -> None:
+        self._start = int(self.model.num_timesteps)
+
+    def _maybe_commit(self) -> None:
+        if not self.done and int(self.model.num_timesteps) > self._start:
+            self.done = True
+            self.commit(self.model)
+
+    def _on_rollout_start(self) -> None:
+        if not self.after_step:
+            self._maybe_commit()
+
+    def _on_step(self) -> bool:
+        if self.after_step:
+            self._maybe_commit()
+        return True

@@ -3,6 +3,9 @@
 Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmmdd-HHMMSS>/``. Layout::
 
     <run_dir>/
+        mmrl-run.json        marker: JSON ``{"format": "mmrl.run_dir", "format_version": 1}``; only a folder
+                             holding it is an mmrl run (``--force`` replaces it, its SB3 zips load without
+                             ``trust``)
         config.yaml          the fully resolved TrainConfig (algo, env_id, env_kwargs, seed, timesteps, n_envs,
                              extractor settings, hyperparams, ...); ``mmrl train --resume`` reads it back
         model.zip            final model (SB3 ``PPO/A2C/DQN.save``); ``model.npz`` for qlearning (QLearning.save)
@@ -43,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -76,6 +80,11 @@ TOKENIZER_FILE = "tokenizer.json"
 MONITOR_FILE = "monitor.csv"
 TB_DIR = "tb"
 CHECKPOINTS_DIR = "checkpoints"
+RUN_MARKER = "mmrl-run.json"
+RUN_FORMAT = "mmrl.run_dir"
+RUN_FORMAT_VERSION = 1
+_MARKER_MAX_BYTES = 4096
+_TMP_RE = re.compile(r"^\..+\.tmp$")
 
 _STATE_RE = re.compile(r"^state_(\d+)_steps\.json$")
 
@@ -96,6 +105,47 @@ def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[s
     return candidate
 
 
+def write_run_marker(path: str | os.PathLike[str]) -> None:
+    """Mark ``path`` as an mmrl run directory (:data:`RUN_MARKER`)."""
+    write_json(Path(path) / RUN_MARKER, {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION})
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds mmrl's run marker: a small regular file with the run format tag (a link, a device or
+    any ``config.yaml`` does not count)."""
+    marker = Path(path) / RUN_MARKER
+    try:
+        info = marker.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MARKER_MAX_BYTES:
+            return False
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == RUN_FORMAT
+
+
+def is_leftover(path: Path) -> bool:
+    """Whether the folder holds nothing a run needs: only empty folders (e.g. the ``checkpoints/`` of a run whose
+    creation failed on a full disk), temporary files and the marker."""
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            if any(entry.iterdir()):
+                return False
+        elif not (_TMP_RE.match(entry.name) or entry.name == RUN_MARKER):
+            return False
+    return True
+
+
+def clean_temporary_files(path: Path) -> None:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) a killed process left in a run directory and its
+    ``checkpoints/``; call it only while holding the run's lock."""
+    for folder in (path, path / CHECKPOINTS_DIR):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if _TMP_RE.match(entry.name) and entry.is_file():
+                    entry.unlink(missing_ok=True)
+
+
 def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
     """Check that a new run may be written to ``path``, without touching anything (see :func:`prepare_run_dir`).
 
@@ -108,14 +158,14 @@ def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"run directory {path} is a file; pass a folder path to --run-dir")
-    if not (path.is_dir() and any(path.iterdir())):
+    if not path.is_dir() or is_leftover(path):
         return path
-    is_run = (path / CONFIG_FILE).is_file()
+    is_run = is_run_dir(path)
     if not force:
         if not is_run:
             raise FileExistsError(
-                f"{path} already exists, is not empty and is not an mmrl run directory (no {CONFIG_FILE}); mmrl "
-                "will not write into it, even with --force: choose another run directory"
+                f"{path} already exists, is not empty and is not an mmrl run directory (no {RUN_MARKER} marker); "
+                "mmrl will not write into it, even with --force: choose another run directory"
             )
         if _has_checkpoint(path):
             what = f"holds a run: continue it with 'mmrl train --resume {path}', or replace it"
@@ -128,8 +178,8 @@ def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
         )
     if not is_run:
         raise FileExistsError(
-            f"{path} is not empty and is not an mmrl run directory (no {CONFIG_FILE}); refusing to delete it "
-            "even with --force: choose another run directory"
+            f"{path} is not empty and is not an mmrl run directory (no {RUN_MARKER} marker); refusing to "
+            "delete it even with --force: choose another run directory"
         )
     return path
 
@@ -154,11 +204,14 @@ def prepare_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
         FileExistsError, NotADirectoryError: As :func:`check_run_dir`.
     """
     path = check_run_dir(path, force)
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and is_leftover(path):
+        shutil.rmtree(path)
+    elif path.is_dir():
         trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
         os.replace(path, trash / path.name)
         shutil.rmtree(trash)
     (path / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+    write_run_marker(path)
     return path
 
 
@@ -336,7 +389,21 @@ def save_env_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def load_env_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Inverse of :func:`save_env_state`."""
+    """Inverse of :func:`save_env_state`.
+
+    Raises:
+        ValueError: One line naming the file when it is truncated or damaged (e.g. by a killed process).
+    """
+    try:
+        return _read_env_state(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError, ValueError, OSError) as error:
+        raise ValueError(
+            f"{path}: damaged env state ({type(error).__name__}); resume from an earlier checkpoint by deleting "
+            f"this checkpoint's state_<N>_steps.json, or start a new run"
+        ) from None
+
+
+def _read_env_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     state: dict[str, Any] = {}
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
@@ -364,10 +431,14 @@ def _json_default(obj: Any) -> Any:
 
 # -------------------------------------------------------------------------------------------------- model loading
 def run_dir_of(model_path: Path) -> Path | None:
-    """The run directory holding a model file (next to its ``config.yaml`` or in its ``checkpoints/``), or None."""
-    for folder in (model_path.parent, model_path.parent.parent):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
+    """The mmrl run directory holding a model file, or None: the file's own folder if it holds the run marker
+    (:func:`is_run_dir`), or, for a file in a folder named ``checkpoints``, the folder above it if that holds the
+    marker. This is the SB3-zip trust rule: nothing else is unpickled without ``trust``."""
+    folder = model_path.parent
+    if is_run_dir(folder):
+        return folder
+    if folder.absolute().name == CHECKPOINTS_DIR and is_run_dir(folder.absolute().parent):
+        return folder.absolute().parent
     return None
 
 
@@ -403,21 +474,26 @@ def load_model(
     path = Path(run_dir_or_model_path)
     if not path.exists():
         raise FileNotFoundError(f"no run directory or model file at {path}")
+    run_path: Path | None
     if path.is_dir():
         run = RunDir(path)
         algo = algo or run.algo
         path = run.best_model_path if best else run.model_path
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: training in {run.path} did not finish saving a model")
+        run_path = run.path if is_run_dir(run.path) else None
     else:
         run_path = run_dir_of(path)
-        if run_path is None and not trust:
-            from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
+    if run_path is None and not trust:
+        from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
 
-            if is_sb3_zip(path):
-                raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
-        if algo is None:
-            algo = RunDir(run_path).algo if run_path is not None else sniff_model_file(path)
+        if is_sb3_zip(path):
+            raise ValueError(
+                f"refusing to load {path}, which is not inside an mmrl run directory (no {RUN_MARKER} marker next "
+                f"to it or above its checkpoints/): {TRUST_MESSAGE}"
+            )
+    if algo is None:
+        algo = RunDir(run_path).algo if run_path is not None else sniff_model_file(path)
     return get_spec(algo).load_class().load(path, env=env, **kwargs)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
@@ -18,19 +19,20 @@ from mmrl.atomic import write_json, write_text
 from mmrl.checks import check_int
 from mmrl.training.best_model import BestModelTracker
 from mmrl.training.checkpointing import CheckpointWriter, record_evaluations, save_model
+from mmrl.training.claim import RunLock, RunPlacement, recover_siblings
 from mmrl.training.config import TrainConfig
-from mmrl.training.interrupts import GracefulInterrupt, sigint_ignored
+from mmrl.training.interrupts import GracefulInterrupt, sigint_deferred, sigint_ignored
 from mmrl.training.presets import complete_config, resolve_config
 from mmrl.training.run_dir import (
     CONFIG_FILE,
     MONITOR_FILE,
+    TB_DIR,
     TOKENIZER_FILE,
     Checkpoint,
     RunDir,
     check_run_dir,
     checkpoint_paths,
     default_run_dir,
-    prepare_run_dir,
     write_metrics,
 )
 from mmrl.training.session import EVAL_SEED_OFFSET, Session, base_env, build_session
@@ -138,6 +140,7 @@ def train(
         raise TypeError(f"callbacks must be a list of SB3 callbacks or None, got {type(callbacks).__name__}")
     checkpoint: Checkpoint | None = None
     rewrite_config = False
+    lock: RunLock | None = None
     if resume is not None:
         _check_resume_arguments(
             algo,
@@ -153,8 +156,17 @@ def train(
             eval_episodes=eval_episodes,
             checkpoint_freq=checkpoint_freq,
         )
-        config, checkpoint, rewrite_config = _resume_config(resume, algo, env_id, seed, timesteps)
         run_path = Path(resume)
+        if run_path.is_dir():
+            lock = RunLock(run_path).acquire()
+        try:
+            if lock is not None:
+                recover_siblings(run_path)
+            config, checkpoint, rewrite_config = _resume_config(resume, algo, env_id, seed, timesteps)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
     else:
         if isinstance(algo, TrainConfig):
             config = complete_config(algo, preset)
@@ -182,30 +194,88 @@ def train(
             if run_dir is not None
             else default_run_dir(config.env_id, config.algo, config.seed, runs_root)
         )
-        check_run_dir(run_path, force=force)  # fail early; nothing is touched before the settings are validated
-    spec = get_spec(config.algo)
-    new_run = checkpoint is None
-    with torch_threads(config.torch_threads if spec.uses_torch_threads else None):
-        # envs and model first: a bad setting raises here, before the run directory is created or replaced
-        session = build_session(config, checkpoint, run_path)
-        try:
-            if new_run:
-                run_path = prepare_run_dir(run_path, force=force)
-            if new_run or rewrite_config:
-                write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-        except BaseException:
+    try:
+        check_finite_settings(config)
+        if lock is None:
+            check_run_dir(run_path, force=force)  # fail early; nothing is touched before the settings are validated
+        with torch_threads(config.torch_threads if get_spec(config.algo).uses_torch_threads else None):
+            return _train_session(
+                config,
+                run_path,
+                checkpoint,
+                rewrite_config,
+                lock,
+                force,
+                progress_bar,
+                start_time,
+                stop_at,
+                callbacks or [],
+            )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_session(
+    config: TrainConfig,
+    run_path: Path,
+    checkpoint: Checkpoint | None,
+    rewrite_config: bool,
+    lock: RunLock | None,
+    force: bool,
+    progress_bar: bool,
+    start_time: float,
+    stop_at: int | None,
+    callbacks: list[Any],
+) -> TrainResult:
+    """Build envs and model, claim the run directory (a new run: lock it, place it), train, release."""
+    # envs and model first: a bad setting raises here, before the run directory is created or replaced
+    session = build_session(config, checkpoint, run_path)
+    placement: RunPlacement | None = None
+    own_lock = None
+    try:
+        if checkpoint is None:
+            own_lock = RunLock(run_path).acquire()
+            recover_siblings(run_path)
+            check_run_dir(run_path, force=force)  # again, now that no other writer can change it
+            placement = RunPlacement(run_path, force)
+            session.model.tensorboard_log = str(placement.path / TB_DIR)
+        if checkpoint is None or rewrite_config:
+            folder = placement.path if placement is not None else run_path
+            write_text(folder / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    except BaseException:
+        session.close()
+        if placement is not None:
+            placement.abandon()
+        if own_lock is not None:
+            own_lock.release()
+        raise
+    try:
+        return _run(config, run_path, checkpoint, session, progress_bar, start_time, stop_at, callbacks, placement)
+    except BaseException:
+        with contextlib.suppress(Exception):
             session.close()
-            raise
-        try:
-            return _run(config, run_path, checkpoint, session, progress_bar, start_time, stop_at, callbacks or [])
-        except BaseException:
-            with contextlib.suppress(Exception):
-                session.close()
-            if new_run and int(session.model.num_timesteps) == 0:
-                # failed before the first env step: nothing worth keeping, and the folder would block a rerun
-                with contextlib.suppress(OSError):
-                    shutil.rmtree(run_path)
-            raise
+        if placement is not None and placement.replacing:
+            placement.abandon()  # the old run stays
+        elif checkpoint is None and int(session.model.num_timesteps) == 0:
+            # failed before the first env step: nothing worth keeping, and the folder would block a rerun
+            with contextlib.suppress(OSError):
+                shutil.rmtree(run_path)
+        raise
+    finally:
+        if own_lock is not None:
+            own_lock.release()
+
+
+def check_finite_settings(config: TrainConfig) -> None:
+    """Refuse NaN / infinite numbers among the hyperparameters before anything is built.
+
+    Raises:
+        ValueError: Naming the setting.
+    """
+    for key, value in sorted(config.hyperparams.items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key} is {value}; hyperparameters must be finite numbers: fix it with --set {key}=...")
 
 
 def _resume_config(
@@ -293,12 +363,21 @@ def _run(
     start_time: float,
     stop_at: int | None = None,
     extra_callbacks: list[Any] | None = None,
+    placement: RunPlacement | None = None,
 ) -> TrainResult:
-    """Learn in a prepared run directory, then save the model, evaluate it and write ``metrics.json``."""
-    from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback, StopAtBoundary
+    """Learn in a prepared run directory (or its staged replacement, swapped in after the first update), then save
+    the model, evaluate it and write ``metrics.json``."""
+    from mmrl.training.callbacks import (
+        CommitAfterFirstUpdate,
+        EpisodeStats,
+        PeriodicCallback,
+        ProgressBarCallback,
+        StopAtBoundary,
+    )
 
     spec = get_spec(config.algo)
     model, venv = session.model, session.venv
+    final_path, run_path = run_path, (placement.path if placement is not None else run_path)
     venv.open_log(run_path / MONITOR_FILE, config.env_id, append=checkpoint is not None, keep_bytes=session.log_bytes)
     _write_tokenizer(venv, run_path)
     assert config.eval_episodes is not None and config.timesteps is not None
@@ -312,6 +391,21 @@ def _run(
         session.best,
     )
     save_checkpoint = CheckpointWriter(run_path, spec, venv, base_env(venv), tracker.history)
+    committer: list[Any] = []
+    if placement is not None and placement.replacing:
+
+        def moved(path: Path) -> None:
+            save_checkpoint.run_path = path
+            tracker.path = path / tracker.path.name
+            venv.log_path = path / MONITOR_FILE
+
+        def commit(current: Any) -> None:
+            with sigint_deferred():
+                save_model(current, placement.path / f"model{spec.suffix}", spec)
+                placement.commit()
+
+        placement.on_commit.append(moved)
+        committer.append(CommitAfterFirstUpdate(commit, after_step=spec.checkpoint_on_step))
     stats = EpisodeStats()
     start_steps = int(model.num_timesteps)
     remaining = max(int(config.timesteps) - start_steps, 0)
@@ -330,7 +424,13 @@ def _run(
         stop_requested=lambda: interrupt.requested,
     )
     bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
-    callbacks = [*_guard(config, spec), periodic, *([bar] if bar is not None else []), *(extra_callbacks or [])]
+    callbacks = [
+        *_guard(config, spec),
+        *committer,
+        periodic,
+        *([bar] if bar is not None else []),
+        *(extra_callbacks or []),
+    ]
     learn_start = time.time()
     interrupted = False
     try:
@@ -352,7 +452,10 @@ def _run(
     written = start_steps if checkpoint is not None else None
     if periodic.last_checkpoint_steps is not None:
         written = periodic.last_checkpoint_steps
+    run_path = final_path
     with sigint_ignored():
+        if placement is not None:
+            placement.commit()  # no-op unless training ended before its second rollout
         save_model(model, run_path / f"model{spec.suffix}", spec)
         if steps > 0 and steps != written:
             save_checkpoint(model)
