@@ -36,13 +36,11 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -61,8 +59,10 @@ from torch import nn
 from mmrl.algorithms import get_spec, sniff_model_file, spec_of_model
 from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
+from mmrl.loaded_policy import LoadedPolicy
 from mmrl.spaces_json import space_from_json, space_to_json
 from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
+from mmrl.trust import check_bundle_metadata as check_bundle_metadata  # for mmrl inspect
 
 BUNDLE_FORMAT = "mmrl.policy_bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -143,45 +143,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------ loaded policy
-@dataclass
-class LoadedPolicy:
-    """A policy loaded by :func:`load_policy`, with SB3's ``predict`` signature.
-
-    Attributes:
-        observation_space: The space the policy was built for (SB3 transposes channel-last images to channel-first;
-            ``predict`` accepts either layout, as SB3's ``predict`` does).
-        action_space: The action space.
-        manifest: The bundle manifest; for a trusted SB3 zip or a QLearning file, a small summary dict.
-        tokenizer_config: :meth:`mmrl.tokenizer.Tokenizer.to_config` output or None when unknown.
-        policy: The underlying object (an SB3 ``BasePolicy``, or a ``QLearning`` agent).
-    """
-
-    observation_space: spaces.Space
-    action_space: spaces.Space
-    manifest: dict[str, Any]
-    tokenizer_config: dict[str, Any] | None
-    policy: Any = field(repr=False)
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
-        """Returns ``(actions, None)`` for one observation or a batch (SB3's ``predict`` semantics)."""
-        policy: Any = self.policy
-        with torch.no_grad() if isinstance(policy, nn.Module) else contextlib.nullcontext():
-            actions, _ = policy.predict(observation, state, episode_start, deterministic)
-        return actions, None
-
-    @property
-    def algo(self) -> str | None:
-        """Algorithm name from the manifest (``"PPO"``, ``"A2C"``, ``"DQN"``, ``"QLearning"``) or None."""
-        return self.manifest.get("algo")
 
 
 # -------------------------------------------------------------------------------------------------------- export
@@ -370,7 +331,18 @@ def export_bundle(
 
 
 def _is_replaceable(path: Path) -> bool:
-    return path.is_dir() and ((path / MANIFEST_NAME).is_file() or not any(path.iterdir()))
+    """An empty folder, or a bundle: its manifest (a small regular file) carries the bundle format tag."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    manifest = path / MANIFEST_NAME
+    if not manifest.exists():
+        return not any(path.iterdir())
+    try:
+        if not manifest.is_file() or manifest.stat().st_size > 1 << 20:
+            return False
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------- load

@@ -16,6 +16,7 @@ from typing import Any
 from mmrl.algorithms import get_spec
 from mmrl.bundle import export_bundle
 from mmrl.training.run_dir import RUN_MARKER, RunDir, is_run_dir
+from mmrl.trust import check_env_id_from_file
 
 __all__ = ["DEFAULT_BUNDLE_NAME", "export_run"]
 
@@ -30,7 +31,8 @@ def _tokenizer_from_env(config: dict[str, Any]) -> dict[str, Any] | None:
 
         import mmrl  # noqa: F401  (registers the envs)
 
-        env = gym.make(config["env_id"], **dict(config.get("env_kwargs") or {}))
+        env_id = check_env_id_from_file(config.get("env_id"), "config.yaml")
+        env = gym.make(env_id, **dict(config.get("env_kwargs") or {}))
     except Exception:
         return None
     try:

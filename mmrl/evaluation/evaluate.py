@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,17 @@ from mmrl.checks import check_int
 from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
 from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
-from mmrl.evaluation.video import check_video_path, record_setup_video
+from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
 
-__all__ = ["DEFAULT_MAX_ENVS", "EvaluationReport", "GroupStats", "evaluate", "mission_template", "wilson_interval"]
+__all__ = [
+    "DEFAULT_MAX_ENVS",
+    "MAX_EPISODES",
+    "EvaluationReport",
+    "GroupStats",
+    "evaluate",
+    "mission_template",
+    "wilson_interval",
+]
 
 #: ``z`` of a two-sided 95 % normal interval.
 Z_95 = 1.959963984540054
@@ -33,6 +41,8 @@ Z_95 = 1.959963984540054
 DEFAULT_TABLE_ROWS = 10
 #: Largest number of environments stepped in parallel by default.
 DEFAULT_MAX_ENVS = 16
+#: Most episodes one evaluation runs (its per-episode lists grow with the episodes run).
+MAX_EPISODES = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -240,6 +250,7 @@ def evaluate(
     n_envs: int | None = None,
     video_episodes: int = 3,
     trust: bool = False,
+    allowed_env_ids: Collection[str] | None = None,
 ) -> EvaluationReport:
     """Evaluate a trained model on ``episodes`` reproducibly seeded episodes.
 
@@ -250,7 +261,7 @@ def evaluate(
             around it, if any, supplies the environment), a policy bundle from ``mmrl export`` (loaded without
             unpickling; its metadata supplies the environment), or a loaded model (then ``env_id`` is required).
         env_id: Environment id; defaults to the one the model was trained on.
-        episodes: Number of episodes; episode ``i`` is seeded ``seed + i``.
+        episodes: Number of episodes (at most :data:`MAX_EPISODES`); episode ``i`` is seeded ``seed + i``.
         seed: Seed of the first episode (and of the policy's sampling when ``deterministic`` is False).
         deterministic: Greedy actions (True) or sampled ones.
         split: ``"train"``, ``"test"`` or ``"all"``: the ``mission_split`` of mmrl environments (held-out
@@ -268,6 +279,8 @@ def evaluate(
         trust: Allow an SB3 ``.zip`` that is not inside an mmrl run directory. Loading an SB3 zip runs pickled
             code, so only pass it for files you created or trust; models in your own run directories and bundles
             need no trust.
+        allowed_env_ids: Env ids a run directory's or bundle's own env id may be (default: any id already
+            registered in this process; a ``module:`` prefix is always refused, see :mod:`mmrl.trust`).
 
     Returns:
         The :class:`EvaluationReport`.
@@ -279,6 +292,8 @@ def evaluate(
         TypeError: If an argument has the wrong type.
     """
     episodes = check_int("episodes", episodes, 1)
+    if episodes > MAX_EPISODES:
+        raise ValueError(f"episodes must be at most {MAX_EPISODES}, got {episodes}; split a larger evaluation")
     seed = check_int("seed", seed)
     n_envs = min(episodes, DEFAULT_MAX_ENVS) if n_envs is None else check_int("n_envs", n_envs, 1)
     n_envs = min(n_envs, episodes)
@@ -286,7 +301,10 @@ def evaluate(
         raise ValueError(f"json_path must end in .json, got {json_path!r}")
     if video is not None:
         check_video_path(video)
-    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
+        video_episodes = check_int("video_episodes", video_episodes, 1)
+        if video_episodes > MAX_VIDEO_EPISODES:
+            raise ValueError(f"video_episodes must be at most {MAX_VIDEO_EPISODES}, got {video_episodes}")
+    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust, allowed_env_ids)
     ablate_keys = normalize_ablate(ablate, setup.model.observation_space if ablate else None)
     started = time.perf_counter()
     results = play(setup, episodes, seed, bool(deterministic), ablate_keys, bool(shuffle_missions), n_envs)

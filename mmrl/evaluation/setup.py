@@ -8,6 +8,8 @@ environment it was trained on (env id, env kwargs, tokenizer)::
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,14 @@ import gymnasium as gym
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from mmrl.trust import check_env_id_from_file, check_level_from_bundle
+
 __all__ = ["SPLITS", "EvalSetup", "ModelLike", "check_spaces", "is_bundle", "prepare"]
 
 SPLITS = ("train", "test", "all")
+
+#: Largest model file ``mmrl evaluate`` opens (4 GiB).
+MAX_MODEL_FILE_BYTES = 4 << 30
 
 ModelLike = Any  # an SB3 ``BaseAlgorithm``, :class:`~mmrl.agents.QLearning` or a loaded policy bundle
 
@@ -109,18 +116,23 @@ def is_bundle(path: Path) -> bool:
     return (path.is_dir() and (path / MANIFEST_NAME).is_file()) or (path.is_file() and path.name == MANIFEST_NAME)
 
 
-def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] | None) -> EvalSetup:
-    """A policy bundle: loaded without unpickling; env id and kwargs from its export metadata unless given."""
+def _resolve_bundle(
+    path: Path, env_id: str | None, env_kwargs: dict[str, Any] | None, allowed: Collection[str] | None
+) -> EvalSetup:
+    """A policy bundle: loaded without unpickling; env id and kwargs from its export metadata unless given (checked
+    first: no module to import, no level path)."""
     from mmrl.bundle import load_policy
 
     loaded = load_policy(path)
     metadata = loaded.manifest.get("metadata") or {}
     saved_env_id = metadata.get("env_id") if isinstance(metadata, dict) else None
     saved_env_kwargs = metadata.get("env_kwargs") if isinstance(metadata, dict) else None
-    if saved_env_id is not None and not isinstance(saved_env_id, str):
-        raise ValueError(f"{path}: metadata env_id must be a string, got {saved_env_id!r}")
     if saved_env_kwargs is not None and not isinstance(saved_env_kwargs, dict):
-        raise ValueError(f"{path}: metadata env_kwargs must be a JSON object, got {saved_env_kwargs!r}")
+        raise ValueError(f"{path}: metadata env_kwargs must be a JSON object, got {type(saved_env_kwargs).__name__}")
+    if env_id is None and saved_env_id is not None:
+        check_env_id_from_file(saved_env_id, f"{path} metadata", allowed)
+    if "level" not in (env_kwargs or {}):
+        check_level_from_bundle(saved_env_kwargs or {}, f"{path} metadata")
     resolved_env_id = env_id or saved_env_id
     if resolved_env_id is None:
         raise ValueError(f"the bundle {path} does not name its environment (no metadata env_id); pass env_id / --env")
@@ -136,11 +148,26 @@ def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] |
     )
 
 
+def _check_source(path: Path) -> None:
+    """Refuse what is not a folder or a regular file of a sane size (a device, a FIFO), before reading it."""
+    info = path.stat()
+    if stat.S_ISDIR(info.st_mode):
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file or a folder; pass a run directory, model file or bundle")
+    if info.st_size > MAX_MODEL_FILE_BYTES:
+        raise ValueError(
+            f"{path} is {info.st_size} bytes, over the {MAX_MODEL_FILE_BYTES}-byte limit for a model file; "
+            "check the path"
+        )
+
+
 def _resolve(
     model_or_run_dir: ModelLike | str | os.PathLike[str],
     env_id: str | None,
     env_kwargs: dict[str, Any] | None,
     trust: bool = False,
+    allowed: Collection[str] | None = None,
 ) -> EvalSetup:
     """Load the model and find its environment; see :func:`evaluate` for the arguments."""
     if not isinstance(model_or_run_dir, (str, os.PathLike)):
@@ -157,8 +184,9 @@ def _resolve(
     path = Path(model_or_run_dir)
     if not path.exists():
         raise FileNotFoundError(f"no run directory or model file at {path}; check the path")
+    _check_source(path)
     if is_bundle(path):
-        return _resolve_bundle(path, env_id, env_kwargs)
+        return _resolve_bundle(path, env_id, env_kwargs, allowed)
     from mmrl.training.run_dir import RunDir, load_model, run_dir_of
 
     run_dir = path if path.is_dir() else run_dir_of(path)
@@ -177,6 +205,8 @@ def _resolve(
     saved_env_kwargs = run.env_kwargs if run is not None else {}
     tokenizer_config = run.tokenizer_config if run is not None else None
 
+    if env_id is None and saved_env_id is not None:
+        check_env_id_from_file(saved_env_id, f"{run_dir} config.yaml", allowed)
     resolved_env_id = env_id or saved_env_id
     if resolved_env_id is None:
         raise ValueError(f"no env id known for {path} (no run directory config.yaml); pass env_id / --env")
@@ -198,9 +228,10 @@ def prepare(
     split: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     trust: bool = False,
+    allowed_env_ids: Collection[str] | None = None,
 ) -> EvalSetup:
-    """Load the model and resolve its environment (``split`` sets ``mission_split``; ``trust`` as in
-    :func:`evaluate`)."""
+    """Load the model and resolve its environment (``split`` sets ``mission_split``; ``trust`` and
+    ``allowed_env_ids`` as in :func:`~mmrl.evaluation.evaluate.evaluate`)."""
     if env_id is not None:
         from mmrl.envs import check_env_id
 
@@ -209,7 +240,7 @@ def prepare(
         raise TypeError(f"env_kwargs must be a dict, got {type(env_kwargs).__name__}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    setup = _resolve(model_or_run_dir, env_id, env_kwargs, trust)
+    setup = _resolve(model_or_run_dir, env_id, env_kwargs, trust, allowed_env_ids)
     if split is not None:
         setup.env_kwargs["mission_split"] = split
     return setup

@@ -25,6 +25,8 @@ from mmrl.evaluation.runner import MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+#: Most episodes in one video (its frames are held in memory until written).
+MAX_VIDEO_EPISODES = 100
 DEFAULT_FPS = 4
 
 
@@ -175,6 +177,8 @@ def record_setup_video(
     :func:`~mmrl.evaluation.runner.run_episodes` on one env (episode ``i`` seeded ``seed + i``)."""
     path = check_video_path(path)
     episodes = check_int("episodes", episodes, 1)
+    if episodes > MAX_VIDEO_EPISODES:
+        raise ValueError(f"a video holds at most {MAX_VIDEO_EPISODES} episodes, got {episodes}")
     table = MissionTable(setup.make_env()) if shuffle_missions else None
     recorder = _FrameRecorder(setup.make_env(render_mode="rgb_array"), table)
     venv: Any = setup.adapt(DummyVecEnv([lambda: recorder]))

@@ -6,8 +6,12 @@ that a setting the env, the extractor or the algorithm refuses costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
 import warnings
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +83,8 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     model_class = spec.load_class()
     if not spec.sb3:
         return model_class(venv, seed=config.seed, tensorboard_log=str(tb_dir), **config.hyperparams)
+    if str(config.device).split(":")[0] == "meta":
+        raise ValueError("device=meta holds no tensor data, so no model can train on it; use cpu, cuda or auto")
     hyperparams = dict(config.hyperparams)
     policy_extra = {key: hyperparams.pop(key) for key in spec.policy_hyperparams if key in hyperparams}
     kwargs: dict[str, Any]
@@ -148,10 +154,12 @@ def _resume_session(config: TrainConfig, checkpoint: Checkpoint, run_path: Path,
     kwargs: dict[str, Any] = {"tensorboard_log": str(run_path / TB_DIR), "force_reset": not env_restored}
     if spec.sb3:
         kwargs.update(device=config.device)
-    model = load_model(checkpoint.model_path, env=venv, algo=config.algo, **kwargs)
+    with _damaged_file(checkpoint.model_path):
+        model = load_model(checkpoint.model_path, env=venv, algo=config.algo, **kwargs)
     if spec.replay_buffer:
         if checkpoint.replay_buffer_path is not None:
-            model.load_replay_buffer(checkpoint.replay_buffer_path)
+            with _damaged_file(checkpoint.replay_buffer_path):
+                model.load_replay_buffer(checkpoint.replay_buffer_path)
         else:
             warnings.warn(
                 f"{run_path}: the replay buffer of the checkpoint at {checkpoint.steps} steps is missing "
@@ -172,6 +180,18 @@ def _resume_session(config: TrainConfig, checkpoint: Checkpoint, run_path: Path,
     evaluations, best = _resumed_evaluations(state, run_path, checkpoint.steps)
     log_bytes = None if monitor is None else monitor.get("log_bytes")
     return Session(venv, eval_env, model, evaluations, best, log_bytes)
+
+
+@contextlib.contextmanager
+def _damaged_file(path: Path) -> Iterator[None]:
+    """Turn the errors a truncated or damaged checkpoint file raises while it is read into one-line ValueErrors."""
+    try:
+        yield
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path}: damaged checkpoint file ({type(error).__name__}); resume from an earlier checkpoint by "
+            "deleting this checkpoint's state_<N>_steps.json, or start a new run"
+        ) from None
 
 
 def _resumed_evaluations(state: dict[str, Any], run_path: Path, steps: int) -> tuple[list[dict[str, Any]], float]:

@@ -36,6 +36,7 @@ from mmrl.training.run_dir import (
     write_metrics,
 )
 from mmrl.training.session import EVAL_SEED_OFFSET, Session, base_env, build_session
+from mmrl.trust import check_env_id_from_file
 
 __all__ = ["EVAL_SEED_OFFSET", "RESUME_FIXED_SETTINGS", "TrainResult", "is_given", "train"]
 
@@ -157,7 +158,7 @@ def train(
             checkpoint_freq=checkpoint_freq,
         )
         run_path = Path(resume)
-        if run_path.is_dir():
+        if run_path.parent.is_dir():  # also when a killed replacement left the run moved aside: recovered below
             lock = RunLock(run_path).acquire()
         try:
             if lock is not None:
@@ -291,6 +292,7 @@ def _resume_config(
             f"replace it with --force)"
         )
     config = TrainConfig.from_dict(run.config)
+    check_env_id_from_file(config.env_id, f"{run.path / CONFIG_FILE}")
     if isinstance(algo, str) and algo != config.algo:
         raise ValueError(f"--resume {run.path} is a {config.algo} run; drop --algo {algo} or pass --algo {config.algo}")
     if env_id is not None and env_id != config.env_id:
