@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import fcntl
 import os
 import shutil
@@ -92,12 +93,12 @@ def recover_siblings(run_path: Path) -> None:
     parent = run_path.parent
     if not parent.is_dir():
         return
-    for entry in parent.glob(f".{run_path.name}.replaced-*"):
+    for entry in parent.glob(f".{glob.escape(run_path.name)}.replaced-*"):
         moved = entry / run_path.name
         if not run_path.exists() and moved.is_dir():
             os.replace(moved, run_path)
         shutil.rmtree(entry, ignore_errors=True)
-    for entry in parent.glob(f".{run_path.name}.new-*"):
+    for entry in parent.glob(f".{glob.escape(run_path.name)}.new-*"):
         shutil.rmtree(entry, ignore_errors=True)
     if run_path.is_dir() and is_run_dir(run_path):
         clean_temporary_files(run_path)

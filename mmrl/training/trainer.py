@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import math
 import os
 import shutil
@@ -158,7 +159,8 @@ def train(
             checkpoint_freq=checkpoint_freq,
         )
         run_path = Path(resume)
-        if run_path.parent.is_dir():  # also when a killed replacement left the run moved aside: recovered below
+        moved_aside = run_path.parent.is_dir() and any(run_path.parent.glob(f".{glob.escape(run_path.name)}.replaced-*"))
+        if run_path.is_dir() or moved_aside:  # a killed replacement may have left the run moved aside
             lock = RunLock(run_path).acquire()
         try:
             if lock is not None:
