@@ -19,6 +19,7 @@ _LAZY = {
     "train": "mmrl.training",
     "load_policy": "mmrl.bundle",
     "export_bundle": "mmrl.bundle",
+    "export_run": "mmrl.export",
     "evaluate": "mmrl.evaluation",
 }
 

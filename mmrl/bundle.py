@@ -36,14 +36,11 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
-from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import (
     ActorCriticCnnPolicy,
@@ -59,22 +56,20 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
 from torch import nn
 
+from mmrl.algorithms import get_spec, sniff_model_file, spec_of_model
 from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
+from mmrl.loaded_policy import LoadedPolicy
 from mmrl.spaces_json import space_from_json, space_to_json
+from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
+from mmrl.trust import check_bundle_metadata as check_bundle_metadata  # for mmrl inspect
 
 BUNDLE_FORMAT = "mmrl.policy_bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "weights.safetensors"
 HASH_FIELD = "manifest_sha256"
-TRUST_MESSAGE = (
-    "SB3 .zip files run pickled code on load; pass trust=True / --trust only for files you created or trust "
-    "(or convert your own run to a pickle-free bundle with `mmrl export RUN_DIR`)"
-)
 
-#: Algorithm name -> SB3 class (used only for ``trust=True`` loading of SB3 zips).
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
 #: Algorithm name -> {policy class name -> class}: the only policy classes a bundle may name.
 POLICY_CLASSES: dict[str, dict[str, type[BasePolicy]]] = {
     "PPO": {c.__name__: c for c in (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy)},
@@ -93,6 +88,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 #: Registered optimizers (only needed to rebuild the policy object; bundles carry no optimizer state).
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     c.__name__: c for c in (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.SGD)
+}
+_REGISTRY_NAMES = {
+    "features_extractor_class": "FEATURES_EXTRACTORS",
+    "activation_fn": "ACTIVATIONS",
+    "optimizer_class": "OPTIMIZERS",
 }
 _CLASS_KWARGS: dict[str, dict[str, type]] = {
     "features_extractor_class": FEATURES_EXTRACTORS,
@@ -145,47 +145,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-# ------------------------------------------------------------------------------------------------ loaded policy
-@dataclass
-class LoadedPolicy:
-    """A policy loaded by :func:`load_policy`, with SB3's ``predict`` signature.
-
-    Attributes:
-        observation_space: The space the policy was built for (SB3 transposes channel-last images to channel-first;
-            ``predict`` accepts either layout, as SB3's ``predict`` does).
-        action_space: The action space.
-        manifest: The bundle manifest; for a trusted SB3 zip or a QLearning file, a small summary dict.
-        tokenizer_config: :meth:`mmrl.tokenizer.Tokenizer.to_config` output or None when unknown.
-        policy: The underlying object (an SB3 ``BasePolicy``, or a ``QLearning`` agent).
-    """
-
-    observation_space: spaces.Space
-    action_space: spaces.Space
-    manifest: dict[str, Any]
-    tokenizer_config: dict[str, Any] | None
-    policy: Any = field(repr=False)
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
-        """Returns ``(actions, None)`` for one observation or a batch (SB3's ``predict`` semantics)."""
-        if isinstance(self.policy, nn.Module):
-            with torch.no_grad():
-                actions, _ = self.policy.predict(observation, state, episode_start, deterministic)
-        else:
-            actions, _ = self.policy.predict(observation, state, episode_start, deterministic)
-        return actions, None
-
-    @property
-    def algo(self) -> str | None:
-        """Algorithm name from the manifest (``"PPO"``, ``"A2C"``, ``"DQN"``, ``"QLearning"``) or None."""
-        return self.manifest.get("algo")
-
-
 # -------------------------------------------------------------------------------------------------------- export
 def _class_name(key: str, value: Any) -> str:
     registry = _CLASS_KWARGS[key]
@@ -195,13 +154,9 @@ def _class_name(key: str, value: Any) -> str:
     shown = getattr(value, "__qualname__", repr(value))
     raise TypeError(
         f"policy_kwargs[{key!r}] is {shown}, which has no registered name; bundles can only name "
-        f"{', '.join(registry)}. Add it to mmrl.bundle.{_registry_name(key)} before exporting (and loading), "
+        f"{', '.join(registry)}. Add it to mmrl.bundle.{_REGISTRY_NAMES[key]} before exporting (and loading), "
         "or keep using the SB3 .zip"
     )
-
-
-def _registry_name(key: str) -> str:
-    return {"features_extractor_class": "FEATURES_EXTRACTORS", "activation_fn": "ACTIVATIONS"}.get(key, "OPTIMIZERS")
 
 
 def _plain_json(value: Any, where: str) -> Any:
@@ -274,13 +229,13 @@ def _versions() -> dict[str, str]:
 
 
 def _algo_name(model: BaseAlgorithm) -> str:
-    for name, cls in ALGORITHMS.items():
-        if type(model) is cls:
-            return name
-    raise TypeError(
-        f"cannot export a {type(model).__name__} model; bundles support {', '.join(ALGORITHMS)} "
-        "(keep using the SB3 .zip for other algorithms)"
-    )
+    spec = spec_of_model(model)
+    if spec is None or spec.bundle_name is None or spec.bundle_name not in POLICY_CLASSES:
+        raise TypeError(
+            f"cannot export a {type(model).__name__} model; bundles support {', '.join(POLICY_CLASSES)} "
+            "(keep using the SB3 .zip for other algorithms)"
+        )
+    return spec.bundle_name
 
 
 def export_bundle(
@@ -338,7 +293,7 @@ def export_bundle(
         "versions": _versions(),
         "metadata": _plain_json(metadata or {}, "metadata"),
     }
-    if algo in ("PPO", "A2C"):
+    if isinstance(policy, ActorCriticPolicy):
         manifest["use_sde"] = bool(model.use_sde)
 
     final = Path(path)
@@ -376,7 +331,18 @@ def export_bundle(
 
 
 def _is_replaceable(path: Path) -> bool:
-    return path.is_dir() and ((path / MANIFEST_NAME).is_file() or not any(path.iterdir()))
+    """An empty folder, or a bundle: its manifest (a small regular file) carries the bundle format tag."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    manifest = path / MANIFEST_NAME
+    if not manifest.exists():
+        return not any(path.iterdir())
+    try:
+        if not manifest.is_file() or manifest.stat().st_size > 1 << 20:
+            return False
+        return json.loads(manifest.read_text(encoding="utf-8")).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------- load
@@ -419,14 +385,6 @@ def load_policy(path: str | os.PathLike[str], trust: bool = False, device: str =
     raise ValueError(f"{path} is a zip archive but neither an SB3 model (data + policy.pth) nor a QLearning .npz")
 
 
-def is_sb3_zip(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a zip with SB3's ``data`` member: ``PPO.load`` and friends would unpickle it."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return "data" in archive.namelist()
-
-
 def _load_qlearning(path: Path) -> LoadedPolicy:
     from mmrl.agents import QLearning
 
@@ -436,34 +394,23 @@ def _load_qlearning(path: Path) -> LoadedPolicy:
 
 
 def sb3_zip_algo(path: str | os.PathLike[str]) -> str:
-    """The algorithm (``"PPO"``, ``"A2C"`` or ``"DQN"``) of an SB3 zip, read from its ``data`` JSON without unpickling.
+    """The bundle name of the algorithm (``"PPO"``, ``"A2C"``, ``"DQN"``) of an SB3 zip, read from its ``data`` JSON
+    without unpickling (:func:`mmrl.algorithms.sniff_model_file`).
 
     Raises:
-        ValueError: If the zip has no readable ``data`` member or the algorithm cannot be told.
+        ValueError: If the zip has no readable ``data`` member or no registered algorithm matches it.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data").decode("utf-8"))
-    except (KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not an SB3 model zip with a readable 'data' JSON member ({error})") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: SB3 'data' member is not a JSON object")
-    policy_class = data.get("policy_class")
-    module = str(policy_class.get("__module__", "")) if isinstance(policy_class, dict) else ""
-    if "exploration_rate" in data or "target_update_interval" in data or module.startswith("stable_baselines3.dqn"):
-        return "DQN"
-    if "clip_range" in data or "n_epochs" in data:
-        return "PPO"
-    if "n_steps" in data and "gae_lambda" in data:
-        return "A2C"
-    raise ValueError(f"{path}: cannot tell the algorithm from the SB3 'data' member; supported: PPO, A2C, DQN")
+    spec = get_spec(sniff_model_file(path))
+    if spec.bundle_name is None or not spec.sb3:
+        raise ValueError(f"{path}: a {spec.name} model; supported here: {', '.join(POLICY_CLASSES)}")
+    return spec.bundle_name
 
 
 def _load_sb3_zip(path: Path, trust: bool, device: str) -> LoadedPolicy:
     if not trust:
         raise ValueError(f"refusing to load {path}: {TRUST_MESSAGE}")
     algo = sb3_zip_algo(path)
-    model = ALGORITHMS[algo].load(path, device=device)
+    model = get_spec(sniff_model_file(path)).load_class().load(path, device=device)
     model.policy.set_training_mode(False)
     summary = {"format": "sb3.zip", "algo": algo, "path": str(path)}
     return LoadedPolicy(model.observation_space, model.action_space, summary, None, model.policy)
@@ -574,7 +521,7 @@ def _load_bundle(bundle: Path, device: str, manifest_path: Path | None = None) -
     algo_classes = _resolve(POLICY_CLASSES, manifest.get("algo"), "algorithm")
     policy_class = _resolve(algo_classes, manifest.get("policy_class"), f"{manifest['algo']} policy class")
     kwargs = _policy_kwargs_from_json(manifest.get("policy_kwargs", {}))
-    if manifest["algo"] in ("PPO", "A2C"):
+    if issubclass(policy_class, ActorCriticPolicy):
         kwargs["use_sde"] = bool(manifest.get("use_sde", False))
     try:
         observation_space = space_from_json(manifest.get("observation_space"))

@@ -22,6 +22,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+#: Logged values that are NaN in healthy training: SB3's explained variance is NaN when a rollout's returns are
+#: constant (e.g. no reward yet in a sparse-reward env).
+_DIAGNOSTICS = frozenset({"train/explained_variance"})
+
 #: Info key under which a guarded worker reports an exception raised by its env.
 WORKER_ERROR_KEY = "mmrl_worker_error"
 
@@ -110,7 +114,9 @@ class NonFiniteGuard(BaseCallback):
                     )
         if self.check_losses and self.model.logger is not None:
             for key, value in getattr(self.model.logger, "name_to_value", {}).items():
-                if key.startswith("train/") and isinstance(value, float | np.floating) and not np.isfinite(value):
+                if key in _DIAGNOSTICS or not key.startswith("train/"):
+                    continue
+                if isinstance(value, float | np.floating) and not np.isfinite(value):
                     self._raise(
                         f"logged training value {key!r} ({when})",
                         str(value),
@@ -206,7 +212,7 @@ class SafeSubprocVecEnv(SubprocVecEnv):
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], start_method: str | None = None) -> None:
-        guarded = [_GuardedFactory(fn, i) for i, fn in enumerate(env_fns)]
+        guarded: list[Callable[[], gym.Env]] = [_GuardedFactory(fn, i) for i, fn in enumerate(env_fns)]
         try:
             super().__init__(guarded, start_method=start_method)
         except (EOFError, ConnectionError) as error:

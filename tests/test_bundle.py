@@ -22,6 +22,7 @@ from stable_baselines3 import A2C, DQN, PPO
 import mmrl
 from mmrl.bundle import MANIFEST_NAME, WEIGHTS_NAME, export_bundle, file_sha256, load_policy, manifest_hash
 from mmrl.spaces_json import space_from_json, space_to_json
+from mmrl.training.run_dir import write_run_marker
 
 torch.set_num_threads(1)
 ENV_ID = "mmrl/GoTo-5x5-v0"
@@ -277,6 +278,7 @@ def test_cli_export_and_inspect(models, observations, tmp_path, capsys) -> None:
     run_dir.mkdir()
     models["PPO"].save(run_dir / "model.zip")
     (run_dir / "config.yaml").write_text(f"algo: ppo\nenv_id: {ENV_ID}\nenv_kwargs: {{}}\nseed: 0\n")
+    write_run_marker(run_dir)
     parser = argparse.ArgumentParser(prog="mmrl")
     subparsers = parser.add_subparsers()
     export_cli.register(subparsers)

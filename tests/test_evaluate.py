@@ -27,6 +27,7 @@ from mmrl.evaluation import (
     wilson_interval,
 )
 from mmrl.evaluation.evaluate import MissionTable
+from mmrl.training.run_dir import write_run_marker
 
 torch.set_num_threads(1)
 ENV_ID = "mmrl/GoTo-5x5-v0"
@@ -37,6 +38,7 @@ def write_run_dir(path: Path, algo: str, model, env_kwargs: dict | None = None) 
     path.mkdir(parents=True, exist_ok=True)
     config = {"algo": algo, "env_id": ENV_ID, "env_kwargs": env_kwargs or {}, "seed": 0, "n_envs": 2}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
+    write_run_marker(path)
     model.save(path / ("model.npz" if algo == "qlearning" else "model.zip"))
     return path
 
@@ -343,7 +345,7 @@ def test_sb3_zip_from_elsewhere_needs_trust(ppo_run: Path, tmp_path: Path, capsy
 
 
 def test_policy_bundle_is_evaluated_like_its_run(ppo_run: Path, tmp_path: Path, capsys) -> None:
-    from mmrl.cli.export import export_run
+    from mmrl.export import export_run
 
     bundle = export_run(ppo_run, tmp_path / "policy.bundle")
     from_bundle = evaluate(bundle, episodes=6)  # env id and kwargs from the bundle's metadata

@@ -13,7 +13,8 @@ import torch
 
 import mmrl
 from mmrl.cli.demo import random_baseline
-from mmrl.training.trainer import EVAL_SEED_OFFSET, evaluate_model
+from mmrl.training import evaluate_model
+from mmrl.training.trainer import EVAL_SEED_OFFSET
 
 pytestmark = pytest.mark.slow
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from mmrl.plotting import binned_curve, plot_runs, read_monitor
+from mmrl.training.run_dir import write_run_marker
 
 
 def fake_run(path: Path, seed: int, episodes: int = 40, success_column: bool = True) -> Path:
@@ -19,6 +20,7 @@ def fake_run(path: Path, seed: int, episodes: int = 40, success_column: bool = T
     path.mkdir(parents=True)
     config = {"algo": "ppo", "env_id": "mmrl/GoTo-5x5-v0", "env_kwargs": {}, "seed": seed, "n_envs": 2}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
+    write_run_marker(path)
     rng = np.random.default_rng(seed)
     lines = ["#" + json.dumps({"t_start": 0.0, "env_id": "None"}), "r,l,t" + (",is_success" if success_column else "")]
     for i in range(episodes):

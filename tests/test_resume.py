@@ -78,7 +78,7 @@ def test_resume_drops_monitor_rows_written_after_the_checkpoint(tmp_path):
 def test_best_model_survives_stop_and_resume(tmp_path, monkeypatch):
     """The stopped session's final evaluation (the best so far) is in the checkpoint: a worse one after resume
     does not replace best_model.zip."""
-    import mmrl.training.trainer as trainer
+    import mmrl.training.best_model as trainer
 
     scores = iter([5.0, 1.0, 1.0, 1.0])
 
@@ -100,7 +100,7 @@ def test_best_model_survives_stop_and_resume(tmp_path, monkeypatch):
 
 def test_resume_reads_the_final_evaluation_of_older_runs_from_metrics(tmp_path, monkeypatch):
     """Checkpoints written before the fix lack the final evaluation; metrics.json at the same step has it."""
-    import mmrl.training.trainer as trainer
+    import mmrl.training.best_model as trainer
 
     scores = iter([5.0, 1.0])
 
@@ -122,7 +122,7 @@ def test_resume_reads_the_final_evaluation_of_older_runs_from_metrics(tmp_path, 
 
 # ------------------------------------------------------------------------------------------------ DQN buffer
 def test_crash_while_writing_a_dqn_checkpoint_keeps_the_previous_replay_buffer(tmp_path, monkeypatch):
-    import mmrl.training.trainer as trainer
+    import mmrl.training.checkpointing as trainer
 
     real_save_env_state = trainer.save_env_state
     calls: list[int] = []

@@ -12,6 +12,7 @@ import torch
 import mmrl
 from mmrl.cli import main
 from mmrl.training import RunDir
+from mmrl.training.run_dir import write_run_marker
 
 torch.set_num_threads(1)
 
@@ -39,6 +40,7 @@ BAD_SETTINGS = {
 def _fake_finished_run(path: Path) -> dict[str, bytes]:
     """A run directory's files (content does not matter: a bad new run must leave them untouched)."""
     files = {
+        "mmrl-run.json": b'{"format": "mmrl.run_dir", "format_version": 1}',
         "config.yaml": b"algo: ppo\nenv_id: mmrl/GoTo-5x5-v0\n",
         "model.zip": b"model",
         "best_model.zip": b"best",
@@ -109,6 +111,7 @@ def test_existing_directory_message_is_accurate(tmp_path, capsys):
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "config.yaml").write_text("algo: ppo\nenv_id: mmrl/GoTo-5x5-v0\n")
+    write_run_marker(junk)
     assert main(["train", "--algo", "ppo", "--env", ENV, "--run-dir", str(junk), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "--resume" not in err and "--force" in err and "first checkpoint" in err, err

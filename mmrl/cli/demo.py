@@ -32,7 +32,7 @@ def random_baseline(env_id: str, episodes: int, seed: int, env_kwargs: dict[str,
     """Mean return and success rate of the uniform random policy over ``episodes`` episodes."""
     import numpy as np
 
-    from mmrl.training.trainer import evaluate_model
+    from mmrl.training.best_model import evaluate_model
 
     class RandomPolicy:
         def __init__(self, action_space: Any, rng_seed: int) -> None:

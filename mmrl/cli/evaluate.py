@@ -9,7 +9,8 @@ from typing import Any
 
 from mmrl.cli import positive_int
 from mmrl.evaluation.ablation import ABLATIONS
-from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS, SPLITS
+from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS
+from mmrl.evaluation.setup import SPLITS
 
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -30,7 +31,9 @@ def register(subparsers: Any) -> None:
         "target", metavar="RUN_DIR_OR_MODEL", help="run directory, model file (.zip / .npz) or policy bundle"
     )
     parser.add_argument("--env", dest="env_id", default=None, help="env id (default: the one trained on)")
-    parser.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default 100)")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=100, help="number of episodes (default 100, at most 1000000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -41,7 +44,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ablate", choices=ABLATIONS, action="append", default=None, help="zero a modality")
     parser.add_argument("--shuffle-missions", action="store_true", help="show each episode another's instruction")
     parser.add_argument("--video", default=None, metavar="OUT.mp4|OUT.gif", help="record a few episodes")
-    parser.add_argument("--video-episodes", type=positive_int, default=3, help="episodes in the video (default 3)")
+    parser.add_argument(
+        "--video-episodes", type=positive_int, default=3, help="episodes in the video (default 3, at most 100)"
+    )
     parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json", help="write the report")
     parser.add_argument("--n-envs", type=positive_int, default=None, help="parallel envs (default min(episodes, 16))")
     parser.add_argument("--rows", type=positive_int, default=DEFAULT_TABLE_ROWS, help="per-instruction table rows")
@@ -50,6 +55,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="allow an SB3 .zip from outside an mmrl run directory (loading it runs pickled code: only for files "
         "you created or trust)",
+    )
+    parser.add_argument(
+        "--allow-env",
+        dest="allowed_env_ids",
+        action="append",
+        default=None,
+        metavar="ENV_ID",
+        help="an env id the run's or bundle's own env id may be (repeatable; default: any id already registered; "
+        "a module: prefix is always refused)",
     )
     parser.set_defaults(run=run)
 
@@ -73,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             n_envs=args.n_envs,
             video_episodes=args.video_episodes,
             trust=args.trust,
+            allowed_env_ids=args.allowed_env_ids,
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

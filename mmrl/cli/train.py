@@ -9,19 +9,19 @@ from mmrl.cli import non_negative_int, positive_int
 
 __all__ = ["register", "run"]
 
-ALGOS = ("ppo", "a2c", "dqn", "qlearning")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` subcommand."""
+    from mmrl.algorithms import algorithm_names
+
     parser = subparsers.add_parser(
         "train",
         help="train an agent and write a run directory",
-        description="Train PPO, A2C, DQN (multimodal extractor) or tabular Q-learning on an env. "
+        description="Train PPO, A2C, DQN, recurrent PPO (multimodal extractor) or tabular Q-learning on an env. "
         "Hyperparameters come from agents/<algo>.yaml, --preset and --set. "
         "Ctrl-C stops after the current step and saves the model.",
     )
-    parser.add_argument("--algo", choices=ALGOS, help="algorithm (required unless --resume)")
+    parser.add_argument("--algo", choices=algorithm_names(), help="algorithm (required unless --resume)")
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")
     parser.add_argument("--timesteps", type=positive_int, help="total env steps (default: the preset's)")
     parser.add_argument("--seed", type=non_negative_int, help="seed (default 0)")

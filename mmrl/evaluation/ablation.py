@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 ABLATIONS = ("mission", "image")
 
 
-def normalize_ablate(ablate: str | Sequence[str] | None, observation_space: spaces.Space) -> tuple[str, ...]:
+def normalize_ablate(ablate: str | Sequence[str] | None, observation_space: spaces.Space | None) -> tuple[str, ...]:
     """Validate ``ablate`` against ``observation_space`` and return it as a tuple of keys.
 
     Raises:
@@ -93,11 +93,11 @@ class VecAblateObservation(VecEnvWrapper):
         self.keys = normalize_ablate(keys, venv.observation_space)
 
     def reset(self) -> Any:
-        return ablate_observation(self.venv.reset(), self.keys)
+        return ablate_observation(self.venv.reset(), self.keys)  # type: ignore[arg-type]  # Dict observations
 
     def step_wait(self) -> Any:
         observations, rewards, dones, infos = self.venv.step_wait()
         for info in infos:
             if "terminal_observation" in info:
                 info["terminal_observation"] = ablate_observation(info["terminal_observation"], self.keys)
-        return ablate_observation(observations, self.keys), rewards, dones, infos
+        return ablate_observation(observations, self.keys), rewards, dones, infos  # type: ignore[arg-type]

@@ -11,32 +11,38 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from mmrl.atomic import write_json
 from mmrl.checks import check_int
 from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
+from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
+from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
+from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
 
-#: Key of the instruction tokens in the observation.
-MISSION_KEY = "mission"
+__all__ = [
+    "DEFAULT_MAX_ENVS",
+    "MAX_EPISODES",
+    "EvaluationReport",
+    "GroupStats",
+    "evaluate",
+    "mission_template",
+    "wilson_interval",
+]
+
 #: ``z`` of a two-sided 95 % normal interval.
 Z_95 = 1.959963984540054
 #: Rows of the per-instruction table that :meth:`EvaluationReport.format_table` prints by default.
 DEFAULT_TABLE_ROWS = 10
 #: Largest number of environments stepped in parallel by default.
 DEFAULT_MAX_ENVS = 16
-SPLITS = ("train", "test", "all")
-_SHUFFLE_TRIES = 16
-
-ModelLike = Any  # an SB3 ``BaseAlgorithm`` or :class:`~mmrl.agents.qlearning.QLearning`
+#: Most episodes one evaluation runs (its per-episode lists grow with the episodes run).
+MAX_EPISODES = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -79,7 +85,7 @@ def _group(names: Sequence[str], returns: Sequence[float], successes: Sequence[b
         members[name].append(index)
     groups = []
     for name, indices in members.items():
-        known = [successes[i] for i in indices if successes[i] is not None]
+        known = [bool(successes[i]) for i in indices if successes[i] is not None]
         groups.append(
             GroupStats(
                 name=name,
@@ -205,308 +211,28 @@ def _group_table(groups: Sequence[GroupStats], header: str) -> list[str]:
     return rows
 
 
-# ---------------------------------------------------------------------------------------------------- model + env
-@dataclass
-class EvalSetup:
-    """A loaded model and everything needed to rebuild its environment."""
-
-    model: ModelLike
-    name: str
-    algo: str
-    env_id: str
-    env_kwargs: dict[str, Any]
-    tokenizer_config: dict[str, Any] | None = None
-    wrap: Callable[[gym.Env], gym.Env] | None = None
-
-    def make_env(self, render_mode: str | None = None) -> gym.Env:
-        """One environment with the training wrappers (tokenizer included)."""
-        kwargs = dict(self.env_kwargs)
-        if render_mode is not None:
-            kwargs["render_mode"] = render_mode
-        try:
-            env = gym.make(self.env_id, **kwargs)
-        except (TypeError, gym.error.Error) as error:
-            raise ValueError(
-                f"cannot build environment {self.env_id!r} with env kwargs {kwargs}: {error}; "
-                "check --env / --split (mission_split only exists for mmrl/ environments)"
-            ) from error
-        if self.wrap is not None:
-            env = self.wrap(env)
-        elif self.tokenizer_config is not None and not self.env_id.startswith("mmrl/"):
-            from mmrl.wrappers import TokenizeText
-
-            env = TokenizeText(env, tokenizer_config=self.tokenizer_config)
-        return env
-
-    def make_vec_env(self, n_envs: int) -> VecEnv:
-        """``n_envs`` environments: mmrl's batched ``VecEnv`` for ``mmrl/`` ids, else a ``DummyVecEnv``."""
-        if self.env_id.startswith("mmrl/") and self.wrap is None:
-            from mmrl.envs.vec_env import make_vec_env
-
-            try:
-                return make_vec_env(self.env_id, n_envs, env_kwargs=self.env_kwargs)
-            except TypeError as error:
-                raise ValueError(
-                    f"cannot build environment {self.env_id!r} with env kwargs {self.env_kwargs}: {error}"
-                ) from error
-        return DummyVecEnv([self.make_env for _ in range(n_envs)])
-
-    def adapt(self, venv: VecEnv) -> VecEnv:
-        """Wrap ``venv`` as the model's algorithm would (SB3 transposes channel-last images), then check that the
-        observation and action spaces match the model's.
-
-        Raises:
-            ValueError: Naming both spaces when they differ.
-        """
-        from stable_baselines3.common.base_class import BaseAlgorithm
-        from stable_baselines3.common.policies import BasePolicy
-
-        # SB3 models, and SB3 policies loaded from a bundle, see channel-last images transposed
-        if isinstance(self.model, BaseAlgorithm) or isinstance(getattr(self.model, "policy", None), BasePolicy):
-            venv = BaseAlgorithm._wrap_env(venv, verbose=0, monitor_wrapper=False)
-        check_spaces(self.model, venv.observation_space, venv.action_space, self.env_id)
-        return venv
-
-
-def check_spaces(model: ModelLike, observation_space: spaces.Space, action_space: spaces.Space, env_id: str) -> None:
-    """Refuse a model whose observation or action space differs from the environment's.
-
-    Raises:
-        ValueError: Naming the model's and the environment's spaces.
-    """
-    problems = []
-    if model.observation_space != observation_space:
-        problems.append(f"observation space: model {model.observation_space}, environment {observation_space}")
-    if model.action_space != action_space:
-        problems.append(f"action space: model {model.action_space}, environment {action_space}")
-    if problems:
-        raise ValueError(
-            f"the model does not fit environment {env_id!r} ({'; '.join(problems)}); evaluate on the environment "
-            "(--env, env kwargs, split) the model was trained on"
-        )
-
-
-def _is_bundle(path: Path) -> bool:
-    """A policy bundle directory, or its ``manifest.json`` (see :mod:`mmrl.bundle`)."""
-    from mmrl.bundle import MANIFEST_NAME
-
-    return (path.is_dir() and (path / MANIFEST_NAME).is_file()) or (path.is_file() and path.name == MANIFEST_NAME)
-
-
-def _resolve_bundle(path: Path, env_id: str | None, env_kwargs: dict[str, Any] | None) -> EvalSetup:
-    """A policy bundle: loaded without unpickling; env id and kwargs from its export metadata unless given."""
-    from mmrl.bundle import load_policy
-
-    loaded = load_policy(path)
-    metadata = loaded.manifest.get("metadata") or {}
-    saved_env_id = metadata.get("env_id") if isinstance(metadata, dict) else None
-    saved_env_kwargs = metadata.get("env_kwargs") if isinstance(metadata, dict) else None
-    if saved_env_id is not None and not isinstance(saved_env_id, str):
-        raise ValueError(f"{path}: metadata env_id must be a string, got {saved_env_id!r}")
-    if saved_env_kwargs is not None and not isinstance(saved_env_kwargs, dict):
-        raise ValueError(f"{path}: metadata env_kwargs must be a JSON object, got {saved_env_kwargs!r}")
-    resolved_env_id = env_id or saved_env_id
-    if resolved_env_id is None:
-        raise ValueError(f"the bundle {path} does not name its environment (no metadata env_id); pass env_id / --env")
-    kwargs = dict(saved_env_kwargs or {})  # as for run directories: e.g. the image layout trained on
-    kwargs.update(env_kwargs or {})
-    return EvalSetup(
-        model=loaded,
-        name=str(path),
-        algo=str(loaded.algo or "policy"),
-        env_id=resolved_env_id,
-        env_kwargs=kwargs,
-        tokenizer_config=loaded.tokenizer_config,
-    )
-
-
-def _resolve(
-    model_or_run_dir: ModelLike | str | os.PathLike[str],
-    env_id: str | None,
-    env_kwargs: dict[str, Any] | None,
-    trust: bool = False,
-) -> EvalSetup:
-    """Load the model and find its environment; see :func:`evaluate` for the arguments."""
-    if not isinstance(model_or_run_dir, (str, os.PathLike)):
-        model = model_or_run_dir
-        if not hasattr(model, "predict") or not hasattr(model, "observation_space"):
-            raise TypeError(
-                "model_or_run_dir must be a run directory, a model file or a model with predict(), "
-                f"got {type(model).__name__}"
-            )
-        if env_id is None:
-            raise ValueError("evaluating a model object needs env_id=...; or pass its run directory instead")
-        return EvalSetup(model, type(model).__name__, type(model).__name__, env_id, dict(env_kwargs or {}))
-
-    path = Path(model_or_run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"no run directory or model file at {path}; check the path")
-    if _is_bundle(path):
-        return _resolve_bundle(path, env_id, env_kwargs)
-    from mmrl.training.run_dir import RunDir, load_model, run_dir_of
-
-    run_dir = path if path.is_dir() else run_dir_of(path)
-    model_path = None if path.is_dir() else path
-
-    run = RunDir(run_dir) if run_dir is not None else None
-    target = model_path if model_path is not None else run_dir
-    try:
-        model = load_model(target, trust=trust)
-    except (ValueError, TypeError, FileNotFoundError):
-        raise
-    except Exception as error:  # SB3 / zipfile / pickle raise many kinds on damaged files
-        raise ValueError(f"cannot load the model from {target}: {type(error).__name__}: {error}") from error
-    algo = run.algo if run is not None else None
-    saved_env_id = run.env_id if run is not None else None
-    saved_env_kwargs = run.env_kwargs if run is not None else {}
-    tokenizer_config = run.tokenizer_config if run is not None else None
-    wrap = getattr(run, "wrap_env", None)
-
-    resolved_env_id = env_id or saved_env_id
-    if resolved_env_id is None:
-        raise ValueError(f"no env id known for {path} (no run directory config.yaml); pass env_id / --env")
-    kwargs = dict(saved_env_kwargs)
-    kwargs.update(env_kwargs or {})
-    return EvalSetup(
-        model=model,
-        name=str(path),
-        algo=str(algo or type(model).__name__),
-        env_id=resolved_env_id,
-        env_kwargs=kwargs,
-        tokenizer_config=tokenizer_config,
-        wrap=wrap,
-    )
-
-
-def prepare(
-    model_or_run_dir: ModelLike | str | os.PathLike[str],
-    env_id: str | None = None,
-    split: str | None = None,
-    env_kwargs: dict[str, Any] | None = None,
-    trust: bool = False,
-) -> EvalSetup:
-    """Load the model and resolve its environment (``split`` sets ``mission_split``; ``trust`` as in
-    :func:`evaluate`)."""
-    if env_id is not None:
-        from mmrl.envs import check_env_id
-
-        check_env_id(env_id)
-    if env_kwargs is not None and not isinstance(env_kwargs, dict):
-        raise TypeError(f"env_kwargs must be a dict, got {type(env_kwargs).__name__}")
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    setup = _resolve(model_or_run_dir, env_id, env_kwargs, trust)
-    if split is not None:
-        setup.env_kwargs["mission_split"] = split
-    return setup
-
-
-# ---------------------------------------------------------------------------------------------------- missions
-class MissionTable:
-    """True instruction (text and tokens) of the episode seeded ``s``, and the instruction shown instead of it when
-    missions are shuffled: that of the next seed ``s + 1, s + 2, ...`` whose text differs (``s + 1`` if none does
-    within a few tries). Independent of the number of parallel environments."""
-
-    def __init__(self, env: gym.Env, key: str = MISSION_KEY) -> None:
-        if not isinstance(env.observation_space, spaces.Dict) or key not in env.observation_space.spaces:
-            raise ValueError(
-                f"shuffle_missions needs a Dict observation with a {key!r} key, got {env.observation_space}"
-            )
-        self.env = env
-        self.key = key
-        self._cache: dict[int, tuple[str, np.ndarray]] = {}
-
-    def true(self, seed: int) -> tuple[str, np.ndarray]:
-        if seed not in self._cache:
-            observation, info = self.env.reset(seed=seed)
-            self._cache[seed] = (str(info.get("mission", "")), np.array(observation[self.key], copy=True))
-        return self._cache[seed]
-
-    def shown(self, seed: int) -> tuple[str, np.ndarray]:
-        text = self.true(seed)[0]
-        for offset in range(1, _SHUFFLE_TRIES + 1):
-            candidate = self.true(seed + offset)
-            if candidate[0] != text:
-                return candidate
-        return self.true(seed + 1)
-
-
 # ---------------------------------------------------------------------------------------------------- evaluation
-def _seed_model(model: ModelLike, seed: int) -> None:
-    from stable_baselines3.common.utils import set_random_seed
-
-    set_random_seed(seed)
-    if hasattr(model, "set_random_seed"):
-        model.set_random_seed(seed)
-
-
-def run_episodes(
+def play(
     setup: EvalSetup,
     episodes: int,
     seed: int,
     deterministic: bool,
-    ablate: tuple[str, ...],
-    shuffle_missions: bool,
-    n_envs: int,
-) -> dict[str, list[Any]]:
-    """Run ``episodes`` episodes (episode ``i`` seeded ``seed + i``), ``n_envs`` at a time."""
+    ablate: Sequence[str] = (),
+    shuffle_missions: bool = False,
+    n_envs: int = 1,
+) -> EpisodeResults:
+    """Run ``episodes`` episodes of a prepared :class:`EvalSetup` on ``n_envs`` parallel envs (with the ablation
+    and shuffled missions asked for) through :func:`~mmrl.evaluation.runner.run_episodes`."""
     venv = setup.adapt(setup.make_vec_env(n_envs))
     if ablate:
-        venv = VecAblateObservation(venv, ablate)
+        venv = VecAblateObservation(venv, tuple(ablate))
     table = MissionTable(setup.make_env()) if shuffle_missions else None
-    _seed_model(setup.model, seed)
-    returns: list[float] = [0.0] * episodes
-    lengths: list[int] = [0] * episodes
-    successes: list[bool | None] = [None] * episodes
-    missions: list[str] = [""] * episodes
-    shown: list[str] = [""] * episodes
     try:
-        for start in range(0, episodes, n_envs):
-            count = min(n_envs, episodes - start)
-            venv.seed(seed + start)
-            observations = venv.reset()
-            reset_infos = getattr(venv.unwrapped, "reset_infos", None) or [{} for _ in range(n_envs)]
-            for i in range(count):
-                missions[start + i] = str(reset_infos[i].get("mission", ""))
-            shown_tokens = None
-            if table is not None:
-                pairs = [table.shown(seed + start + i) for i in range(n_envs)]
-                shown_tokens = np.stack([tokens for _, tokens in pairs])
-                for i in range(count):
-                    missions[start + i] = table.true(seed + start + i)[0]
-                    shown[start + i] = pairs[i][0]
-            running = np.zeros(n_envs, dtype=bool)
-            running[:count] = True
-            states = None
-            episode_starts = np.ones(n_envs, dtype=bool)
-            while running.any():
-                if shuffle_missions and shown_tokens is not None:
-                    observations = dict(observations)
-                    observations[MISSION_KEY] = shown_tokens.astype(observations[MISSION_KEY].dtype)
-                actions, states = setup.model.predict(
-                    observations, state=states, episode_start=episode_starts, deterministic=deterministic
-                )
-                observations, rewards, dones, infos = venv.step(np.asarray(actions))
-                episode_starts = np.asarray(dones, dtype=bool)
-                for i in np.flatnonzero(running):
-                    index = start + i
-                    returns[index] += float(rewards[i])
-                    lengths[index] += 1
-                    if dones[i]:
-                        running[i] = False
-                        success = infos[i].get("is_success")
-                        successes[index] = None if success is None else bool(success)
+        return run_episodes(setup.model, venv, episodes, seed, deterministic, missions=table)
     finally:
         venv.close()
         if table is not None:
             table.env.close()
-    return {
-        "returns": returns,
-        "lengths": lengths,
-        "successes": successes,
-        "missions": missions,
-        "shown_missions": shown if shuffle_missions else None,
-    }
 
 
 def evaluate(
@@ -524,6 +250,7 @@ def evaluate(
     n_envs: int | None = None,
     video_episodes: int = 3,
     trust: bool = False,
+    allowed_env_ids: Collection[str] | None = None,
 ) -> EvaluationReport:
     """Evaluate a trained model on ``episodes`` reproducibly seeded episodes.
 
@@ -534,7 +261,7 @@ def evaluate(
             around it, if any, supplies the environment), a policy bundle from ``mmrl export`` (loaded without
             unpickling; its metadata supplies the environment), or a loaded model (then ``env_id`` is required).
         env_id: Environment id; defaults to the one the model was trained on.
-        episodes: Number of episodes; episode ``i`` is seeded ``seed + i``.
+        episodes: Number of episodes (at most :data:`MAX_EPISODES`); episode ``i`` is seeded ``seed + i``.
         seed: Seed of the first episode (and of the policy's sampling when ``deterministic`` is False).
         deterministic: Greedy actions (True) or sampled ones.
         split: ``"train"``, ``"test"`` or ``"all"``: the ``mission_split`` of mmrl environments (held-out
@@ -552,6 +279,8 @@ def evaluate(
         trust: Allow an SB3 ``.zip`` that is not inside an mmrl run directory. Loading an SB3 zip runs pickled
             code, so only pass it for files you created or trust; models in your own run directories and bundles
             need no trust.
+        allowed_env_ids: Env ids a run directory's or bundle's own env id may be (default: any id already
+            registered in this process; a ``module:`` prefix is always refused, see :mod:`mmrl.trust`).
 
     Returns:
         The :class:`EvaluationReport`.
@@ -563,21 +292,28 @@ def evaluate(
         TypeError: If an argument has the wrong type.
     """
     episodes = check_int("episodes", episodes, 1)
+    if episodes > MAX_EPISODES:
+        raise ValueError(f"episodes must be at most {MAX_EPISODES}, got {episodes}; split a larger evaluation")
     seed = check_int("seed", seed)
     n_envs = min(episodes, DEFAULT_MAX_ENVS) if n_envs is None else check_int("n_envs", n_envs, 1)
     n_envs = min(n_envs, episodes)
     if json_path is not None and Path(json_path).suffix.lower() != ".json":
         raise ValueError(f"json_path must end in .json, got {json_path!r}")
     if video is not None:
-        from mmrl.evaluation.video import check_video_path
-
         check_video_path(video)
-    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
+        video_episodes = check_int("video_episodes", video_episodes, 1)
+        if video_episodes > MAX_VIDEO_EPISODES:
+            raise ValueError(f"video_episodes must be at most {MAX_VIDEO_EPISODES}, got {video_episodes}")
+    setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust, allowed_env_ids)
     ablate_keys = normalize_ablate(ablate, setup.model.observation_space if ablate else None)
     started = time.perf_counter()
-    results = run_episodes(setup, episodes, seed, bool(deterministic), ablate_keys, bool(shuffle_missions), n_envs)
+    results = play(setup, episodes, seed, bool(deterministic), ablate_keys, bool(shuffle_missions), n_envs)
     report = EvaluationReport.from_episodes(
-        **results,
+        returns=results.returns,
+        lengths=results.lengths,
+        successes=results.successes,
+        missions=results.missions,
+        shown_missions=results.shown_missions,
         model=setup.name,
         algo=setup.algo,
         env_id=setup.env_id,
@@ -591,8 +327,6 @@ def evaluate(
         seconds=time.perf_counter() - started,
     )
     if video is not None:
-        from mmrl.evaluation.video import record_setup_video
-
         report.video = str(
             record_setup_video(
                 setup,

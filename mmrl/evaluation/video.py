@@ -13,14 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mmrl.atomic import atomic_path
+from mmrl.checks import check_int
 from mmrl.engine.view import caption
-from mmrl.evaluation.ablation import AblateObservation, normalize_ablate
-from mmrl.evaluation.evaluate import MISSION_KEY, EvalSetup, MissionTable, ModelLike, _seed_model, prepare
+from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
+from mmrl.evaluation.runner import MissionTable, run_episodes
+from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+#: Most episodes in one video (its frames are held in memory until written).
+MAX_VIDEO_EPISODES = 100
 DEFAULT_FPS = 4
 
 
@@ -75,7 +81,8 @@ def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps
         height, width = frames[0].shape[:2]
         with tempfile.TemporaryDirectory() as folder:
             scratch = os.path.join(folder, "video.mp4")
-            writer = cv2.VideoWriter(scratch, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+            writer = cv2.VideoWriter(scratch, fourcc, float(fps), (width, height))
             if not writer.isOpened():
                 raise ValueError("OpenCV cannot write mp4 (mp4v) here; write a .gif instead")
             try:
@@ -99,6 +106,63 @@ def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps
     return path
 
 
+class _FrameRecorder(gym.Wrapper):
+    """Renders and captions a frame at every reset and step; keeps the frames of finished episodes only (its VecEnv
+    resets it again after each episode: that unfinished episode is dropped)."""
+
+    def __init__(self, env: gym.Env, table: MissionTable | None) -> None:
+        super().__init__(env)
+        self.table = table
+        self.frames: list[np.ndarray] = []
+        self.episode = 0
+        self.episode_seed = 0
+        self._pending: list[np.ndarray] = []
+        self._mission = ""
+        self._shown = ""
+        self._step = 0
+        self._total = 0.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        if kwargs.get("seed") is not None:  # the runner's seeded reset of an episode (not an auto-reset)
+            self.episode_seed = int(kwargs["seed"])
+        self._mission = str(info.get("mission", ""))
+        self._shown = self.table.shown(self.episode_seed)[0] if self.table is not None else self._mission
+        self._step, self._total = 0, 0.0
+        self._pending = [self._frame(0.0, "running")]
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._step += 1
+        self._total += float(reward)
+        outcome = "running"
+        if terminated or truncated:
+            success = info.get("is_success")
+            outcome = "done" if success is None else ("success" if success else "failure")
+            if truncated and not terminated:
+                outcome += " (time limit)"
+        self._pending.append(self._frame(float(reward), outcome))
+        if terminated or truncated:
+            self.frames.extend(self._pending)
+            self._pending = []
+            self.episode += 1
+        return observation, reward, terminated, truncated, info
+
+    def _frame(self, reward: float, outcome: str) -> np.ndarray:
+        return _annotate(
+            self.env.render(),
+            self.episode,
+            self._mission,
+            self._shown,
+            self._step,
+            reward,
+            self._total,
+            outcome,
+            self.table,
+        )
+
+
 def record_setup_video(
     setup: EvalSetup,
     path: str | os.PathLike[str],
@@ -109,57 +173,24 @@ def record_setup_video(
     shuffle_missions: bool = False,
     fps: int = DEFAULT_FPS,
 ) -> Path:
-    """Record ``episodes`` episodes (episode ``i`` seeded ``seed + i``) of a prepared :class:`EvalSetup`."""
+    """Record ``episodes`` episodes of a prepared :class:`EvalSetup`, played by
+    :func:`~mmrl.evaluation.runner.run_episodes` on one env (episode ``i`` seeded ``seed + i``)."""
     path = check_video_path(path)
-    if not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    env = setup.make_env(render_mode="rgb_array")
-    if ablate:
-        env = AblateObservation(env, ablate)
+    episodes = check_int("episodes", episodes, 1)
+    if episodes > MAX_VIDEO_EPISODES:
+        raise ValueError(f"a video holds at most {MAX_VIDEO_EPISODES} episodes, got {episodes}")
     table = MissionTable(setup.make_env()) if shuffle_missions else None
-    _seed_model(setup.model, seed)
-    frames: list[np.ndarray] = []
+    recorder = _FrameRecorder(setup.make_env(render_mode="rgb_array"), table)
+    venv: Any = setup.adapt(DummyVecEnv([lambda: recorder]))
+    if ablate:
+        venv = VecAblateObservation(venv, tuple(ablate))
     try:
-        for episode in range(episodes):
-            observation, info = env.reset(seed=seed + episode)
-            mission = str(info.get("mission", ""))
-            shown_text, shown_tokens = table.shown(seed + episode) if table is not None else (mission, None)
-            step, total, reward, outcome = 0, 0.0, 0.0, "running"
-            state: Any = None
-            start = np.ones(1, dtype=bool)
-            while True:
-                frames.append(
-                    _annotate(env.render(), episode, mission, shown_text, step, reward, total, outcome, table)
-                )
-                if outcome != "running":
-                    break
-                if shown_tokens is not None:
-                    observation = dict(observation)
-                    observation[MISSION_KEY] = shown_tokens
-                actions, state = setup.model.predict(
-                    _batch_of_one(observation), state=state, episode_start=start, deterministic=deterministic
-                )
-                start = np.zeros(1, dtype=bool)
-                observation, reward, terminated, truncated, info = env.step(np.asarray(actions).reshape(-1)[0].item())
-                step += 1
-                total += float(reward)
-                if terminated or truncated:
-                    success = info.get("is_success")
-                    outcome = "done" if success is None else ("success" if success else "failure")
-                    if truncated and not terminated:
-                        outcome += " (time limit)"
+        run_episodes(setup.model, venv, episodes, seed, deterministic, missions=table)
     finally:
-        env.close()
+        venv.close()
         if table is not None:
             table.env.close()
-    return write_frames(frames, path, fps)
-
-
-def _batch_of_one(observation: Any) -> Any:
-    """Add a batch axis (models are asked for batches, as in :func:`~mmrl.evaluation.evaluate.evaluate`)."""
-    if isinstance(observation, dict):
-        return {key: np.asarray(value)[None] for key, value in observation.items()}
-    return np.asarray(observation)[None]
+    return write_frames(recorder.frames, path, fps)
 
 
 def _annotate(
@@ -218,11 +249,4 @@ def record_video(
     check_video_path(path)
     setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
     keys = normalize_ablate(ablate, setup.model.observation_space) if ablate else ()
-    probe = setup.make_env()
-    try:
-        from stable_baselines3.common.vec_env import DummyVecEnv
-
-        setup.adapt(DummyVecEnv([lambda: probe]))
-    finally:
-        probe.close()
     return record_setup_video(setup, path, episodes, seed, deterministic, keys, shuffle_missions, fps)

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+from mmrl.training.best_model import evaluate_model
 from mmrl.training.config import TrainConfig
 from mmrl.training.presets import load_preset, resolve_config
 from mmrl.training.run_dir import RunDir, load_model
-from mmrl.training.trainer import TrainResult, evaluate_model, train
+from mmrl.training.trainer import TrainResult, train
 
 __all__ = [
     "RunDir",

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from mmrl.algorithms import complete_interrupted_step
+
 __all__ = [
     "EpisodeStats",
     "PeriodicCallback",
     "ProgressBarCallback",
     "StopAtBoundary",
-    "complete_interrupted_step",
     "reset_inference_memos",
 ]
 
@@ -37,37 +38,6 @@ def reset_inference_memos(model: Any) -> None:
         memos = getattr(module, "text_memos", None)
         if memos:
             module.text_memos = [None if memo is None else type(memo)(memo.max_entries) for memo in memos]
-
-
-def complete_interrupted_step(model: Any, step_locals: dict[str, Any]) -> None:
-    """Before ``on_step`` returns False: do what SB3 does after ``on_step`` for the env step that just happened.
-
-    SB3 steps the env, then calls ``callback.on_step()``, and only after it stores the transition and moves
-    ``_last_obs`` to the new observation; a False from ``on_step`` returns before that, so the saved model would
-    be one step behind the saved env state (and DQN would lose the transition). For PPO / A2C this sets
-    ``_last_obs`` / ``_last_episode_starts`` (the unfinished rollout is dropped anyway: resuming starts a new one);
-    for DQN it stores the transition in the replay buffer and counts the step as SB3 does (``_on_step``: target
-    network and exploration schedule, episode count). No-op for QLearning, whose ``on_step`` runs after the step
-    is complete.
-    """
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-
-    new_obs, dones, infos = step_locals.get("new_obs"), step_locals.get("dones"), step_locals.get("infos")
-    if new_obs is None or dones is None or infos is None:
-        return
-    if isinstance(model, OnPolicyAlgorithm):
-        model._update_info_buffer(infos, dones)
-        model._last_obs = new_obs
-        model._last_episode_starts = dones
-    elif isinstance(model, OffPolicyAlgorithm) and "replay_buffer" in step_locals and "buffer_actions" in step_locals:
-        model._update_info_buffer(infos, dones)
-        model._store_transition(
-            step_locals["replay_buffer"], step_locals["buffer_actions"], new_obs, step_locals["rewards"], dones, infos
-        )
-        model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
-        model._on_step()
-        model._episode_num += int(np.sum(dones))
 
 
 class StopAtBoundary(Exception):
@@ -197,8 +167,8 @@ class PeriodicCallback(BaseCallback):
     def __init__(
         self,
         stats: EpisodeStats,
-        evaluate: Callable[[Any], None],
-        checkpoint: Callable[[Any], None],
+        evaluate: Callable[[Any], object],
+        checkpoint: Callable[[Any], object],
         eval_freq: int,
         checkpoint_freq: int,
         checkpoint_on_step: bool = False,
@@ -266,4 +236,38 @@ class PeriodicCallback(BaseCallback):
             self._maybe_checkpoint()
             if self._should_stop():
                 return False
+        return True
+
+
+class CommitAfterFirstUpdate(BaseCallback):
+    """Calls ``commit(model)`` once, at the first rollout start after the session's first update (with
+    ``on_step``: after its first complete step): where a replacement run has shown it can train.
+
+    Args:
+        commit: ``commit(model) -> None``.
+        after_step: Commit after the first step instead (algorithms without rollouts).
+    """
+
+    def __init__(self, commit: Callable[[Any], object], after_step: bool = False) -> None:
+        super().__init__()
+        self.commit = commit
+        self.after_step = after_step
+        self.done = False
+        self._start = 0
+
+    def _on_training_start(self) -> None:
+        self._start = int(self.model.num_timesteps)
+
+    def _maybe_commit(self) -> None:
+        if not self.done and int(self.model.num_timesteps) > self._start:
+            self.done = True
+            self.commit(self.model)
+
+    def _on_rollout_start(self) -> None:
+        if not self.after_step:
+            self._maybe_commit()
+
+    def _on_step(self) -> bool:
+        if self.after_step:
+            self._maybe_commit()
         return True

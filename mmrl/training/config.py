@@ -55,6 +55,9 @@ class TrainConfig:
     preset sets none) or 0: the thread count is left as it is (torch's default, one per core, unless the process
     changed it). The A2C and DQN presets use 1: they run the network on 16-80 samples at a time, where a second
     thread costs more than it saves (``benchmarks/RESULTS.md``)."""
+    check_finite: bool = True
+    """Stop training with :class:`mmrl.safety.NonFiniteError` as soon as a NaN / inf appears in observations,
+    rewards, policy parameters or training losses (:class:`mmrl.safety.NonFiniteGuard`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML / JSON-serialisable)."""

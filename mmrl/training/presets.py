@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
+from mmrl.algorithms import ALGORITHMS, get_spec
 from mmrl.training.config import TrainConfig
-from mmrl.training.run_dir import ALGOS
 
 __all__ = [
     "CONFIG_KEYS",
@@ -62,58 +62,12 @@ CONFIG_KEYS: dict[str, str] = {
     "checkpoint_freq": _I,
     "device": _S,
     "torch_threads": _I,
+    "check_finite": _B,
 }
 
-_ON_POLICY = {
-    "learning_rate": _F,
-    "n_steps": _I,
-    "gamma": _F,
-    "gae_lambda": _F,
-    "ent_coef": _F,
-    "vf_coef": _F,
-    "max_grad_norm": _F,
-    "normalize_advantage": _B,
-}
-
-#: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed).
-HYPERPARAMS: dict[str, dict[str, str]] = {
-    "ppo": {
-        **_ON_POLICY,
-        "batch_size": _I,
-        "n_epochs": _I,
-        "clip_range": _F,
-        "clip_range_vf": "float|None",
-        "target_kl": "float|None",
-    },
-    "a2c": {**_ON_POLICY, "rms_prop_eps": _F, "use_rms_prop": _B},
-    "dqn": {
-        "learning_rate": _F,
-        "buffer_size": _I,
-        "learning_starts": _I,
-        "batch_size": _I,
-        "tau": _F,
-        "gamma": _F,
-        "train_freq": _I,
-        "gradient_steps": _I,
-        "target_update_interval": _I,
-        "exploration_fraction": _F,
-        "exploration_initial_eps": _F,
-        "exploration_final_eps": _F,
-        "max_grad_norm": _F,
-        "optimize_memory_usage": _B,
-    },
-    "qlearning": {
-        "learning_rate": _F,
-        "gamma": _F,
-        "exploration_initial_eps": _F,
-        "exploration_final_eps": _F,
-        "exploration_fraction": _F,
-        "exploration_schedule": _S,
-        "double_q": _B,
-        "initial_q_value": _F,
-        "max_states": _I,
-    },
-}
+#: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed); each
+#: algorithm's come from its :class:`mmrl.algorithms.AlgorithmSpec`.
+HYPERPARAMS: dict[str, dict[str, str]] = {name: dict(spec.hyperparams) for name, spec in ALGORITHMS.items()}
 
 _POSITIVE = {
     "timesteps",
@@ -150,16 +104,14 @@ _UNIT_INTERVAL = {
 
 def check_algo(algo: Any) -> str:
     """Return ``algo`` if known, else raise ``ValueError`` listing the algorithms."""
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
-    return algo
+    return get_spec(algo).name
 
 
 def preset_path(algo: str) -> Path:
     """The built-in preset file of ``algo`` (``agents/<algo>.yaml``)."""
     from mmrl.resources import data_dir
 
-    return data_dir("agents") / f"{check_algo(algo)}.yaml"
+    return data_dir("agents") / get_spec(algo).preset_file
 
 
 def _read_yaml(path: Path) -> Any:
@@ -243,9 +195,10 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
     if value is None:
         return
     if key == "learning_rate":
-        if algo == "qlearning" and not 0.0 < value <= 1.0:
+        limit = get_spec(algo).max_learning_rate if algo is not None else None
+        if limit is not None and not 0.0 < value <= limit:
             raise ValueError(
-                f"{source}: learning_rate must be in (0, 1] for qlearning (it is the step size of the tabular "
+                f"{source}: learning_rate must be in (0, {limit:g}] for {algo} (it is the step size of the tabular "
                 f"update), got {value}"
             )
         if value <= 0:

@@ -3,6 +3,9 @@
 Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmmdd-HHMMSS>/``. Layout::
 
     <run_dir>/
+        mmrl-run.json        marker: JSON ``{"format": "mmrl.run_dir", "format_version": 1}``; only a folder
+                             holding it is an mmrl run (``--force`` replaces it, its SB3 zips load without
+                             ``trust``)
         config.yaml          the fully resolved TrainConfig (algo, env_id, env_kwargs, seed, timesteps, n_envs,
                              extractor settings, hyperparams, ...); ``mmrl train --resume`` reads it back
         model.zip            final model (SB3 ``PPO/A2C/DQN.save``); ``model.npz`` for qlearning (QLearning.save)
@@ -43,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -52,10 +56,10 @@ from typing import Any
 
 import numpy as np
 
+from mmrl.algorithms import algorithm_names, get_spec, sniff_model_file
 from mmrl.atomic import atomic_path, write_json
 
 __all__ = [
-    "ALGOS",
     "Checkpoint",
     "RunDir",
     "check_run_dir",
@@ -67,8 +71,8 @@ __all__ = [
     "save_env_state",
 ]
 
-#: Algorithms mmrl trains, by CLI name.
-ALGOS = ("ppo", "a2c", "dqn", "qlearning")
+#: Algorithms mmrl trains, by CLI name (:mod:`mmrl.algorithms`).
+ALGOS = algorithm_names()
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -76,13 +80,18 @@ TOKENIZER_FILE = "tokenizer.json"
 MONITOR_FILE = "monitor.csv"
 TB_DIR = "tb"
 CHECKPOINTS_DIR = "checkpoints"
+RUN_MARKER = "mmrl-run.json"
+RUN_FORMAT = "mmrl.run_dir"
+RUN_FORMAT_VERSION = 1
+_MARKER_MAX_BYTES = 4096
+_TMP_RE = re.compile(r"^\..+\.tmp$")
 
 _STATE_RE = re.compile(r"^state_(\d+)_steps\.json$")
 
 
 def model_suffix(algo: str) -> str:
-    """The model file suffix of ``algo``: ``".npz"`` for qlearning, ``".zip"`` for SB3 algorithms."""
-    return ".npz" if algo == "qlearning" else ".zip"
+    """The model file suffix of ``algo`` (``".zip"`` for SB3 algorithms, ``".npz"`` for qlearning)."""
+    return get_spec(algo).suffix
 
 
 def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[str] = "runs") -> Path:
@@ -94,6 +103,47 @@ def default_run_dir(env_id: str, algo: str, seed: int, root: str | os.PathLike[s
         candidate = base.with_name(f"{base.name}-{k}")
         k += 1
     return candidate
+
+
+def write_run_marker(path: str | os.PathLike[str]) -> None:
+    """Mark ``path`` as an mmrl run directory (:data:`RUN_MARKER`)."""
+    write_json(Path(path) / RUN_MARKER, {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION})
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds mmrl's run marker: a small regular file with the run format tag (a link, a device or
+    any ``config.yaml`` does not count)."""
+    marker = Path(path) / RUN_MARKER
+    try:
+        info = marker.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MARKER_MAX_BYTES:
+            return False
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == RUN_FORMAT
+
+
+def is_leftover(path: Path) -> bool:
+    """Whether the folder holds nothing a run needs: only empty folders (e.g. the ``checkpoints/`` of a run whose
+    creation failed on a full disk), temporary files and the marker."""
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            if any(entry.iterdir()):
+                return False
+        elif not (_TMP_RE.match(entry.name) or entry.name == RUN_MARKER):
+            return False
+    return True
+
+
+def clean_temporary_files(path: Path) -> None:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) a killed process left in a run directory and its
+    ``checkpoints/``; call it only while holding the run's lock."""
+    for folder in (path, path / CHECKPOINTS_DIR):
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if _TMP_RE.match(entry.name) and entry.is_file():
+                    entry.unlink(missing_ok=True)
 
 
 def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -108,14 +158,14 @@ def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"run directory {path} is a file; pass a folder path to --run-dir")
-    if not (path.is_dir() and any(path.iterdir())):
+    if not path.is_dir() or is_leftover(path):
         return path
-    is_run = (path / CONFIG_FILE).is_file()
+    is_run = is_run_dir(path)
     if not force:
         if not is_run:
             raise FileExistsError(
-                f"{path} already exists, is not empty and is not an mmrl run directory (no {CONFIG_FILE}); mmrl "
-                "will not write into it, even with --force: choose another run directory"
+                f"{path} already exists, is not empty and is not an mmrl run directory (no {RUN_MARKER} marker); "
+                "mmrl will not write into it, even with --force: choose another run directory"
             )
         if _has_checkpoint(path):
             what = f"holds a run: continue it with 'mmrl train --resume {path}', or replace it"
@@ -128,8 +178,8 @@ def check_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
         )
     if not is_run:
         raise FileExistsError(
-            f"{path} is not empty and is not an mmrl run directory (no {CONFIG_FILE}); refusing to delete it "
-            "even with --force: choose another run directory"
+            f"{path} is not empty and is not an mmrl run directory (no {RUN_MARKER} marker); refusing to "
+            "delete it even with --force: choose another run directory"
         )
     return path
 
@@ -154,11 +204,14 @@ def prepare_run_dir(path: str | os.PathLike[str], force: bool = False) -> Path:
         FileExistsError, NotADirectoryError: As :func:`check_run_dir`.
     """
     path = check_run_dir(path, force)
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and is_leftover(path):
+        shutil.rmtree(path)
+    elif path.is_dir():
         trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.replaced-", dir=path.parent))
         os.replace(path, trash / path.name)
         shutil.rmtree(trash)
     (path / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
+    write_run_marker(path)
     return path
 
 
@@ -279,20 +332,12 @@ class RunDir:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     @property
-    def monitor_path(self) -> Path:
-        return self.path / MONITOR_FILE
-
-    @property
-    def tb_dir(self) -> Path:
-        return self.path / TB_DIR
-
-    @property
     def checkpoints_dir(self) -> Path:
         return self.path / CHECKPOINTS_DIR
 
     def checkpoints(self) -> list[Checkpoint]:
         """Complete checkpoints, oldest first."""
-        found = []
+        found: list[Checkpoint] = []
         if not self.checkpoints_dir.is_dir():
             return found
         for entry in self.checkpoints_dir.iterdir():
@@ -344,7 +389,21 @@ def save_env_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def load_env_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Inverse of :func:`save_env_state`."""
+    """Inverse of :func:`save_env_state`.
+
+    Raises:
+        ValueError: One line naming the file when it is truncated or damaged (e.g. by a killed process).
+    """
+    try:
+        return _read_env_state(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError, ValueError, OSError) as error:
+        raise ValueError(
+            f"{path}: damaged env state ({type(error).__name__}); resume from an earlier checkpoint by deleting "
+            f"this checkpoint's state_<N>_steps.json, or start a new run"
+        ) from None
+
+
+def _read_env_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     state: dict[str, Any] = {}
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
@@ -371,33 +430,15 @@ def _json_default(obj: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------- model loading
-def _sb3_class(algo: str) -> Any:
-    from stable_baselines3 import A2C, DQN, PPO
-
-    return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo]
-
-
-def _guess_algo(path: Path) -> str:
-    """The algorithm of a model file outside a run directory, from its suffix / SB3 ``data`` member."""
-    if path.suffix == ".npz":
-        return "qlearning"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not an SB3 model zip or a QLearning .npz file ({error})") from error
-    if "target_update_interval" in data or "exploration_rate" in data:
-        return "dqn"
-    if "clip_range" in data or "n_epochs" in data:
-        return "ppo"
-    return "a2c"
-
-
 def run_dir_of(model_path: Path) -> Path | None:
-    """The run directory holding a model file (next to its ``config.yaml`` or in its ``checkpoints/``), or None."""
-    for folder in (model_path.parent, model_path.parent.parent):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
+    """The mmrl run directory holding a model file, or None: the file's own folder if it holds the run marker
+    (:func:`is_run_dir`), or, for a file in a folder named ``checkpoints``, the folder above it if that holds the
+    marker. This is the SB3-zip trust rule: nothing else is unpickled without ``trust``."""
+    folder = model_path.parent
+    if is_run_dir(folder):
+        return folder
+    if folder.absolute().name == CHECKPOINTS_DIR and is_run_dir(folder.absolute().parent):
+        return folder.absolute().parent
     return None
 
 
@@ -433,28 +474,27 @@ def load_model(
     path = Path(run_dir_or_model_path)
     if not path.exists():
         raise FileNotFoundError(f"no run directory or model file at {path}")
+    run_path: Path | None
     if path.is_dir():
         run = RunDir(path)
         algo = algo or run.algo
         path = run.best_model_path if best else run.model_path
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist: training in {run.path} did not finish saving a model")
+        run_path = run.path if is_run_dir(run.path) else None
     else:
         run_path = run_dir_of(path)
-        if run_path is None and not trust:
-            from mmrl.bundle import TRUST_MESSAGE, is_sb3_zip
+    if run_path is None and not trust:
+        from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
 
-            if is_sb3_zip(path):
-                raise ValueError(f"refusing to load {path}, which is not inside an mmrl run directory: {TRUST_MESSAGE}")
-        if algo is None:
-            algo = RunDir(run_path).algo if run_path is not None else _guess_algo(path)
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGOS)}")
-    if algo == "qlearning":
-        from mmrl.agents import QLearning
-
-        return QLearning.load(path, env=env, **kwargs)
-    return _sb3_class(algo).load(path, env=env, **kwargs)
+        if is_sb3_zip(path):
+            raise ValueError(
+                f"refusing to load {path}, which is not inside an mmrl run directory (no {RUN_MARKER} marker next "
+                f"to it or above its checkpoints/): {TRUST_MESSAGE}"
+            )
+    if algo is None:
+        algo = RunDir(run_path).algo if run_path is not None else sniff_model_file(path)
+    return get_spec(algo).load_class().load(path, env=env, **kwargs)
 
 
 def write_metrics(run_path: Path, metrics: dict[str, Any]) -> None:
