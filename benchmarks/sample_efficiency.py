@@ -67,18 +67,12 @@ def preset_run(
 
 
 def greedy_success(model: Any, venv: Any) -> float:
-    """Success rate of one greedy episode in each world of ``venv`` (re-seeded: the same held-out levels)."""
-    venv.seed(HELD_OUT_SEED)
-    obs = venv.reset()
-    finished = np.zeros(venv.num_envs, dtype=bool)
-    success = np.zeros(venv.num_envs, dtype=bool)
-    while not finished.all():
-        actions, _ = model.predict(obs, deterministic=True)
-        obs, _, dones, infos = venv.step(actions)
-        for i in np.flatnonzero(dones & ~finished):
-            success[i] = bool(infos[i].get("is_success", False))
-            finished[i] = True
-    return float(success.mean())
+    """Success rate of one greedy episode in each world of ``venv`` (episode ``i`` seeded ``HELD_OUT_SEED + i``:
+    the same held-out levels every time), played by mmrl's episode runner."""
+    from mmrl.evaluation.runner import run_episodes
+
+    results = run_episodes(model, venv, venv.num_envs, HELD_OUT_SEED, deterministic=True)
+    return float(np.mean([bool(success) for success in results.successes]))
 
 
 def make_threshold_callback(eval_env: Any, every: int, thresholds: tuple[float, ...]):

@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import fcntl
+import glob
 import os
 import shutil
 from collections.abc import Callable

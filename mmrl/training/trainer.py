@@ -159,7 +159,9 @@ def train(
             checkpoint_freq=checkpoint_freq,
         )
         run_path = Path(resume)
-        moved_aside = run_path.parent.is_dir() and any(run_path.parent.glob(f".{glob.escape(run_path.name)}.replaced-*"))
+        moved_aside = run_path.parent.is_dir() and any(
+            run_path.parent.glob(f".{glob.escape(run_path.name)}.replaced-*")
+        )
         if run_path.is_dir() or moved_aside:  # a killed replacement may have left the run moved aside
             lock = RunLock(run_path).acquire()
         try:
