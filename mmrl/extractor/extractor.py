@@ -18,7 +18,13 @@ from torch import nn
 from mmrl.extractor.fusion import FUSIONS, Fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
 from mmrl.extractor.snapshot import ParameterSnapshot
-from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding, trim_padding
+from mmrl.extractor.text_encoders import (
+    TEXT_ENCODER_CHOICES,
+    TextEncoder,
+    TextEncoding,
+    text_encoder_class,
+    trim_padding,
+)
 from mmrl.tokenizer import PAD_ID, UNK_ID
 
 #: Channel counts recognised at either end of an image shape (grey, RGB, RGBA/RGBD).
@@ -426,6 +432,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.image_encoders.CellEmbedding`),
             ``False`` scales the ids to [0, 1] like pictures, ``True`` requires every image key to be such a grid.
         cell_dim: Width of the cell embeddings (the channels the image encoder reads).
+        text_model: ``text_encoder="hf"`` only: a local Hugging Face model directory
+            (:mod:`mmrl.extractor.hf_text`).
+        text_vocabulary: ``text_encoder="hf"`` only: the words of token ids 2, 3, ... (default: mmrl's vocabulary).
+        pretrained: A pre-trained encoder bundle (``mmrl pretrain --method autoencoder``) or a run directory
+            (``--method bc``) whose weights are loaded (:func:`mmrl.pretrain.loading.load_into`).
+        freeze: Parts that get no gradient: ``"none"``, ``"image"``, ``"text"`` or ``"all"`` (every encoder and the
+            fusion).
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -451,9 +464,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         normalized_images: bool = True,
         embed_cells: bool | None = None,
         cell_dim: int = 16,
+        text_model: str | None = None,
+        text_vocabulary: list[str] | None = None,
+        pretrained: str | None = None,
+        freeze: str = "none",
     ) -> None:
         _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
-        _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
+        _check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
         _check_choice("fusion", fusion, tuple(FUSIONS))
         if features_dim is not None:
             features_dim = check_dimension("features_dim", features_dim, none_allowed=True)
@@ -461,7 +478,11 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         vector_dim = check_dimension("vector_dim", vector_dim)
         fusion_dim = check_dimension("fusion_dim", fusion_dim)
         cell_dim = check_dimension("cell_dim", cell_dim)
-        TEXT_ENCODERS[text_encoder].check_dimensions(text_dim)
+        text_encoder_class(text_encoder).check_dimensions(text_dim)
+        text_options = {"text_model": text_model, "vocabulary": text_vocabulary}
+        text_options = {key: value for key, value in text_options.items() if value is not None}
+        if text_options and not getattr(text_encoder_class(text_encoder), "reads_text_model", False):
+            raise ValueError(f"text_model and text_vocabulary are read by text_encoder='hf' only, not {text_encoder!r}")
         roles = assign_roles(observation_space, image_keys, text_keys, ignore_keys)
         subspaces = observation_space.spaces
 
@@ -487,7 +508,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         for key in text_key_list:
             space = subspaces[key]
             vocab_size = int(space.high.max()) + 1
-            text_inputs.append((key, TEXT_ENCODERS[text_encoder](vocab_size, space.shape[0], text_dim)))
+            text_class = text_encoder_class(text_encoder)
+            text_inputs.append((key, text_class(vocab_size, space.shape[0], text_dim, **text_options)))
         vector_inputs: list[tuple[str, nn.Module]] = [
             (key, nn.Sequential(nn.Flatten(), nn.Linear(get_flattened_obs_dim(subspaces[key]), vector_dim), nn.ReLU()))
             for key in vector_key_list
@@ -527,6 +549,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self.fused_dim = fused_dim
         self._expected_shapes = expected_shapes
         self._expected_keys = frozenset(subspaces)
+        from mmrl.pretrain.loading import load_into  # pre-trained weights and freezing (a no-op by default)
+
+        load_into(self, pretrained, freeze)
 
     @staticmethod
     def _image_input(space: spaces.Box, normalized_images: bool, embed_cells: bool | None) -> ImageInput:

@@ -62,6 +62,9 @@ CONFIG_KEYS: dict[str, str] = {
     "checkpoint_freq": _I,
     "device": _S,
     "torch_threads": _I,
+    "pretrained": _S,  # mmrl.pretrain: a pre-trained encoder bundle or bc run directory, read by the extractor
+    "freeze": _S,
+    "text_model": _S,
 }
 
 _ON_POLICY = {

@@ -160,6 +160,10 @@ def _sb3_class(algo: str) -> Any:
     return {"ppo": PPO, "a2c": A2C, "dqn": DQN}[algo]
 
 
+#: TrainConfig fields passed to the extractor as they are (mmrl.pretrain).
+PRETRAIN_KEYS = ("pretrained", "freeze", "text_model")
+
+
 def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     from gymnasium import spaces
 
@@ -172,7 +176,7 @@ def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
 
         extractor = {
             key: getattr(config, key)
-            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
+            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch", *PRETRAIN_KEYS)
             if getattr(config, key) is not None
         }
         policy, kwargs = "MultiInputPolicy", policy_kwargs(**extractor)
