@@ -85,59 +85,90 @@ def describe_extractor(extractor: Any) -> dict[str, Any]:
     return {"image": images, "text": texts, "fusion": {"class": type(extractor.fusion).__name__}}
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Returns ``out_dir`` as a path if a bundle may be written there (it does not exist, or is a bundle).
+
+    Raises:
+        ValueError: If ``out_dir`` exists and is not a pre-trained bundle (nothing is ever deleted then).
+    """
+    final = Path(out_dir)
+    if final.exists() and not is_bundle(final):
+        raise ValueError(f"{final} exists and is not a pre-trained encoder bundle; choose another --out")
+    return final
+
+
+def staging_dir(final: Path) -> Path:
+    """A fresh hidden folder beside ``final`` in which a bundle is built before :func:`publish` moves it."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return temporary_dir(final.parent, f".{final.name}.", ".tmp")
+
+
+def publish(
+    staging: Path,
+    final: Path,
+    tensors: Mapping[str, torch.Tensor],
+    settings: Mapping[str, Any],
+    info: Mapping[str, Any],
+) -> Path:
+    """Writes weights and manifest into ``staging`` and moves it onto ``final`` (replacing an older bundle there).
+
+    Args:
+        staging: From :func:`staging_dir`; other files already in it (logs, pictures) are kept.
+        final: Destination, checked by :func:`check_out_dir`.
+        tensors: Extractor parameters by ``state_dict`` name (parts: :data:`PART_PREFIXES`; other names are kept
+            but only read by whoever knows them, e.g. a cloned policy's heads under ``policy.``).
+        settings: :func:`describe_extractor` of the extractor the tensors come from.
+        info: Further manifest fields (``env_id``, ``env_kwargs``, ``vocabulary``, ``losses``, ``method``, ...).
+    """
+    from safetensors.torch import save_file
+
+    check_out_dir(final)
+    parts = sorted({part for name in tensors for part, prefix in PART_PREFIXES.items() if name.startswith(prefix)})
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    with atomic_path(staging / WEIGHTS) as tmp:
+        save_file(weights, str(tmp))
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        **info,
+        "settings": dict(settings),
+        "parts": parts,
+        "tensors": {name: list(tensor.shape) for name, tensor in weights.items()},
+        "weights_sha256": file_sha256(staging / WEIGHTS),
+    }
+    manifest[HASH_FIELD] = manifest_sha256(manifest)
+    write_json(staging / MANIFEST, manifest)
+    if final.exists():
+        old = temporary_dir(final.parent, f".{final.name}.", ".old")
+        os.replace(final, old / "bundle")
+        os.replace(staging, final)
+        remove_tree(old)
+    else:
+        os.replace(staging, final)
+    return final
+
+
 def save_bundle(
     out_dir: str | os.PathLike[str],
     tensors: Mapping[str, torch.Tensor],
     settings: Mapping[str, Any],
     info: Mapping[str, Any],
 ) -> Path:
-    """Writes a bundle folder atomically (built beside ``out_dir``, then moved into place) and returns its path.
-
-    Args:
-        out_dir: Destination folder; it must not exist yet, or be a bundle (then it is replaced).
-        tensors: Extractor parameters by ``state_dict`` name (only the parts listed in :data:`PART_PREFIXES`).
-        settings: :func:`describe_extractor` of the extractor the tensors come from.
-        info: Further manifest fields (``env_id``, ``env_kwargs``, ``vocabulary``, ``losses``, ``method``, ...).
+    """Writes a bundle folder atomically (built beside ``out_dir``, then moved into place); see :func:`publish`.
 
     Raises:
         ValueError: If ``out_dir`` exists and is not a pre-trained bundle (nothing is deleted).
     """
-    from safetensors.torch import save_file
-
-    final = Path(out_dir)
-    if final.exists() and not is_bundle(final):
-        raise ValueError(f"{final} exists and is not a pre-trained encoder bundle; choose another --out")
-    parts = sorted({part for name in tensors for part, prefix in PART_PREFIXES.items() if name.startswith(prefix)})
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = temporary_dir(final.parent, f".{final.name}.", ".tmp")
+    final = check_out_dir(out_dir)
+    staging = staging_dir(final)
     try:
-        weights = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-        save_file(weights, str(staging / WEIGHTS))
-        manifest: dict[str, Any] = {
-            "format": FORMAT,
-            "version": VERSION,
-            **info,
-            "settings": dict(settings),
-            "parts": parts,
-            "tensors": {name: list(tensor.shape) for name, tensor in weights.items()},
-            "weights_sha256": file_sha256(staging / WEIGHTS),
-        }
-        manifest[HASH_FIELD] = manifest_sha256(manifest)
-        write_json(staging / MANIFEST, manifest)
-        if final.exists():
-            old = temporary_dir(final.parent, f".{final.name}.", ".old")
-            os.replace(final, old / "bundle")
-            os.replace(staging, final)
-            _remove_tree(old)
-        else:
-            os.replace(staging, final)
+        return publish(staging, final, tensors, settings, info)
     finally:
         if staging.exists():
-            _remove_tree(staging)
-    return final
+            remove_tree(staging)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)

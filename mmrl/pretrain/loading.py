@@ -10,6 +10,7 @@ mismatch is a ``ValueError`` naming the bundle's side and the extractor's side.
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,26 @@ def load_into(extractor: Any, pretrained: str | os.PathLike[str] | None, freeze:
         raise ValueError(
             f"pretrained bundle {folder} lacks {len(missing)} tensors of this extractor, e.g. {missing[0]}"
         )
-    with torch.no_grad():
-        for name, tensor in chosen.items():
-            state[name].copy_(tensor.to(state[name].dtype))
+    extractor.pretrained_tensors = chosen
+    _restore(extractor)
+    # SB3's PPO/A2C policies re-initialise every Linear/Conv2d of the extractor (ortho_init) through ``apply``
+    # right after building it: the pre-trained weights are copied in again after any ``apply``.
+    extractor.apply = types.MethodType(_apply_keeping_pretrained, extractor)
     for module in modules_of(extractor, freeze):
         module.requires_grad_(False)
     extractor.pretrained_from = str(folder)
+
+
+def _restore(extractor: Any) -> None:
+    """Copies ``extractor.pretrained_tensors`` into its parameters (in place: optimizers keep their references)."""
+    state = extractor.state_dict()
+    with torch.no_grad():
+        for name, tensor in extractor.pretrained_tensors.items():
+            state[name].copy_(tensor.to(device=state[name].device, dtype=state[name].dtype))
+
+
+def _apply_keeping_pretrained(extractor: Any, fn: Any) -> Any:
+    """``nn.Module.apply`` followed by :func:`_restore` (bound to a loaded extractor as its ``apply``)."""
+    type(extractor).apply(extractor, fn)
+    _restore(extractor)
+    return extractor
