@@ -110,6 +110,109 @@ def text_cost(args: argparse.Namespace) -> None:
         )
 
 
+#: Variants of ``compare``: (pre-training method or None, extra ``--set`` overrides of the training run).
+VARIANTS: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "scratch": (None, {}),
+    "scratch-gru": (None, {"text_encoder": "gru"}),
+    "hf": (None, {"text_encoder": "hf"}),
+    "autoencoder": ("autoencoder", {}),
+    "autoencoder-frozen-image": ("autoencoder", {"freeze": "image"}),
+    "bc": ("bc", {}),
+}
+
+
+def _frames_to(evaluations: list[dict[str, Any]], threshold: float) -> int | None:
+    return next((e["timesteps"] for e in evaluations if (e.get("success_rate") or 0) >= threshold), None)
+
+
+def compare(args: argparse.Namespace) -> None:
+    import json
+
+    import mmrl
+    from mmrl.pretrain.cloning import clone_planner
+    from mmrl.pretrain.trainer import pretrain_autoencoder
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = {}
+    if results_path.exists():
+        for line in results_path.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["env"], row["variant"], row["seed"])] = row
+    for env_id in args.env or [ENV_ID]:
+        for seed in args.seeds:
+            for variant in args.variants:
+                key = (env_id, variant, seed)
+                if key in done:
+                    continue
+                method, extra = VARIANTS[variant]
+                overrides = {"torch_threads": 1, "eval_freq": max(args.timesteps // 8, 1), "eval_episodes": 50, **extra}
+                if extra.get("text_encoder") == "hf":
+                    if not args.text_model:
+                        print(f"skipping {variant}: needs --text-model")
+                        continue
+                    overrides["text_model"] = args.text_model
+                tag = f"{env_id.split('/')[-1]}-{variant}-{seed}"
+                started = time.perf_counter()
+                pretrain_metrics: dict[str, Any] = {}
+                if method == "autoencoder":
+                    bundle = pretrain_autoencoder(
+                        env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed,
+                        out=out / f"{tag}-bundle", progress=False,
+                    )  # fmt: skip
+                    overrides["pretrained"] = str(bundle.resolve())
+                elif method == "bc":
+                    run_dir = clone_planner(
+                        env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed,
+                        out=out / f"{tag}-bc", progress=False,
+                    )  # fmt: skip
+                    overrides["pretrained"] = str(run_dir.resolve())
+                    cloned = mmrl.evaluate(run_dir, episodes=args.episodes, seed=100_000)
+                    pretrain_metrics["cloned_success"] = cloned.success_rate
+                pretrain_s = time.perf_counter() - started
+                result = mmrl.train(
+                    "ppo", env_id, timesteps=args.timesteps, seed=seed, overrides=overrides,
+                    run_dir=out / f"{tag}-run", force=True, progress_bar=False,
+                )  # fmt: skip
+                train_s = time.perf_counter() - started - pretrain_s
+                row = {
+                    "env": env_id, "variant": variant, "seed": seed, "timesteps": args.timesteps,
+                    "pretrain_s": round(pretrain_s, 1), "train_s": round(train_s, 1), **pretrain_metrics,
+                    "frames_to_0.9": _frames_to(result.metrics.get("evaluations", []), 0.9),
+                    "frames_to_0.95": _frames_to(result.metrics.get("evaluations", []), 0.95),
+                }  # fmt: skip
+                for split in ("train", "paraphrase"):
+                    report = mmrl.evaluate(
+                        result.run_dir, episodes=args.episodes, seed=100_000, env_kwargs={"mission_split": split}
+                    )
+                    row[f"success_{split}"] = report.success_rate
+                with open(results_path, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+                done[key] = row
+                print(json.dumps(row), flush=True)
+    print_table(list(done.values()))
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Markdown table of ``compare`` rows (one per env, variant and seed)."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    columns = [
+        "env", "variant", "seed", "timesteps", "pretrain_s", "train_s", "cloned_success", "frames_to_0.9",
+        "frames_to_0.95", "success_train", "success_paraphrase",
+    ]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in sorted(rows, key=lambda r: (r["env"], list(VARIANTS).index(r["variant"]), r["seed"])):
+        print("| " + " | ".join(cell(row.get(column)) for column in columns) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +222,17 @@ def main(argv: list[str] | None = None) -> None:
     cost.add_argument("--steps", type=int, default=64, help="env steps of the 16-env rollout (default 64)")
     cost.add_argument("--repeats", type=int, default=5)
     cost.set_defaults(run=text_cost)
+    versus = commands.add_parser("compare", help="PPO from scratch vs with pre-training, greedy held-out success")
+    versus.add_argument("--env", action="append", default=None, help="env id (repeatable; default GoTo-5x5)")
+    versus.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    versus.add_argument("--seeds", nargs="+", type=int, default=[0])
+    versus.add_argument("--timesteps", type=int, default=20_000, help="PPO steps per run (default 20000)")
+    versus.add_argument("--pretrain-frames", type=int, default=5_000, help="frames collected for pre-training")
+    versus.add_argument("--pretrain-updates", type=int, default=400, help="pre-training gradient steps")
+    versus.add_argument("--episodes", type=int, default=200, help="held-out evaluation episodes (seeds 100000+)")
+    versus.add_argument("--text-model", help="local Hugging Face model directory for the hf variant")
+    versus.add_argument("--out", default="runs/pretraining-compare", help="run folder; results.jsonl resumes")
+    versus.set_defaults(run=compare)
     args = parser.parse_args(argv)
     args.run(args)
 

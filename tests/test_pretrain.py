@@ -188,3 +188,35 @@ def test_symbolic_grids_are_reconstructed_cell_by_cell(tmp_path: Path) -> None:
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["parts"] == ["image"] and manifest["settings"]["image"][0]["categories"]
     assert manifest["losses"]["image_metric"] > 0.8  # cell accuracy over kind, colour and state
+
+
+@pytest.mark.slow
+def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) -> None:
+    from mmrl.cli import main
+    from mmrl.pretrain.cloning import clone_planner
+
+    run = clone_planner(ENV_ID, frames=1500, updates=150, out=tmp_path / "bc", eval_episodes=40, progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "bc" and metrics["success_rate"] >= 0.5  # random: about 0.1 on GoTo-5x5
+    report = mmrl.evaluate(run, episodes=40, seed=100_000)
+    assert report.success_rate == pytest.approx(metrics["success_rate"])
+    # PPO continues from the whole cloned policy: before any update it acts as the clone does
+    from stable_baselines3 import PPO
+
+    from mmrl.pretrain.cloning import load_policy_into
+
+    cloned = PPO.load(run / "model.zip", device="cpu")
+    venv = mmrl.make_vec_env(ENV_ID, 4, seed=7, env_kwargs={"channels_first": True})
+    fresh = PPO("MultiInputPolicy", venv, policy_kwargs=mmrl.policy_kwargs(text_encoder="bow"), seed=3)
+    assert load_policy_into(fresh.policy, run)
+    observation = venv.reset()
+    for _ in range(5):
+        action = fresh.predict(observation, deterministic=True)[0]
+        np.testing.assert_array_equal(action, cloned.predict(observation, deterministic=True)[0])
+        observation, *_ = venv.step(action)
+    fine_tuned = tmp_path / "fine-tuned"
+    status = main(
+        ["train", "--algo", "ppo", "--env", ENV_ID, "--timesteps", "256", "--run-dir", str(fine_tuned),
+         "--no-progress", "--set", f"pretrained={run}", "--set", "n_steps=16", "--set", "eval_episodes=5"]
+    )  # fmt: skip
+    assert status == 0 and (fine_tuned / "model.zip").is_file()

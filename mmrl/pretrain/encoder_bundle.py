@@ -35,7 +35,7 @@ MAX_MANIFEST_BYTES = 4 << 20
 #: Largest weights file read (bytes).
 MAX_WEIGHTS_BYTES = 2 << 30
 #: Extractor sub-modules a bundle may hold, by part name.
-PART_PREFIXES = {"image": "image_encoders.", "text": "text_encoders.", "fusion": "fusion."}
+PART_PREFIXES = {"image": "image_encoders.", "text": "text_encoders.", "fusion": "fusion.", "head": "head."}
 
 
 def _canonical(obj: Any) -> bytes:
@@ -124,7 +124,8 @@ def publish(
 
     check_out_dir(final)
     parts = sorted({part for name in tensors for part, prefix in PART_PREFIXES.items() if name.startswith(prefix)})
-    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    # clones: safetensors refuses tensors sharing memory (an SB3 policy lists its extractor under three names)
+    weights = {name: tensor.detach().cpu().clone().contiguous() for name, tensor in tensors.items()}
     with atomic_path(staging / WEIGHTS) as tmp:
         save_file(weights, str(tmp))
     manifest: dict[str, Any] = {

@@ -183,7 +183,7 @@ def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     else:
         policy, kwargs = "MlpPolicy", ({"net_arch": config.net_arch} if config.net_arch else {})
     try:
-        return _sb3_class(config.algo)(
+        model = _sb3_class(config.algo)(
             policy,
             venv,
             policy_kwargs=kwargs,
@@ -193,6 +193,10 @@ def _build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
             verbose=0,
             **config.hyperparams,
         )
+        from mmrl.pretrain.cloning import load_policy_into  # a behaviour-cloned run's heads too (mmrl.pretrain)
+
+        load_policy_into(model.policy, config.pretrained)
+        return model
     except AssertionError as error:
         # SB3 checks combinations of settings with asserts (batch_size > 1, n_steps * n_envs > 1, ...)
         detail = str(error).strip() or "a setting check failed"
