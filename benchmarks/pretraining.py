@@ -188,6 +188,8 @@ def compare(args: argparse.Namespace) -> None:
                         result.run_dir, episodes=args.episodes, seed=100_000, env_kwargs={"mission_split": split}
                     )
                     row[f"success_{split}"] = report.success_rate
+                blank = mmrl.evaluate(result.run_dir, episodes=args.episodes, seed=100_000, ablate="mission")
+                row["success_blank"] = blank.success_rate  # instruction blanked: what a policy gets without reading
                 with open(results_path, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 done[key] = row
@@ -205,7 +207,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
     columns = [
         "env", "variant", "seed", "timesteps", "pretrain_s", "train_s", "cloned_success", "frames_to_0.9",
-        "frames_to_0.95", "success_train", "success_paraphrase",
+        "frames_to_0.95", "success_train", "success_paraphrase", "success_blank",
     ]  # fmt: skip
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
