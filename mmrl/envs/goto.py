@@ -67,13 +67,14 @@ class RoomTask(Task):
             )
         self.n_distractors = int(n_distractors)
         self.combos = combos(mission_split)
+        self.paraphrase = mission_split == "paraphrase"  # unseen words for the same layouts (grammar.py)
 
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         layout = Layout.empty_room(self.height, self.width)
         targets = [self.combos[i] for i in rng.permutation(len(self.combos))[: self.n_targets].tolist()]
         sample_objects(layout, rng, targets, self.n_distractors)
         layout.goals = [Goal(self.verb, kind, colour) for colour, kind in targets]
-        layout.mission = describe_goals(layout.goals, rng)
+        layout.mission = describe_goals(layout.goals, rng, paraphrase=self.paraphrase)
         return layout
 
 

@@ -51,7 +51,26 @@ HELD_OUT = frozenset(
         (Colour.GREY, Kind.BALL),
     }
 )
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "test", "all", "paraphrase")
+
+# ---- mission_split="paraphrase": words no other split ever uses, on the train split's layouts (zero-shot tests
+# of language understanding: a model only passes if it knows the new words mean the old ones).
+PARAPHRASE_GOTO_TEMPLATES = ("approach the {obj}", "walk over to the {obj}", "navigate to the {obj}")
+PARAPHRASE_PICKUP_TEMPLATES = ("collect the {obj}", "retrieve the {obj}", "lift the {obj}", "get the {obj}")
+#: Synonyms of each colour (in :class:`~mmrl.engine.constants.Colour` order) and of the named object kinds.
+PARAPHRASE_COLOURS: tuple[tuple[str, ...], ...] = (
+    ("crimson", "scarlet"),
+    ("emerald", "lime"),
+    ("azure", "navy"),
+    ("violet", "lilac"),
+    ("golden", "amber"),
+    ("gray", "silver"),
+)
+PARAPHRASE_OBJECTS: dict[int, tuple[str, ...]] = {
+    Kind.KEY: ("key",),
+    Kind.BALL: ("sphere", "orb"),
+    Kind.BOX: ("crate", "chest"),
+}
 
 
 def _template_words() -> list[str]:
@@ -69,6 +88,10 @@ def _template_words() -> list[str]:
     for template in templates:
         words.update(re.sub(r"\{\w+\}", " ", template).replace(",", " ").split())
     words.update(COLOUR_NAMES, OBJECT_NAMES.values(), OBJECT_PLURALS.values(), ANSWER_WORDS)
+    for template in PARAPHRASE_GOTO_TEMPLATES + PARAPHRASE_PICKUP_TEMPLATES:
+        words.update(re.sub(r"\{\w+\}", " ", template).split())
+    for synonyms in (*PARAPHRASE_COLOURS, *PARAPHRASE_OBJECTS.values()):
+        words.update(synonyms)
     return sorted(words)
 
 
@@ -86,6 +109,8 @@ def combos(split: str) -> list[tuple[int, int]]:
     if split not in SPLITS:
         raise ValueError(f"mission_split must be one of {SPLITS}, got {split!r}")
     every = [(int(c), int(k)) for c in Colour for k in NAMED_KINDS]
+    if split == "paraphrase":
+        split = "train"  # the same layouts as training; only the words differ
     if split == "all":
         return every
     held_out = {(int(c), int(k)) for c, k in HELD_OUT}
@@ -116,8 +141,13 @@ def choose(options: tuple[str, ...], rng: np.random.Generator) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def describe_goal(goal: Goal, rng: np.random.Generator, locked: bool = False) -> str:
-    """One paraphrase of a single sub-goal."""
+def describe_goal(goal: Goal, rng: np.random.Generator, locked: bool = False, paraphrase: bool = False) -> str:
+    """One paraphrase of a single sub-goal (with ``paraphrase``, in words only ``mission_split="paraphrase"`` uses,
+    for go-to and pick-up goals)."""
+    if paraphrase and goal.verb in (Verb.GOTO, Verb.PICKUP):
+        templates = PARAPHRASE_GOTO_TEMPLATES if goal.verb == Verb.GOTO else PARAPHRASE_PICKUP_TEMPLATES
+        phrase = f"{choose(PARAPHRASE_COLOURS[goal.colour], rng)} {choose(PARAPHRASE_OBJECTS[goal.kind], rng)}"
+        return choose(templates, rng).format(obj=phrase)
     if goal.verb == Verb.GOTO:
         return choose(GOTO_TEMPLATES, rng).format(obj=object_phrase(goal.kind, goal.colour))
     if goal.verb == Verb.PICKUP:
@@ -128,13 +158,13 @@ def describe_goal(goal: Goal, rng: np.random.Generator, locked: bool = False) ->
     raise ValueError(f"cannot describe a goal with verb {goal.verb!r}")
 
 
-def describe_goals(goals: list[Goal], rng: np.random.Generator, locked: bool = False) -> str:
+def describe_goals(goals: list[Goal], rng: np.random.Generator, locked: bool = False, paraphrase: bool = False) -> str:
     """One paraphrase of an instruction made of one or two sub-goals (in completion order)."""
     if len(goals) == 1:
-        return describe_goal(goals[0], rng, locked)
+        return describe_goal(goals[0], rng, locked, paraphrase)
     if len(goals) != 2:
         raise ValueError(f"instructions have one or two sub-goals, got {len(goals)}")
-    first, second = describe_goal(goals[0], rng, locked), describe_goal(goals[1], rng, locked)
+    first, second = describe_goal(goals[0], rng, locked, paraphrase), describe_goal(goals[1], rng, locked, paraphrase)
     templates = SEQUENCE_TEMPLATES + REVERSED_SEQUENCE_TEMPLATES
     return choose(templates, rng).format(first=first, second=second)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from gymnasium import spaces
@@ -36,7 +36,7 @@ from mmrl.extractor.roles import (
     tensor_shape,
 )
 from mmrl.extractor.text_cache import InferenceTextMemo, encode_text
-from mmrl.extractor.text_encoders import TEXT_ENCODERS, TextEncoder, TextEncoding
+from mmrl.extractor.text_encoders import TEXT_ENCODER_CHOICES, TextEncoder, TextEncoding, text_encoder_class
 from mmrl.tokenizer import UNK_ID
 
 __all__ = [
@@ -133,6 +133,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.image_encoders.CellEmbedding`),
             ``False`` scales the ids to [0, 1] like pictures, ``True`` requires every image key to be such a grid.
         cell_dim: Width of the cell embeddings (the channels the image encoder reads).
+        text_model: ``text_encoder="hf"`` only: a local Hugging Face model directory
+            (:mod:`mmrl.extractor.hf_text`).
+        text_vocabulary: ``text_encoder="hf"`` only: the words of token ids 2, 3, ... (default: mmrl's vocabulary).
+        pretrained: A pre-trained encoder bundle (``mmrl pretrain --method autoencoder``) or a run directory
+            (``--method bc``) whose weights are loaded (:func:`mmrl.pretrain.loading.load_into`).
+        freeze: Parts that get no gradient: ``"none"``, ``"image"``, ``"text"`` or ``"all"`` (every encoder and the
+            fusion).
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -160,9 +167,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         normalized_images: bool = True,
         embed_cells: bool | None = None,
         cell_dim: int = 16,
+        text_model: str | None = None,
+        text_vocabulary: list[str] | None = None,
+        pretrained: str | None = None,
+        freeze: str = "none",
     ) -> None:
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
-        check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
+        check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
         check_choice("fusion", fusion, tuple(FUSIONS))
         if features_dim is not None:
             features_dim = check_dimension("features_dim", features_dim, none_allowed=True)
@@ -170,7 +181,11 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         vector_dim = check_dimension("vector_dim", vector_dim)
         fusion_dim = check_dimension("fusion_dim", fusion_dim)
         cell_dim = check_dimension("cell_dim", cell_dim)
-        TEXT_ENCODERS[text_encoder].check_dimensions(text_dim)
+        text_encoder_class(text_encoder).check_dimensions(text_dim)
+        text_options: dict[str, Any] = {"text_model": text_model, "vocabulary": text_vocabulary}
+        text_options = {key: value for key, value in text_options.items() if value is not None}
+        if text_options and not getattr(text_encoder_class(text_encoder), "reads_text_model", False):
+            raise ValueError(f"text_model and text_vocabulary are read by text_encoder='hf' only, not {text_encoder!r}")
         if isinstance(observation_space, spaces.Dict):
             check_key_sizes(observation_space)  # before anything reads the bounds of a huge space
         roles = assign_roles(observation_space, image_keys, text_keys, ignore_keys)
@@ -201,7 +216,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             space = subspaces[key]
             assert isinstance(space, spaces.Box) and space.shape is not None  # text keys are 1-D Boxes
             vocab_size = check_vocabulary(key, int(space.high.max()) + 1)
-            text_inputs.append((key, TEXT_ENCODERS[text_encoder](vocab_size, space.shape[0], text_dim)))
+            text_class = text_encoder_class(text_encoder)
+            text_inputs.append((key, text_class(vocab_size, space.shape[0], text_dim, **text_options)))
         vector_inputs: list[tuple[str, nn.Module]] = []
         for key in vector_key_list:
             flat_dim = get_flattened_obs_dim(subspaces[key])
@@ -244,6 +260,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         self.fused_dim = fused_dim
         self._expected_shapes = expected_shapes
         self._expected_keys = frozenset(subspaces)
+        from mmrl.pretrain.loading import load_into  # pre-trained weights and freezing (a no-op by default)
+
+        load_into(self, pretrained, freeze)
 
     @property
     def _space(self) -> spaces.Dict:

@@ -7,7 +7,7 @@ from typing import Any
 from mmrl.extractor.extractor import MultimodalExtractor, _check_choice
 from mmrl.extractor.fusion import FUSIONS
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES
-from mmrl.extractor.text_encoders import TEXT_ENCODERS
+from mmrl.extractor.text_encoders import TEXT_ENCODER_CHOICES
 
 #: Hidden layers of the policy and value heads on top of the extractor (SB3 accepts a list for PPO, A2C and DQN).
 DEFAULT_NET_ARCH = (64,)
@@ -67,7 +67,7 @@ def policy_kwargs(
         ValueError: For unknown option names (the message lists the valid choices).
     """
     _check_choice("fusion", fusion, tuple(FUSIONS))
-    _check_choice("text_encoder", text_encoder, tuple(TEXT_ENCODERS))
+    _check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
     _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
     normalized_images = bool(extractor_kwargs.pop("normalized_images", False))
     return {

@@ -283,6 +283,17 @@ class TransformerTextEncoder(TextEncoder):
         return TextEncoding(_masked_mean(outputs_BLD, padding_mask_BL), tokens_BLD, padding_mask_BL)
 
 
+class _LazyHFTextEncoder(TextEncoder):
+    """``"hf"``: builds :class:`mmrl.extractor.hf_text.HFTextEncoder`, imported on first use only."""
+
+    reads_text_model = True
+
+    def __new__(cls, *args: object, **kwargs: object) -> TextEncoder:  # type: ignore[misc]
+        from mmrl.extractor.hf_text import HFTextEncoder
+
+        return HFTextEncoder(*args, **kwargs)  # type: ignore[arg-type]
+
+
 #: Registry of text encoder names to classes.
 TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
     "bow": BagOfWordsEncoder,
@@ -291,3 +302,12 @@ TEXT_ENCODERS: dict[str, type[TextEncoder]] = {
     "conv": ConvTextEncoder,
     "transformer": TransformerTextEncoder,
 }
+#: Every ``text_encoder`` name: the trainable encoders above and ``"hf"``, a frozen local Hugging Face model that
+#: needs ``text_model=PATH`` (:mod:`mmrl.extractor.hf_text`; kept out of :data:`TEXT_ENCODERS`, which lists the
+#: encoders that build from a vocabulary size alone).
+TEXT_ENCODER_CHOICES: tuple[str, ...] = (*TEXT_ENCODERS, "hf")
+
+
+def text_encoder_class(name: str) -> type[TextEncoder]:
+    """The class of text encoder ``name`` (one of :data:`TEXT_ENCODER_CHOICES`)."""
+    return _LazyHFTextEncoder if name == "hf" else TEXT_ENCODERS[name]

@@ -39,6 +39,12 @@ class TrainConfig:
     """Extractor output width; ignored by qlearning."""
     net_arch: list[int] | None = None
     """Hidden layers of the policy / value heads; ignored by qlearning."""
+    pretrained: str | None = None
+    """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
+    freeze: str | None = None
+    """Extractor parts frozen after loading ``pretrained``: ``"none"``, ``"image"``, ``"text"`` or ``"all"``."""
+    text_model: str | None = None
+    """Local Hugging Face model directory for ``text_encoder="hf"``."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """Algorithm constructor arguments (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ...)."""
     eval_freq: int | None = None

@@ -63,6 +63,9 @@ CONFIG_KEYS: dict[str, str] = {
     "device": _S,
     "torch_threads": _I,
     "check_finite": _B,
+    "pretrained": _S,  # mmrl.pretrain: a pre-trained encoder bundle or bc run directory, read by the extractor
+    "freeze": _S,
+    "text_model": _S,
 }
 
 #: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed); each

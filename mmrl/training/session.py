@@ -71,6 +71,10 @@ def make_env(config: TrainConfig, n_envs: int, seed: int) -> Any:
         raise
 
 
+#: TrainConfig fields passed to the extractor as they are (mmrl.pretrain).
+PRETRAIN_KEYS = ("pretrained", "freeze", "text_model")
+
+
 def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     """A new model of ``config.algo`` on ``venv``: Dict observations get the mmrl extractor.
 
@@ -93,7 +97,7 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
 
         extractor = {
             key: getattr(config, key)
-            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch")
+            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch", *PRETRAIN_KEYS)
             if getattr(config, key) is not None
         }
         policy, kwargs = spec.dict_policy, policy_kwargs(**extractor)
@@ -101,7 +105,7 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
         policy, kwargs = spec.flat_policy, ({"net_arch": config.net_arch} if config.net_arch else {})
     kwargs.update(policy_extra)
     try:
-        return model_class(
+        model = model_class(
             policy,
             venv,
             policy_kwargs=kwargs,
@@ -118,6 +122,11 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
             f"{', '.join(f'{k}={v}' for k, v in sorted(config.hyperparams.items()))}): {detail}; fix the value with "
             "--set KEY=VALUE or in the preset"
         ) from None
+    if config.pretrained is not None:
+        from mmrl.pretrain.cloning import load_policy_into  # a behaviour-cloned run's heads too
+
+        load_policy_into(model.policy, config.pretrained)
+    return model
 
 
 def build_session(config: TrainConfig, checkpoint: Checkpoint | None, run_path: Path) -> Session:

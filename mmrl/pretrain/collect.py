@@ -1,0 +1,122 @@
+"""Observation and demonstration collection for pre-training: random episodes and episodes the planner drives.
+
+Random episodes show the rooms from everywhere; planner episodes (:func:`mmrl.engine.planner.plan`, run from each
+episode's start) walk up to the named objects, so objects are also seen up close and every instruction is followed
+to success. Planner episodes also give the (observation, action) pairs behaviour cloning learns from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+#: Largest collection (bytes of observations) held in memory; ``--frames`` is checked against it before collecting.
+MAX_COLLECTION_BYTES = 3 << 30
+
+
+@dataclass
+class Collection:
+    """Observations (one array per key, ``N`` rows), the action taken after each, and whether a planner took it."""
+
+    observations: dict[str, np.ndarray]
+    actions_N: np.ndarray
+    expert_N: np.ndarray
+    episodes: int
+    successes: int
+
+    def __len__(self) -> int:
+        return len(self.actions_N)
+
+
+def expert_plan(env: gym.Env) -> list[int] | None:
+    """The planner's action list from the env's current state (an mmrl env right after ``reset``), or ``None``."""
+    from mmrl.engine.planner import plan
+
+    base = env.unwrapped
+    batch = getattr(base, "batch", None)
+    task = getattr(base, "task", None)
+    if batch is None or task is None or task.is_question:
+        return None
+    return plan(batch.world.layout(0))
+
+
+def check_frames(space: gym.spaces.Dict, frames: int) -> None:
+    """Raises ``ValueError`` if ``frames`` observations of ``space`` would not fit :data:`MAX_COLLECTION_BYTES`."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a positive int, got {frames!r}")
+    per_frame = sum(math.prod(sub.shape) * np.dtype(sub.dtype).itemsize for sub in space.spaces.values())
+    if frames * per_frame > MAX_COLLECTION_BYTES:
+        raise ValueError(
+            f"{frames} frames of {per_frame} bytes need {frames * per_frame / 2**30:.1f} GiB, more than the "
+            f"{MAX_COLLECTION_BYTES / 2**30:.0f} GiB collection limit; pass fewer --frames"
+        )
+
+
+def collect(
+    env: gym.Env,
+    frames: int,
+    seed: int = 0,
+    planner_fraction: float = 0.5,
+    progress: Callable[[int], None] | None = None,
+) -> Collection:
+    """Runs episodes until ``frames`` observations are gathered.
+
+    Args:
+        env: An mmrl env (Dict observations); other envs get random episodes only.
+        frames: Observations to gather.
+        seed: Seed of the first episode (episode ``i`` uses ``seed + i``) and of the random actions.
+        planner_fraction: Share of episodes the planner drives (``1.0``: demonstrations only); the others take
+            uniformly random actions.
+        progress: Called with the number of new frames after each episode (e.g. a progress bar's ``update``).
+
+    Raises:
+        ValueError: For a non-Dict observation space, a bad ``frames`` or a ``planner_fraction`` outside [0, 1].
+    """
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Dict):
+        raise ValueError(f"pre-training needs Dict observations (image + instruction), got {space}")
+    check_frames(space, frames)
+    if not 0.0 <= planner_fraction <= 1.0:
+        raise ValueError(f"planner_fraction must be in [0, 1], got {planner_fraction}")
+    rng = np.random.default_rng(seed)
+    buffers = {key: np.empty((frames, *sub.shape), dtype=sub.dtype) for key, sub in space.spaces.items()}
+    actions_N = np.zeros(frames, dtype=np.int64)
+    expert_N = np.zeros(frames, dtype=bool)
+    count = episodes = successes = 0
+    while count < frames:
+        observation, _ = env.reset(seed=seed + episodes)
+        episodes += 1
+        actions = expert_plan(env) if rng.random() < planner_fraction else None
+        start = count
+        step = 0
+        done = False
+        while not done and count < frames:
+            if actions is not None and step < len(actions):
+                action, is_expert = int(actions[step]), True
+            else:
+                action, is_expert = int(rng.integers(env.action_space.n)), False
+            for key, buffer in buffers.items():
+                buffer[count] = observation[key]
+            actions_N[count], expert_N[count] = action, is_expert
+            count += 1
+            step += 1
+            observation, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            successes += bool(done and info.get("is_success", False))
+        if progress is not None:
+            progress(count - start)
+    return Collection(buffers, actions_N, expert_N, episodes, successes)
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
+    """``gym.make(env_id, **env_kwargs)`` for a registered mmrl id (checked first)."""
+    import mmrl  # noqa: F401  (registers the envs)
+    from mmrl.envs import check_env_id
+
+    check_env_id(env_id)
+    return gym.make(env_id, **env_kwargs)

@@ -1,0 +1,222 @@
+"""``mmrl pretrain --method autoencoder``, the pre-trained encoder bundle, loading and freezing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import mmrl
+from mmrl.extractor import MultimodalExtractor
+from mmrl.pretrain.encoder_bundle import MANIFEST, WEIGHTS, manifest_sha256
+from mmrl.pretrain.trainer import pretrain_autoencoder
+
+ENV_ID = "mmrl/GoTo-5x5-v0"
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "ae"
+    return pretrain_autoencoder(ENV_ID, frames=400, updates=30, batch_size=32, out=out, progress=False)
+
+
+def _extractor(bundle: Path | None, freeze: str = "none", **kwargs) -> MultimodalExtractor:
+    space = gym.make(ENV_ID, channels_first=True).observation_space
+    settings = mmrl.policy_kwargs(text_encoder="bow", **kwargs)["features_extractor_kwargs"]
+    return MultimodalExtractor(space, **settings, pretrained=None if bundle is None else str(bundle), freeze=freeze)
+
+
+def test_bundle_holds_weights_manifest_picture_and_logs(bundle: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert manifest["format"] == "mmrl-pretrained-encoder" and manifest["env_id"] == ENV_ID
+    assert manifest["parts"] == ["fusion", "image", "text"]
+    assert manifest["vocabulary"] == list(gym.make(ENV_ID).unwrapped.vocabulary)
+    assert set(manifest["losses"]) >= {"image_loss", "text_loss", "fused_image_loss", "fused_text_loss"}
+    assert all(np.isfinite(value) for value in manifest["losses"].values())
+    assert manifest["manifest_sha256"] == manifest_sha256(manifest)
+    tensors = load_file(str(bundle / WEIGHTS))
+    assert {name: list(t.shape) for name, t in tensors.items()} == manifest["tensors"]
+    png = (bundle / "reconstructions.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(bundle / "tb"))
+    assert not [name for name in os.listdir(bundle.parent) if name.startswith(".")]  # no staging folder left
+
+
+@pytest.mark.slow
+def test_autoencoder_learns_text_and_images(tmp_path: Path) -> None:
+    """A few hundred updates reconstruct instructions exactly and beat the mean image (the losses go down)."""
+    out = pretrain_autoencoder(
+        ENV_ID, frames=600, updates=150, batch_size=64, out=tmp_path / "ae", parts=("image", "text"), progress=False
+    )
+    losses = json.loads((out / MANIFEST).read_text())["losses"]
+    assert losses["text_metric"] > 0.9  # share of instructions reconstructed exactly
+    assert losses["image_metric"] < 0.1  # mean absolute pixel error in [0, 1]
+
+
+def test_weights_load_into_a_fresh_process(bundle: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import gymnasium as gym, mmrl, torch
+        from stable_baselines3 import PPO
+        venv = mmrl.make_vec_env({ENV_ID!r}, 2, seed=0, env_kwargs={{"channels_first": True}})
+        kwargs = mmrl.policy_kwargs(text_encoder="bow", pretrained={str(bundle)!r}, freeze="image")
+        model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, policy_kwargs=kwargs, seed=0)
+        extractor = model.policy.features_extractor
+        print(extractor.pretrained_from)
+        for name, value in sorted(extractor.state_dict().items()):
+            if name.startswith(("image_encoders.", "text_encoders.", "fusion.")):
+                print(name, float(value.double().sum()))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "OMP_NUM_THREADS": "1"}
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True
+    ).stdout.splitlines()
+    assert output[0] == str(bundle)
+    expected = {name: float(t.double().sum()) for name, t in load_file(str(bundle / WEIGHTS)).items()}
+    loaded = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in output[1:]}
+    assert loaded.keys() == expected.keys()
+    for name, value in expected.items():
+        assert loaded[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+
+
+@pytest.mark.parametrize("freeze", ["image", "all"])
+def test_frozen_parameters_stay_unchanged_through_ppo(bundle: Path, freeze: str) -> None:
+    from stable_baselines3 import PPO
+
+    venv = mmrl.make_vec_env(ENV_ID, 4, seed=0, env_kwargs={"channels_first": True})
+    kwargs = mmrl.policy_kwargs(text_encoder="bow", pretrained=str(bundle), freeze=freeze)
+    model = PPO("MultiInputPolicy", venv, n_steps=32, batch_size=64, n_epochs=2, policy_kwargs=kwargs, seed=0)
+    extractor = model.policy.features_extractor
+    before = {name: value.clone() for name, value in extractor.state_dict().items()}
+    model.learn(256)
+    after = extractor.state_dict()
+    frozen = ("image_encoders.",) if freeze == "image" else ("image_encoders.", "text_encoders.", "fusion.")
+    for name, value in after.items():
+        if name.startswith(frozen):
+            assert torch.equal(value, before[name]), f"{name} changed although frozen"
+            assert extractor.get_parameter(name).grad is None
+    assert not torch.equal(after["head.0.weight"], before["head.0.weight"])  # the rest trains
+    if freeze == "image":
+        assert not torch.equal(after["text_encoders.0.embedding.weight"], before["text_encoders.0.embedding.weight"])
+    assert all(not p.requires_grad for p in extractor.image_encoders.parameters())
+
+
+def test_mismatched_settings_name_both_sides(bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"GatedAttentionFusion.*FiLMFusion"):
+        _extractor(bundle, fusion="film")
+    with pytest.raises(ValueError, match="freeze='image' needs pretrained"):
+        _extractor(None, freeze="image")
+    with pytest.raises(ValueError, match="unknown freeze 'images'"):
+        _extractor(bundle, freeze="images")
+    from mmrl.cli import main
+
+    run = tmp_path / "run"
+    status = main(
+        ["train", "--algo", "ppo", "--env", ENV_ID, "--timesteps", "64", "--run-dir", str(run), "--no-progress",
+         "--set", f"pretrained={bundle}", "--set", "text_encoder=gru"]
+    )  # fmt: skip
+    assert status == 1 and not run.exists()  # refused before anything is written
+
+
+def _copy(bundle: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in (MANIFEST, WEIGHTS):
+        (target / name).write_bytes((bundle / name).read_bytes())
+    return target
+
+
+def test_tampered_bundles_are_refused(bundle: Path, tmp_path: Path) -> None:
+    # a changed weight byte: the SHA-256 no longer matches
+    changed = _copy(bundle, tmp_path / "changed")
+    data = bytearray((changed / WEIGHTS).read_bytes())
+    data[-1] ^= 0xFF
+    (changed / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256 does not match"):
+        _extractor(changed)
+    # an edited manifest without a new hash
+    edited = _copy(bundle, tmp_path / "edited")
+    manifest = json.loads((edited / MANIFEST).read_text())
+    manifest["env_id"] = "mmrl/PickUp-5x5-v0"
+    (edited / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="manifest hash does not match"):
+        _extractor(edited)
+    # consistent hashes over a tensor of the wrong shape: refused by shape, nothing copied
+    reshaped = _copy(bundle, tmp_path / "reshaped")
+    tensors = load_file(str(reshaped / WEIGHTS))
+    name = next(name for name in tensors if name.startswith("image_encoders.") and name.endswith("weight"))
+    tensors[name] = torch.zeros(tuple(tensors[name].shape[:-1]) + (tensors[name].shape[-1] + 1,))
+    save_file(tensors, str(reshaped / WEIGHTS))
+    manifest = json.loads((reshaped / MANIFEST).read_text())
+    manifest["tensors"][name] = list(tensors[name].shape)
+    from mmrl.pretrain.encoder_bundle import file_sha256
+
+    manifest["weights_sha256"] = file_sha256(reshaped / WEIGHTS)
+    manifest["manifest_sha256"] = manifest_sha256(manifest)
+    (reshaped / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"tensor '{name}' has shape"):
+        _extractor(reshaped)
+    with pytest.raises(ValueError, match="neither a pre-trained encoder bundle"):
+        _extractor(tmp_path / "nowhere")
+
+
+def test_out_folder_that_is_not_a_bundle_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="is not a pre-trained encoder bundle"):
+        pretrain_autoencoder(ENV_ID, frames=10, updates=1, out=out, progress=False)
+    assert (out / "thesis.tex").read_text() == "x"
+
+
+def test_symbolic_grids_are_reconstructed_cell_by_cell(tmp_path: Path) -> None:
+    out = pretrain_autoencoder(
+        ENV_ID, frames=300, updates=60, batch_size=64, out=tmp_path / "symbolic", parts=("image",),
+        overrides=["env_kwargs.image_mode=symbolic"], progress=False,
+    )  # fmt: skip
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["parts"] == ["image"] and manifest["settings"]["image"][0]["categories"]
+    assert manifest["losses"]["image_metric"] > 0.8  # cell accuracy over kind, colour and state
+
+
+@pytest.mark.slow
+def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) -> None:
+    from mmrl.cli import main
+    from mmrl.pretrain.cloning import clone_planner
+
+    run = clone_planner(ENV_ID, frames=1500, updates=150, out=tmp_path / "bc", eval_episodes=40, progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["method"] == "bc" and metrics["success_rate"] >= 0.5  # random: about 0.1 on GoTo-5x5
+    report = mmrl.evaluate(run, episodes=40, seed=100_000)
+    assert report.success_rate == pytest.approx(metrics["success_rate"])
+    # PPO continues from the whole cloned policy: before any update it acts as the clone does
+    from stable_baselines3 import PPO
+
+    from mmrl.pretrain.cloning import load_policy_into
+
+    cloned = PPO.load(run / "model.zip", device="cpu")
+    venv = mmrl.make_vec_env(ENV_ID, 4, seed=7, env_kwargs={"channels_first": True})
+    fresh = PPO("MultiInputPolicy", venv, policy_kwargs=mmrl.policy_kwargs(text_encoder="bow"), seed=3)
+    assert load_policy_into(fresh.policy, run)
+    observation = venv.reset()
+    for _ in range(5):
+        action = fresh.predict(observation, deterministic=True)[0]
+        np.testing.assert_array_equal(action, cloned.predict(observation, deterministic=True)[0])
+        observation, *_ = venv.step(action)
+    fine_tuned = tmp_path / "fine-tuned"
+    status = main(
+        ["train", "--algo", "ppo", "--env", ENV_ID, "--timesteps", "256", "--run-dir", str(fine_tuned),
+         "--no-progress", "--set", f"pretrained={run}", "--set", "n_steps=16", "--set", "eval_episodes=5"]
+    )  # fmt: skip
+    assert status == 0 and (fine_tuned / "model.zip").is_file()
