@@ -10,6 +10,7 @@ levels at generation time and in tests.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import numpy as np
@@ -20,47 +21,90 @@ from mmrl.engine.world import Goal, Layout, WorldState
 
 _NO_LIMIT = 1 << 30
 
+_PASSABLE = np.zeros(256, dtype=bool)
+_PASSABLE[[Kind.EMPTY, Kind.FLOOR, Kind.GOAL, Kind.DOOR]] = True
+_DOOR, _LOCKED = int(Kind.DOOR), int(DoorState.LOCKED)
 
-def _passable(world: WorldState, row: int, col: int) -> bool:
-    kind = world.kind_NHW[0, row, col]
-    if kind in (Kind.EMPTY, Kind.FLOOR, Kind.GOAL):
-        return True
-    return kind == Kind.DOOR and world.state_NHW[0, row, col] != DoorState.LOCKED
+
+def _bits(mask: np.ndarray) -> int:
+    """A boolean grid as a Python int, bit ``row * width + col`` per cell."""
+    return int.from_bytes(np.packbits(mask.ravel(), bitorder="little").tobytes(), "little")
+
+
+_PASSABLE_KINDS = (int(Kind.EMPTY), int(Kind.FLOOR), int(Kind.GOAL))
+_DOOR_KIND, _LOCKED_STATE, _CLOSED_STATE = int(Kind.DOOR), int(DoorState.LOCKED), int(DoorState.CLOSED)
+_LEFT, _RIGHT, _FORWARD, _TOGGLE = int(Action.LEFT), int(Action.RIGHT), int(Action.FORWARD), int(Action.TOGGLE)
 
 
 def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
     """Shortest action list after which the agent faces a cell where ``target_RC`` is True (BFS).
 
-    Closed, unlocked doors on the way are opened (toggle, then forward).
+    Closed, unlocked doors on the way are opened (toggle, then forward). Linear time in the grid's cells: the
+    search visits each ``(row, col, heading)`` state once, on flat Python lists.
     """
-    start = (int(world.agent_pos_N2[0, 0]), int(world.agent_pos_N2[0, 1]), int(world.agent_dir_N[0]))
-    parents: dict[tuple[int, int, int], tuple[tuple[int, int, int], list[int]] | None] = {start: None}
-    queue = deque([start])
     height, width = world.grid_shape
+    kind_HW, state_HW = world.kind_NHW[0], world.state_NHW[0]
+    start_bit = 1 << (int(world.agent_pos_N2[0, 0]) * width + int(world.agent_pos_N2[0, 1]))
+    reached = flood(_bits(_PASSABLE[kind_HW] & ~((kind_HW == _DOOR) & (state_HW == _LOCKED))), start_bit, width)
+    if not neighbours(reached, width) & _bits(np.asarray(target_RC, dtype=bool)):
+        return None  # no target next to a reachable cell: the search below would visit every state in vain
+    kind = world.kind_NHW[0].ravel()
+    door_state = world.state_NHW[0].ravel()
+    is_door = kind == _DOOR_KIND
+    # per cell: 0 blocked, 1 passable, 2 a closed door (toggle, then forward)
+    passable = np.isin(kind, _PASSABLE_KINDS) | (is_door & (door_state != _LOCKED_STATE))
+    code = (passable.astype(np.int8) + (is_door & (door_state == _CLOSED_STATE))).tolist()
+    target = np.asarray(target_RC, dtype=bool).ravel().tolist()
+    fronts = _fronts(height, width)
+    start = (int(world.agent_pos_N2[0, 0]) * width + int(world.agent_pos_N2[0, 1])) * 4 + int(world.agent_dir_N[0])
+    parent = [-2] * (height * width * 4)  # -2 unvisited, -1 the start
+    parent_step = [0] * (height * width * 4)  # 0 left, 1 right, 2 forward, 3 toggle + forward
+    parent[start] = -1
+    queue = deque([start])
+    found = -1
     while queue:
         state = queue.popleft()
-        row, col, heading = state
-        front_row, front_col = row + DIRECTION_DELTAS[heading][0], col + DIRECTION_DELTAS[heading][1]
-        if 0 <= front_row < height and 0 <= front_col < width and target_RC[front_row, front_col]:
-            actions: list[int] = []
-            node = state
-            while parents[node] is not None:
-                node, step = parents[node]  # type: ignore[misc]
-                actions[:0] = step
-            return actions
-        successors = [((row, col, (heading - 1) % 4), [Action.LEFT]), ((row, col, (heading + 1) % 4), [Action.RIGHT])]
-        if 0 <= front_row < height and 0 <= front_col < width and _passable(world, front_row, front_col):
-            closed = (
-                world.kind_NHW[0, front_row, front_col] == Kind.DOOR
-                and world.state_NHW[0, front_row, front_col] == DoorState.CLOSED
-            )
-            step = [Action.TOGGLE, Action.FORWARD] if closed else [Action.FORWARD]
-            successors.append(((front_row, front_col, heading), step))
-        for nxt, step in successors:
-            if nxt not in parents:
-                parents[nxt] = (state, [int(a) for a in step])
+        cell, heading = divmod(state, 4)
+        front = fronts[heading][cell]
+        if front >= 0 and target[front]:
+            found = state
+            break
+        cell4 = cell * 4
+        for nxt, step in ((cell4 + (heading - 1) % 4, 0), (cell4 + (heading + 1) % 4, 1)):
+            if parent[nxt] == -2:
+                parent[nxt] = state
+                parent_step[nxt] = step
                 queue.append(nxt)
-    return None
+        if front >= 0 and code[front]:
+            nxt = front * 4 + heading
+            if parent[nxt] == -2:
+                parent[nxt] = state
+                parent_step[nxt] = 3 if code[front] == 2 else 2
+                queue.append(nxt)
+    if found < 0:
+        return None
+    steps = []
+    node = found
+    while parent[node] != -1:
+        steps.append(parent_step[node])
+        node = parent[node]
+    actions: list[int] = []
+    for step in reversed(steps):
+        actions.extend(((_LEFT,), (_RIGHT,), (_FORWARD,), (_TOGGLE, _FORWARD))[step])
+    return actions
+
+
+@functools.lru_cache(maxsize=16)
+def _fronts(height: int, width: int) -> tuple[list[int], ...]:
+    """Per heading, the flat index of the cell in front of each cell (-1 outside the grid)."""
+    fronts = []
+    rows, cols = np.divmod(np.arange(height * width), width)
+    for heading in range(4):
+        d_row, d_col = DIRECTION_DELTAS[heading]
+        front_rows, front_cols = rows + int(d_row), cols + int(d_col)
+        inside = (front_rows >= 0) & (front_rows < height) & (front_cols >= 0) & (front_cols < width)
+        fronts.append(np.where(inside, front_rows * width + front_cols, -1).tolist())
+    return tuple(fronts)
 
 
 def _copy_world(world: WorldState) -> WorldState:
@@ -88,7 +132,9 @@ def _navigate_unlocking(world: WorldState, target_RC: np.ndarray) -> list[int] |
         for colour in sorted({int(c) for c in world.colour_NHW[0][locked]}):
             trial = _copy_world(world)
             opening = plan_goal(trial, Goal(Verb.OPEN, Kind.DOOR, colour))
-            if opening is not None:
+            still_locked = (trial.kind_NHW[0] == Kind.DOOR) & (trial.state_NHW[0] == DoorState.LOCKED)
+            # only progress counts (a locked door fewer), so the loop ends after at most one pass per locked door
+            if opening is not None and int(still_locked.sum()) < int(locked.sum()):
                 _load_world(world, trial)
                 actions += opening
                 break
@@ -157,14 +203,89 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
     return None
 
 
-_PASSABLE = np.zeros(256, dtype=bool)
-_PASSABLE[[Kind.EMPTY, Kind.FLOOR, Kind.GOAL, Kind.DOOR]] = True
-_DOOR, _LOCKED = int(Kind.DOOR), int(DoorState.LOCKED)
+def neighbours(cells: int, width: int) -> int:
+    """The cells 4-adjacent to ``cells`` (bit sets as from :func:`_bits`; a superset at the row ends)."""
+    return cells << 1 | cells >> 1 | cells << width | cells >> width
 
 
-def _bits(mask: np.ndarray) -> int:
-    """A boolean grid as a Python int, bit ``row * width + col`` per cell."""
-    return int.from_bytes(np.packbits(mask.ravel(), bitorder="little").tobytes(), "little")
+def flood(passable: int, seed: int, width: int) -> int:
+    """The cells connected to ``seed`` through ``passable`` cells (4-neighbourhood), as a bit set.
+
+    Exact on grids with a wall border (a shift by 1 would otherwise wrap from one row's end to the next).
+    """
+    reached = seed
+    while True:
+        grown = neighbours(reached, width) & passable | reached
+        if grown == reached:
+            return reached
+        reached = grown
+
+
+def region_labels(layout: Layout, closed_doors_pass: bool = True) -> np.ndarray:
+    """Connected regions (4-neighbourhood) of the cells an agent can stand on: a label per cell, -1 elsewhere.
+
+    Locked doors separate regions; closed doors join them when ``closed_doors_pass`` (the agent can toggle).
+    Linear time in the number of cells.
+    """
+    kind_HW, state_HW = layout.kind_HW, layout.state_HW
+    height, width = kind_HW.shape
+    doors = kind_HW == _DOOR
+    passable_HW = _PASSABLE[kind_HW] & ~(doors & (state_HW == _LOCKED))
+    if not closed_doors_pass:
+        passable_HW &= ~(doors & (state_HW == int(DoorState.CLOSED)))
+    passable = passable_HW.ravel().tolist()
+    labels = [-1] * (height * width)
+    fronts = _fronts(height, width)
+    n_labels = 0
+    for cell in range(height * width):
+        if not passable[cell] or labels[cell] >= 0:
+            continue
+        labels[cell] = n_labels
+        stack = [cell]
+        while stack:
+            current = stack.pop()
+            for heading in range(4):
+                neighbour = fronts[heading][current]
+                if neighbour >= 0 and passable[neighbour] and labels[neighbour] < 0:
+                    labels[neighbour] = n_labels
+                    stack.append(neighbour)
+        n_labels += 1
+    return np.asarray(labels, dtype=np.int64).reshape(height, width)
+
+
+def candidate_starts(
+    layout: Layout, useful_HW: np.ndarray, closed_doors_pass: bool, budget: int
+) -> list[tuple[int, int]]:
+    """Empty start cells worth planning from, at most ``budget``: one per region first, then the others.
+
+    Only cells whose region (closed doors opened, as the planner does) lies next to a ``useful_HW`` cell are
+    kept: from any other cell no plan can reach such a cell. Regions for the "one per region" order follow
+    ``closed_doors_pass`` (the level's actions); row-major order within each group, so the choice is
+    deterministic. Linear time in the number of cells.
+    """
+    height, width = layout.kind_HW.shape
+    fronts = _fronts(height, width)
+    planner_labels = region_labels(layout, closed_doors_pass=True).ravel().tolist()
+    useful_labels = set()
+    for cell in np.flatnonzero(useful_HW).tolist():
+        for heading in range(4):
+            neighbour = fronts[heading][cell]
+            if neighbour >= 0 and planner_labels[neighbour] >= 0:
+                useful_labels.add(planner_labels[neighbour])
+    action_labels = region_labels(layout, closed_doors_pass).ravel().tolist()
+    firsts: list[tuple[int, int]] = []
+    others: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    for cell in np.flatnonzero(layout.kind_HW == Kind.EMPTY).tolist():
+        if planner_labels[cell] not in useful_labels:
+            continue
+        row, col = divmod(cell, width)
+        if action_labels[cell] in seen:
+            others.append((row, col))
+        else:
+            seen.add(action_labels[cell])
+            firsts.append((row, col))
+    return (firsts + others)[:budget]
 
 
 def is_solvable(layout: Layout) -> bool:
@@ -178,14 +299,8 @@ def is_solvable(layout: Layout) -> bool:
     if ((kind_HW == _DOOR) & (layout.state_HW == _LOCKED)).any():
         return plan(layout) is not None
     width = kind_HW.shape[1]
-    passable = _bits(_PASSABLE[kind_HW])
-    reached = 1 << (layout.agent_pos[0] * width + layout.agent_pos[1])
-    while True:
-        grown = (reached | reached << 1 | reached >> 1 | reached << width | reached >> width) & passable | reached
-        if grown == reached:
-            break
-        reached = grown
-    near = reached << 1 | reached >> 1 | reached << width | reached >> width
+    reached = flood(_bits(_PASSABLE[kind_HW]), 1 << (layout.agent_pos[0] * width + layout.agent_pos[1]), width)
+    near = neighbours(reached, width)
     for goal in layout.goals:
         target = _bits((kind_HW == goal.kind) & (layout.colour_HW == goal.colour))
         if not near & target:

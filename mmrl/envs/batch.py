@@ -19,6 +19,7 @@ from mmrl.engine.view import IMAGE_MODES, VIEWS, observe
 from mmrl.engine.world import WorldState
 from mmrl.envs.grammar import make_tokenizer
 from mmrl.envs.task import Task
+from mmrl.limits import check_limit
 
 OBSERVATIONS = ("image", "compact")
 
@@ -63,6 +64,8 @@ class GridBatch:
         check_bool("channels_first", channels_first, " (True for (3, H, W) images, False for (H, W, 3))")
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
+        check_limit("grid side", max(task.height, task.width), "max_grid_side")
+        check_limit("number of environments", n_worlds, "max_envs")
         self.task = task
         self.view = view
         self.view_size = view_size
@@ -76,6 +79,8 @@ class GridBatch:
         self.tokens_NL = np.zeros((n_worlds, self.tokenizer.max_length), dtype=np.int64)
         self._watch_cells: tuple[np.ndarray, np.ndarray] | None = None
         self.observation_space = self._observation_space()
+        image_bytes = int(np.prod(self.image_shape())) * n_worlds
+        check_limit("bytes of a batch of image observations", image_bytes, "max_obs_bytes")
 
     @property
     def n_worlds(self) -> int:

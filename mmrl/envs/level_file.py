@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from mmrl.engine.constants import COLOUR_NAMES, Action, Direction, DoorState, Kind, Verb
-from mmrl.engine.planner import faces_first_goal, plan
+from mmrl.engine.planner import candidate_starts, faces_first_goal, plan
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs.grammar import parse_instruction
+from mmrl.files import read_text_capped
+from mmrl.limits import check_limit, get_limit, short_repr
 
 AGENT_GLYPHS = {">": Direction.EAST, "v": Direction.SOUTH, "<": Direction.WEST, "^": Direction.NORTH}
 LEGEND_KINDS = {
@@ -52,6 +54,12 @@ LEGEND_KINDS = {
 }
 DOOR_STATES = {"open": DoorState.OPEN, "closed": DoorState.CLOSED, "locked": DoorState.LOCKED}
 HEADER_KEYS = ("name", "max_steps", "start", "actions")
+
+#: With ``start: random``, the planner runs from at most ``max(MIN_PLANNED_STARTS, PLANNED_CELLS_BUDGET // cells)``
+#: starts per instruction (every start of a small map; one per region first on large ones), so reading a level
+#: takes about a second at most.
+MIN_PLANNED_STARTS = 8
+PLANNED_CELLS_BUDGET = 400_000
 
 
 class LevelFileError(ValueError):
@@ -77,11 +85,13 @@ def parse_level(path: str | Path) -> Level:
     """Read and validate a level file; raises :class:`LevelFileError` naming file, line and problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_capped(
+            path, get_limit("max_level_file_bytes"), "level file", "MMRL_MAX_LEVEL_FILE_BYTES", LevelFileError
+        )
     except FileNotFoundError:
         raise LevelFileError(f"{path}: level file not found") from None
-    except UnicodeDecodeError as exc:
-        raise LevelFileError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except IsADirectoryError:
+        raise LevelFileError(f"{path}: is a directory, not a level file") from None
 
     def fail(line_no: int, message: str) -> LevelFileError:
         return LevelFileError(f"{path}:{line_no}: {message}")
@@ -101,7 +111,8 @@ def parse_level(path: str | Path) -> Level:
             key, sep, value = stripped.partition(":")
             if not sep:
                 raise fail(
-                    line_no, f"expected 'key: value' or a section ('map:', 'legend:', 'missions:'), got {line!r}"
+                    line_no,
+                    f"expected 'key: value' or a section ('map:', 'legend:', 'missions:'), got {short_repr(line)}",
                 )
             key = key.strip()
             if key in ("map", "legend", "missions"):
@@ -134,6 +145,10 @@ def parse_level(path: str | Path) -> Level:
         raise LevelFileError(f"{path}: no 'missions:' section with at least one '- instruction'")
     width = len(map_rows[0][0])
     height = len(map_rows)
+    try:
+        check_limit("the map's side", max(height, width), "max_grid_side")
+    except ValueError as exc:
+        raise fail(map_rows[0][1], str(exc)) from None
     for row, line_no in map_rows:
         if len(row) != width:
             raise fail(line_no, f"map rows must all have {width} characters, this one has {len(row)}")
@@ -253,7 +268,14 @@ def _instruction_problem(
     candidate = copy.deepcopy(layout)
     candidate.goals = list(goals)
     if random_start:
-        starts = [(int(r), int(c)) for r, c in zip(*np.nonzero(layout.kind_HW == Kind.EMPTY), strict=True)]
+        # every start whose region lies next to the first object or a locked door (from others no plan can
+        # start), one per region first; at most a budget that keeps the check within about a second
+        first = goals[0]
+        useful_HW = ((layout.kind_HW == first.kind) & (layout.colour_HW == first.colour)) | (
+            (layout.kind_HW == Kind.DOOR) & (layout.state_HW == DoorState.LOCKED)
+        )
+        budget = max(MIN_PLANNED_STARTS, PLANNED_CELLS_BUDGET // layout.kind_HW.size)
+        starts = candidate_starts(layout, useful_HW, n_actions >= _VERB_ACTIONS[Verb.OPEN][1], budget)
     else:
         starts = [tuple(layout.agent_pos)]
         if faces_first_goal(candidate):

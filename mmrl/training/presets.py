@@ -17,20 +17,21 @@ Entry keys are :class:`~mmrl.training.config.TrainConfig` fields (``timesteps``,
 ``fusion``, ``text_encoder``, ``image_encoder``, ``features_dim``, ``net_arch``, ``eval_freq``, ``eval_episodes``,
 ``checkpoint_freq``) or constructor arguments of the algorithm (:data:`HYPERPARAMS`). ``env_kwargs`` entries are
 merged key by key. Overrides (``--set key=value``) use the same keys, plus ``env_kwargs.<name>=value``; values are
-parsed with ``yaml.safe_load`` (``--set n_steps=64`` gives an int). Unknown keys and wrong types raise a
-``ValueError`` naming the key and the file; nothing is ever evaluated (YAML is read with ``yaml.safe_load``).
+parsed as YAML (``--set n_steps=64`` gives an int). Unknown keys, wrong types, non-finite floats (``nan``,
+``inf``) and sizes over the limits of :mod:`mmrl.limits` raise a ``ValueError`` naming the key and the file;
+nothing is ever evaluated (YAML is read by :mod:`mmrl.yaml_io`: ``safe_load`` semantics, aliases refused).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmrl.algorithms import ALGORITHMS, get_spec
+from mmrl.limits import check_finite, check_limit, max_torch_threads, short_repr
 from mmrl.training.config import TrainConfig
 
 __all__ = [
@@ -95,6 +96,16 @@ _NON_NEGATIVE = {
     "learning_starts",
     "torch_threads",
 }
+#: Settings with an upper bound from :mod:`mmrl.limits`: key -> (description, limit name).
+_UPPER_LIMITS = {
+    "timesteps": ("timesteps", "max_timesteps"),
+    "n_envs": ("n_envs", "max_envs"),
+    "n_steps": ("n_steps", "max_rollout_steps"),
+    "batch_size": ("batch_size", "max_rollout_steps"),
+    "buffer_size": ("buffer_size", "max_buffer_size"),
+    "features_dim": ("features_dim", "max_layer_width"),
+    "eval_episodes": ("eval_episodes", "max_episodes"),
+}
 _UNIT_INTERVAL = {
     "gamma",
     "gae_lambda",
@@ -118,19 +129,12 @@ def preset_path(algo: str) -> Path:
 
 
 def _read_yaml(path: Path) -> Any:
+    from mmrl.yaml_io import load_yaml_file
+
     try:
-        text = path.read_text(encoding="utf-8")
+        return load_yaml_file(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"preset file {path} does not exist") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as error:
-        raise ValueError(
-            f"{path}: unsupported YAML tag ({error.problem}); presets are read with yaml.safe_load, so Python "
-            "object tags such as !!python/object are refused: use plain numbers, strings, lists and mappings"
-        ) from None
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
 
 
 def _type_ok(value: Any, kind: str) -> tuple[bool, Any]:
@@ -182,12 +186,14 @@ def validate_entry(entry: Any, algo: str, source: str) -> dict[str, Any]:
     for key, value in entry.items():
         if key not in schema:
             raise ValueError(
-                f"{source}: unknown key {key!r} for {algo}; expected one of {', '.join(sorted(schema))} "
+                f"{source}: unknown key {short_repr(key)} for {algo}; expected one of {', '.join(sorted(schema))} "
                 "(or env_kwargs.<name>)"
             )
         ok, converted = _type_ok(value, schema[key])
         if not ok:
-            raise ValueError(f"{source}: {key!r} must be of type {schema[key]}, got {type(value).__name__} {value!r}")
+            raise ValueError(
+                f"{source}: {key!r} must be of type {schema[key]}, got {type(value).__name__} {short_repr(value)}"
+            )
         _check_range(key, converted, source, algo)
         result[key] = converted
     return result
@@ -197,6 +203,17 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
     """Raise ``ValueError`` (naming ``key`` and ``source``) if ``value`` is out of the range ``key`` accepts."""
     if value is None:
         return
+    check_finite(key, value, source)
+    if key in _UPPER_LIMITS:
+        what, limit = _UPPER_LIMITS[key]
+        check_limit(f"{source}: {key}", value, limit)
+    if key == "net_arch":
+        _check_net_arch(value, source)
+    if key == "torch_threads" and value > max_torch_threads():
+        raise ValueError(
+            f"{source}: torch_threads must be at most {max_torch_threads()} (4 per CPU core, at most 256), got "
+            f"{short_repr(value)}; 1 is fastest on a shared machine"
+        )
     if key == "learning_rate":
         limit = get_spec(algo).max_learning_rate if algo is not None else None
         if limit is not None and not 0.0 < value <= limit:
@@ -220,11 +237,30 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         check_device(value, source)
 
 
+def _check_net_arch(layers: list[int], source: str) -> None:
+    """Each hidden layer positive and within ``max_layer_width``; their weights within ``max_net_params``."""
+    from mmrl.limits import get_limit
+
+    if len(layers) > 64:
+        raise ValueError(f"{source}: net_arch has {len(layers)} layers; at most 64 are allowed")
+    for width in layers:
+        if width < 1:
+            raise ValueError(f"{source}: net_arch layers must be positive widths, got {short_repr(width)}")
+        check_limit(f"{source}: net_arch layer width", width, "max_layer_width")
+    params = sum(a * b for a, b in itertools.pairwise(layers))
+    limit = get_limit("max_net_params")
+    if 2 * params > limit:  # a policy and a value head
+        raise ValueError(
+            f"{source}: net_arch {short_repr(layers)} has about {2 * params:,} hidden-layer weights, over the limit "
+            f"of {limit:,}; use narrower layers or set MMRL_MAX_NET_PARAMS to allow more"
+        )
+
+
 def check_device(value: Any, source: str = "device") -> str:
     """Return ``value`` if torch accepts it as a device (``cpu``, ``cuda``, ``cuda:1``, ``auto``, ...), else raise
     ``ValueError``."""
     if not isinstance(value, str):
-        raise ValueError(f"{source}: device must be a string such as 'cpu', 'cuda' or 'auto', got {value!r}")
+        raise ValueError(f"{source}: device must be a string such as 'cpu', 'cuda' or 'auto', got {short_repr(value)}")
     if value == "auto":
         return value
     import torch
@@ -233,7 +269,7 @@ def check_device(value: Any, source: str = "device") -> str:
         torch.device(value)
     except (RuntimeError, ValueError):
         raise ValueError(
-            f"{source}: unknown device {value!r}; use 'cpu', 'cuda', 'cuda:<index>', 'mps' or 'auto'"
+            f"{source}: unknown device {short_repr(value)}; use 'cpu', 'cuda', 'cuda:<index>', 'mps' or 'auto'"
         ) from None
     return value
 
@@ -288,7 +324,7 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], source: str = "env
             hint = " (true or false)" if kind == _B else ""
             raise ValueError(
                 f"{source}: env argument {name!r} of {env_id} must be a {kind}{' or null' if optional else ''}"
-                f"{hint}, got {type(value).__name__} {value!r}; e.g. --set env_kwargs.{name}=..."
+                f"{hint}, got {type(value).__name__} {short_repr(value)}; e.g. --set env_kwargs.{name}=..."
             )
 
 
@@ -359,6 +395,8 @@ def parse_overrides(items: list[str] | dict[str, Any] | None, algo: str) -> dict
     Raises:
         ValueError: For a malformed item, an unknown key or a wrong type.
     """
+    from mmrl.yaml_io import load_yaml_text
+
     if not items:
         return {}
     if isinstance(items, dict):
@@ -367,17 +405,9 @@ def parse_overrides(items: list[str] | dict[str, Any] | None, algo: str) -> dict
         pairs = []
         for item in items:
             if not isinstance(item, str) or "=" not in item:
-                raise ValueError(f"--set expects key=value (e.g. --set learning_rate=0.001), got {item!r}")
+                raise ValueError(f"--set expects key=value (e.g. --set learning_rate=0.001), got {short_repr(item)}")
             key, text = item.split("=", 1)
-            try:
-                value = yaml.safe_load(text) if text.strip() else None
-            except yaml.constructor.ConstructorError:
-                raise ValueError(
-                    f"--set {key}: Python object tags such as !!python/object are refused (values are read with "
-                    "yaml.safe_load); give a plain number, string or list"
-                ) from None
-            except yaml.YAMLError as error:
-                raise ValueError(f"--set {key}: cannot parse {text!r}: {error}") from None
+            value = load_yaml_text(text, f"--set {key.strip()[:40]}") if text.strip() else None
             pairs.append((key.strip(), value))
     entry: dict[str, Any] = {}
     env_kwargs: dict[str, Any] = {}
@@ -434,6 +464,9 @@ def resolve_config(
     for key, value in defaults.items():
         if getattr(config, key) is None:
             setattr(config, key, value)
+    n_steps = config.hyperparams.get("n_steps")
+    if isinstance(n_steps, int) and isinstance(config.n_envs, int):
+        check_limit(f"n_steps x n_envs ({n_steps} x {config.n_envs})", n_steps * config.n_envs, "max_rollout_steps")
     return config
 
 
