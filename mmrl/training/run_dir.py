@@ -272,13 +272,10 @@ class RunDir:
     @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved training configuration (``config.yaml``)."""
-        import yaml
+        from mmrl.yaml_io import load_yaml_file
 
         path = self.path / CONFIG_FILE
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from error
+        config = load_yaml_file(path)
         if not isinstance(config, dict) or "algo" not in config or "env_id" not in config:
             raise ValueError(f"{path}: expected a mapping with 'algo' and 'env_id', got {type(config).__name__}")
         return config
