@@ -28,10 +28,12 @@ def _passable(world: WorldState, row: int, col: int) -> bool:
     return kind == Kind.DOOR and world.state_NHW[0, row, col] != DoorState.LOCKED
 
 
-def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
+def navigate(world: WorldState, target_RC: np.ndarray, through_closed_doors: bool = True) -> list[int] | None:
     """Shortest action list after which the agent faces a cell where ``target_RC`` is True (BFS).
 
-    Closed, unlocked doors on the way are opened (toggle, then forward).
+    Closed, unlocked doors on the way are opened (toggle, then forward). The path never faces a key, ball or
+    box outside ``target_RC``: under ``wrong_object="fail"`` that would end the episode. With
+    ``through_closed_doors=False`` closed doors are not opened (toggling another door fails an "open" goal).
     """
     start = (int(world.agent_pos_N2[0, 0]), int(world.agent_pos_N2[0, 1]), int(world.agent_dir_N[0]))
     parents: dict[tuple[int, int, int], tuple[tuple[int, int, int], list[int]] | None] = {start: None}
@@ -55,12 +57,23 @@ def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
                 and world.state_NHW[0, front_row, front_col] == DoorState.CLOSED
             )
             step = [Action.TOGGLE, Action.FORWARD] if closed else [Action.FORWARD]
-            successors.append(((front_row, front_col, heading), step))
+            if through_closed_doors or not closed:
+                successors.append(((front_row, front_col, heading), step))
         for nxt, step in successors:
-            if nxt not in parents:
+            if nxt not in parents and not _faces_other_object(world, nxt, target_RC):
                 parents[nxt] = (state, [int(a) for a in step])
                 queue.append(nxt)
     return None
+
+
+def _faces_other_object(world: WorldState, state: tuple[int, int, int], target_RC: np.ndarray) -> bool:
+    """Whether ``state`` faces a key, ball or box outside ``target_RC`` (a wrong object ends an episode)."""
+    row, col, heading = state
+    front_row, front_col = row + DIRECTION_DELTAS[heading][0], col + DIRECTION_DELTAS[heading][1]
+    height, width = world.grid_shape
+    if not (0 <= front_row < height and 0 <= front_col < width) or target_RC[front_row, front_col]:
+        return False
+    return int(world.kind_NHW[0, front_row, front_col]) in PICKABLE_KINDS
 
 
 def _copy_world(world: WorldState) -> WorldState:
@@ -147,7 +160,7 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
             and not extend(plan_goal(world, Goal(Verb.PICKUP, Kind.KEY, goal.colour)), already_run=True)
         ):
             return None
-        path = navigate(world, doors)
+        path = navigate(world, doors, through_closed_doors=False)
         if not extend(path):
             return None
         rows, cols = world.agent_pos_N2[0] + DIRECTION_DELTAS[world.agent_dir_N[0]]

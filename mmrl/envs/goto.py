@@ -47,16 +47,19 @@ class RoomTask(Task):
         n_distractors: Objects besides the targets.
         mission_split: ``"train"``, ``"test"`` or ``"all"`` (see :func:`~mmrl.envs.grammar.combos`).
         max_steps: Episode length limit.
+        wrong_object: ``"fail"`` or ``"continue"`` (see :class:`~mmrl.envs.task.Task`).
     """
 
     verb: Verb = Verb.GOTO
     n_room_actions: int = 3
     n_targets: int = 1
 
-    def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
+    def __init__(
+        self, size: int, n_distractors: int, mission_split: str, max_steps: int, wrong_object: str = "fail"
+    ) -> None:
         check_int("size", size, 3)
         check_int("n_distractors", n_distractors, 0)
-        super().__init__(size, size, max_steps, n_actions=self.n_room_actions)
+        super().__init__(size, size, max_steps, n_actions=self.n_room_actions, wrong_object=wrong_object)
         free_cells = (size - 2) ** 2
         needed = self.n_targets + n_distractors + 1  # targets, distractors and the agent
         if needed > free_cells:
@@ -101,15 +104,20 @@ class GoToEnv(GridEnv):
     ``1 - 0.9 * steps / max_steps`` on success, 0 otherwise.
 
     ## Episode End
-    Terminates when the agent faces the target (the cell in front holds it); truncates after ``max_steps``.
+    Terminates when the agent faces the target (the cell in front holds it): success. Also terminates, as a
+    failure, when the agent faces any other object (after an action: turning towards it is enough), so the
+    first object the agent faces decides the episode and a policy that ignores the instruction succeeds with
+    probability at most ``1 / (1 + n_distractors)``. Truncates after ``max_steps``.
 
     ## Arguments
     ``size`` (room side, walls included), ``n_distractors``, ``mission_split`` (``"train"``, ``"test"`` or
     ``"all"``: ``"train"`` never names the held-out colour/kind pairs that ``"test"`` always names),
-    ``max_steps`` (default ``size**2``), plus :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
+    ``max_steps`` (default ``size**2``), ``wrong_object`` (``"fail"``, the default, as above; ``"continue"``:
+    facing another object does nothing, so visiting every object in turn also succeeds), plus
+    :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; facing a wrong object ends the episode as a failure (``wrong_object="fail"``).
     """
 
     def __init__(
@@ -118,7 +126,8 @@ class GoToEnv(GridEnv):
         n_distractors: int = 3,
         mission_split: str = "train",
         max_steps: int | None = None,
+        wrong_object: str = "fail",
         **kwargs,
     ) -> None:
         max_steps = size * size if max_steps is None else max_steps
-        super().__init__(GoToTask(size, n_distractors, mission_split, max_steps), **kwargs)
+        super().__init__(GoToTask(size, n_distractors, mission_split, max_steps, wrong_object), **kwargs)
