@@ -15,15 +15,24 @@ _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 
 
 def sample_objects(
-    layout: Layout, rng: np.random.Generator, targets: list[tuple[int, int]], n_distractors: int
+    layout: Layout,
+    rng: np.random.Generator,
+    targets: list[tuple[int, int]],
+    n_distractors: int,
+    pool: list[tuple[int, int]] | None = None,
 ) -> list[tuple[int, int]]:
     """Place the target (colour, kind) objects, ``n_distractors`` objects of other combinations and the agent
     (random cell and heading; one draw of empty cells for all of them).
 
-    Distractors never repeat a target's combination, so every instruction names exactly one object.
+    Distractors are drawn from ``pool`` (default: every combination) and never repeat a target's combination, so
+    every instruction names exactly one object. Drawing them from the instruction split's own combinations keeps
+    the scene from telling which object is the target (a held-out combination seen in a training scene would
+    always be a distractor).
     """
     taken = set(targets)
-    others = [combo for combo in _ALL_COMBOS if combo not in taken]
+    others = [combo for combo in (_ALL_COMBOS if pool is None else pool) if combo not in taken]
+    if n_distractors and not others:
+        raise ValueError("no object combination is left for the distractors: use a larger mission split")
     picks = [others[i] for i in rng.integers(len(others), size=n_distractors).tolist()]
     objects = list(targets) + picks
     *cells, agent_cell = random_empty_cells(layout, rng, len(objects) + 1)
@@ -74,7 +83,7 @@ class RoomTask(Task):
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         layout = Layout.empty_room(self.height, self.width)
         targets = [self.combos[i] for i in rng.permutation(len(self.combos))[: self.n_targets].tolist()]
-        sample_objects(layout, rng, targets, self.n_distractors)
+        sample_objects(layout, rng, targets, self.n_distractors, self.combos)
         layout.goals = [Goal(self.verb, kind, colour) for colour, kind in targets]
         layout.mission = describe_goals(layout.goals, rng)
         return layout
@@ -89,8 +98,9 @@ class GoToEnv(GridEnv):
 
     ## Description
     A square room (walls included in ``size``) holds one target object and ``n_distractors`` others (keys,
-    balls and boxes in six colours). The instruction names the target by colour and kind, in one of several
-    paraphrases ("go to the red ball", "find the red ball", "walk to ...").
+    balls and boxes in six colours; distractors are drawn from the same ``mission_split`` combinations as
+    targets, so the scene alone does not tell which object is named). The instruction names the target by colour
+    and kind, in one of several paraphrases ("go to the red ball", "find the red ball", "walk to ...").
 
     ## Action Space
     ``Discrete(3)``: 0 turn left, 1 turn right, 2 move forward.
