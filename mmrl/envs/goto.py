@@ -25,7 +25,8 @@ def sample_objects(
     (random cell and heading; one draw of empty cells for all of them).
 
     Distractors are drawn from ``pool`` (default: every combination) and never repeat a target's combination, so
-    every instruction names exactly one object. Drawing them from the instruction split's own combinations keeps
+    every instruction names exactly one object; they have distinct combinations while the pool has enough (a
+    repeated one would give a distractor away). Drawing them from the instruction split's own combinations keeps
     the scene from telling which object is the target (a held-out combination seen in a training scene would
     always be a distractor).
     """
@@ -33,7 +34,11 @@ def sample_objects(
     others = [combo for combo in (_ALL_COMBOS if pool is None else pool) if combo not in taken]
     if n_distractors and not others:
         raise ValueError("no object combination is left for the distractors: use a larger mission split")
-    picks = [others[i] for i in rng.integers(len(others), size=n_distractors).tolist()]
+    # distinct combinations while there are enough: a repeated one would give a distractor away
+    draw = rng.permutation(len(others))[:n_distractors] if n_distractors <= len(others) else None
+    if draw is None:
+        draw = rng.integers(len(others), size=n_distractors)
+    picks = [others[i] for i in draw.tolist()]
     objects = list(targets) + picks
     *cells, agent_cell = random_empty_cells(layout, rng, len(objects) + 1)
     for (row, col), (colour, kind) in zip(cells, objects, strict=True):
