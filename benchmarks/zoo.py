@@ -114,7 +114,7 @@ def evaluate_run(env_id: str, run_dir: Path, out: Path) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "timesteps": int(metrics.get("timesteps", 0)),
-        "wall_time": float(metrics.get("wall_time", 0.0) or 0.0),
+        "wall_time": float(metrics.get("wall_time_s", 0.0) or 0.0),
         "greedy": success(deterministic=True),
         "sampled": success(deterministic=False),
         "test_split": success(deterministic=True, split="test") if has_split(env_id) else None,
@@ -155,14 +155,15 @@ def _cell(values: list[Any], kind: str) -> str:
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
     header = (
-        "| env | budget | seeds | frames to 0.90 | wall to 0.90 | frames to 0.95 | wall to 0.95 | greedy | sampled "
-        "| held-out combos | blank text | random |"
+        "| env | budget: frames (wall) | seeds | frames to 0.90 | wall to 0.90 | frames to 0.95 | wall to 0.95 "
+        "| greedy | sampled | held-out combos | blank text | random |"
     )
     lines = [header, "|" + "---|" * 12]
     for name, runs in results.items():
         column = {key: [run.get(key) for run in runs] for key in runs[0]}
         lines.append(
-            f"| `{name}` | {max(column['timesteps']):,} | {len(runs)} "
+            f"| `{name}` | {max(int(t or 0) for t in column['timesteps']):,} ({_cell(column['wall_time'], 'seconds')}) "
+            f"| {len(runs)} "
             f"| {_cell(column['frames_to_0.90'], 'frames')} | {_cell(column['seconds_to_0.90'], 'seconds')} "
             f"| {_cell(column['frames_to_0.95'], 'frames')} | {_cell(column['seconds_to_0.95'], 'seconds')} "
             f"| {_cell(column['greedy'], 'rate')} | {_cell(column['sampled'], 'rate')} "
