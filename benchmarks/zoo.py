@@ -162,7 +162,8 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
     for name, runs in results.items():
         column = {key: [run.get(key) for run in runs] for key in runs[0]}
         lines.append(
-            f"| `{name}` | {max(int(t or 0) for t in column['timesteps']):,} ({_cell(column['wall_time'], 'seconds')}) "
+            f"| `{name}` | {max(int(t or 0) for t in column['timesteps']):,} "
+            f"({_median(column['wall_time']) or 0:,.0f} s) "
             f"| {len(runs)} "
             f"| {_cell(column['frames_to_0.90'], 'frames')} | {_cell(column['seconds_to_0.90'], 'seconds')} "
             f"| {_cell(column['frames_to_0.95'], 'frames')} | {_cell(column['seconds_to_0.95'], 'seconds')} "
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default="all", help="'all' or comma-separated names, e.g. GoTo-5x5,PickUp-5x5")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per env (default 3)")
-    parser.add_argument("--out", default="benchmarks/zoo", help="output folder (default benchmarks/zoo)")
+    parser.add_argument("--out", default="runs/zoo", help="output folder (default runs/zoo)")
     parser.add_argument("--timesteps", type=int, default=None, help="override every preset's budget (smoke tests only)")
     args = parser.parse_args(argv)
     names = env_names()
