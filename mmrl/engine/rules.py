@@ -8,6 +8,13 @@ doors (a locked door opens only while carrying the key of its colour). Sub-goals
 * ``PICKUP``: the agent carries the named object (picking up another one ends the episode as a failure);
 * ``OPEN``: the door in front, of the named colour, is open.
 
+With ``wrong_object="fail"`` (every built-in task's default) the instruction must be read: the episode ends as a
+failure when, after an action, the agent faces a key, ball or box that no sub-goal up to the current one names
+(the key of a door that such a sub-goal opens counts as named, and so does a key of a locked door's colour: a
+route may need it), or toggles a door of another colour while the current sub-goal is ``OPEN``. An object named
+by a later sub-goal is wrong too: sub-goals are done in order. With ``wrong_object="continue"`` only picking up a
+wrong object under ``PICKUP`` fails.
+
 Question tasks (``answer_N >= 0``) end after one step; the action is the answer.
 """
 
@@ -28,6 +35,8 @@ _OPEN, _CLOSED, _LOCKED = int(DoorState.OPEN), int(DoorState.CLOSED), int(DoorSt
 _LEFT, _RIGHT, _FORWARD = int(Action.LEFT), int(Action.RIGHT), int(Action.FORWARD)
 _PICKUP_ACTION, _DROP, _TOGGLE = int(Action.PICKUP), int(Action.DROP), int(Action.TOGGLE)
 _GOTO, _PICKUP_VERB, _OPEN_VERB = int(Verb.GOTO), int(Verb.PICKUP), int(Verb.OPEN)
+#: What a wrong object does: ``"fail"`` ends the episode as a failure, ``"continue"`` lets the agent go on.
+WRONG_OBJECT_RULES = ("fail", "continue")
 
 
 @dataclass
@@ -51,8 +60,17 @@ def front_cells(world: WorldState) -> tuple[np.ndarray, np.ndarray]:
     return front_N2[:, 0], front_N2[:, 1]
 
 
-def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) -> StepResult:
-    """Apply one navigation action per world, in place, and score the sub-goals."""
+def step_navigation(
+    world: WorldState, actions_N: np.ndarray, max_steps: int, wrong_object: str = "continue"
+) -> StepResult:
+    """Apply one navigation action per world, in place, and score the sub-goals.
+
+    Args:
+        world: The worlds, advanced in place.
+        actions_N: One action per world.
+        max_steps: Episode length limit (truncation).
+        wrong_object: ``"fail"`` or ``"continue"`` (see the module docstring).
+    """
     n = world.n_worlds
     worlds = np.arange(n)
     world.step_count_N += 1
@@ -122,10 +140,42 @@ def step_navigation(world: WorldState, actions_N: np.ndarray, max_steps: int) ->
     success = active & (world.stage_N == world.n_goals_N)
     # picking up the wrong object when a pick-up is asked for ends the episode as a failure
     failed = active & ~success & (verb == _PICKUP_VERB) & pick
+    if wrong_object == "fail":
+        failed |= (
+            active
+            & ~success
+            & (
+                _wrong_object_in_front(world, rows, cols, stage)
+                | ((verb == _OPEN_VERB) & toggle & (front_colour != goal_colour))
+            )
+        )
     terminated = success | failed
     reward = np.where(success, success_reward(world.step_count_N, max_steps), np.float32(0.0)).astype(np.float32)
     truncated = ~terminated & (world.step_count_N >= max_steps)
     return StepResult(reward, terminated, truncated, success)
+
+
+def _wrong_object_in_front(world: WorldState, rows: np.ndarray, cols: np.ndarray, stage_N: np.ndarray) -> np.ndarray:
+    """Whether the cell in front holds a key, ball or box that no sub-goal up to ``stage_N`` names."""
+    worlds = np.arange(world.n_worlds)
+    kind_N = world.kind_NHW[worlds, rows, cols]
+    colour_N = world.colour_NHW[worlds, rows, cols]
+    n_subgoals = world.goal_verb_NG.shape[1]
+    named_NG = (np.arange(n_subgoals)[None, :] <= stage_N[:, None]) & (world.goal_verb_NG != int(Verb.NONE))
+    # an "open" sub-goal names its door's key too
+    goal_kind_NG = np.where(world.goal_verb_NG == _OPEN_VERB, _KEY, world.goal_kind_NG)
+    same_NG = (goal_kind_NG == kind_N[:, None]) & (world.goal_colour_NG == colour_N[:, None])
+    wrong_N = _PICKABLE[kind_N] & ~(named_NG & same_NG).any(axis=1)
+    # a key that unlocks a locked door is never wrong: a route to a named object may need it
+    keys = np.flatnonzero(wrong_N & (kind_N == _KEY))
+    if len(keys):
+        opens_NHW = (
+            (world.kind_NHW[keys] == _DOOR)
+            & (world.state_NHW[keys] == _LOCKED)
+            & (world.colour_NHW[keys] == colour_N[keys, None, None])
+        )
+        wrong_N[keys] = ~opens_NHW.any(axis=(1, 2))
+    return wrong_N
 
 
 def step_question(world: WorldState, actions_N: np.ndarray) -> StepResult:

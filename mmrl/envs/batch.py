@@ -164,7 +164,7 @@ class GridBatch:
     def step(self, actions_N: np.ndarray) -> StepResult:
         if self.task.is_question:
             return step_question(self.world, actions_N)
-        return step_navigation(self.world, actions_N, self.task.max_steps)
+        return step_navigation(self.world, actions_N, self.task.max_steps, self.task.wrong_object)
 
     def observe(self, indices: np.ndarray | None = None) -> dict[str, np.ndarray] | np.ndarray:
         """Observations of all worlds, or of ``indices`` only (fresh arrays)."""

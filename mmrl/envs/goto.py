@@ -15,16 +15,30 @@ _ALL_COMBOS = [(c, int(k)) for c in range(N_COLOURS) for k in NAMED_KINDS]
 
 
 def sample_objects(
-    layout: Layout, rng: np.random.Generator, targets: list[tuple[int, int]], n_distractors: int
+    layout: Layout,
+    rng: np.random.Generator,
+    targets: list[tuple[int, int]],
+    n_distractors: int,
+    pool: list[tuple[int, int]] | None = None,
 ) -> list[tuple[int, int]]:
     """Place the target (colour, kind) objects, ``n_distractors`` objects of other combinations and the agent
     (random cell and heading; one draw of empty cells for all of them).
 
-    Distractors never repeat a target's combination, so every instruction names exactly one object.
+    Distractors are drawn from ``pool`` (default: every combination) and never repeat a target's combination, so
+    every instruction names exactly one object; they have distinct combinations while the pool has enough (a
+    repeated one would give a distractor away). Drawing them from the instruction split's own combinations keeps
+    the scene from telling which object is the target (a held-out combination seen in a training scene would
+    always be a distractor).
     """
     taken = set(targets)
-    others = [combo for combo in _ALL_COMBOS if combo not in taken]
-    picks = [others[i] for i in rng.integers(len(others), size=n_distractors).tolist()]
+    others = [combo for combo in (_ALL_COMBOS if pool is None else pool) if combo not in taken]
+    if n_distractors and not others:
+        raise ValueError("no object combination is left for the distractors: use a larger mission split")
+    # distinct combinations while there are enough: a repeated one would give a distractor away
+    draw = rng.permutation(len(others))[:n_distractors] if n_distractors <= len(others) else None
+    if draw is None:
+        draw = rng.integers(len(others), size=n_distractors)
+    picks = [others[i] for i in draw.tolist()]
     objects = list(targets) + picks
     *cells, agent_cell = random_empty_cells(layout, rng, len(objects) + 1)
     for (row, col), (colour, kind) in zip(cells, objects, strict=True):
@@ -47,16 +61,19 @@ class RoomTask(Task):
         n_distractors: Objects besides the targets.
         mission_split: ``"train"``, ``"test"`` or ``"all"`` (see :func:`~mmrl.envs.grammar.combos`).
         max_steps: Episode length limit.
+        wrong_object: ``"fail"`` or ``"continue"`` (see :class:`~mmrl.envs.task.Task`).
     """
 
     verb: Verb = Verb.GOTO
     n_room_actions: int = 3
     n_targets: int = 1
 
-    def __init__(self, size: int, n_distractors: int, mission_split: str, max_steps: int) -> None:
+    def __init__(
+        self, size: int, n_distractors: int, mission_split: str, max_steps: int, wrong_object: str = "fail"
+    ) -> None:
         check_int("size", size, 3)
         check_int("n_distractors", n_distractors, 0)
-        super().__init__(size, size, max_steps, n_actions=self.n_room_actions)
+        super().__init__(size, size, max_steps, n_actions=self.n_room_actions, wrong_object=wrong_object)
         free_cells = (size - 2) ** 2
         needed = self.n_targets + n_distractors + 1  # targets, distractors and the agent
         if needed > free_cells:
@@ -72,7 +89,7 @@ class RoomTask(Task):
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         layout = Layout.empty_room(self.height, self.width)
         targets = [self.combos[i] for i in rng.permutation(len(self.combos))[: self.n_targets].tolist()]
-        sample_objects(layout, rng, targets, self.n_distractors)
+        sample_objects(layout, rng, targets, self.n_distractors, self.combos)
         layout.goals = [Goal(self.verb, kind, colour) for colour, kind in targets]
         layout.mission = describe_goals(layout.goals, rng, paraphrase=self.paraphrase)
         return layout
@@ -87,8 +104,9 @@ class GoToEnv(GridEnv):
 
     ## Description
     A square room (walls included in ``size``) holds one target object and ``n_distractors`` others (keys,
-    balls and boxes in six colours). The instruction names the target by colour and kind, in one of several
-    paraphrases ("go to the red ball", "find the red ball", "walk to ...").
+    balls and boxes in six colours; distractors are drawn from the same ``mission_split`` combinations as
+    targets, so the scene alone does not tell which object is named). The instruction names the target by colour
+    and kind, in one of several paraphrases ("go to the red ball", "find the red ball", "walk to ...").
 
     ## Action Space
     ``Discrete(3)``: 0 turn left, 1 turn right, 2 move forward.
@@ -102,15 +120,20 @@ class GoToEnv(GridEnv):
     ``1 - 0.9 * steps / max_steps`` on success, 0 otherwise.
 
     ## Episode End
-    Terminates when the agent faces the target (the cell in front holds it); truncates after ``max_steps``.
+    Terminates when the agent faces the target (the cell in front holds it): success. Also terminates, as a
+    failure, when the agent faces any other object (after an action: turning towards it is enough), so the
+    first object the agent faces decides the episode and a policy that ignores the instruction succeeds with
+    probability at most ``1 / (1 + n_distractors)``. Truncates after ``max_steps``.
 
     ## Arguments
     ``size`` (room side, walls included), ``n_distractors``, ``mission_split`` (``"train"``, ``"test"`` or
     ``"all"``: ``"train"`` never names the held-out colour/kind pairs that ``"test"`` always names),
-    ``max_steps`` (default ``size**2``), plus :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
+    ``max_steps`` (default ``size**2``), ``wrong_object`` (``"fail"``, the default, as above; ``"continue"``:
+    facing another object does nothing, so visiting every object in turn also succeeds), plus
+    :class:`~mmrl.envs.grid_env.GridEnv`'s view options.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; facing a wrong object ends the episode as a failure (``wrong_object="fail"``).
     """
 
     def __init__(
@@ -119,7 +142,8 @@ class GoToEnv(GridEnv):
         n_distractors: int = 3,
         mission_split: str = "train",
         max_steps: int | None = None,
+        wrong_object: str = "fail",
         **kwargs,
     ) -> None:
         max_steps = size * size if max_steps is None else max_steps
-        super().__init__(GoToTask(size, n_distractors, mission_split, max_steps), **kwargs)
+        super().__init__(GoToTask(size, n_distractors, mission_split, max_steps, wrong_object), **kwargs)

@@ -30,13 +30,19 @@ class SequenceEnv(GridEnv):
     ``1 - 0.9 * steps / max_steps`` when the second sub-goal is completed after the first, 0 otherwise.
 
     ## Episode End
-    Terminates when both sub-goals are done in order; truncates after ``max_steps``.
+    Terminates when both sub-goals are done in order: success. Also terminates, as a failure, when the agent
+    faces (after an action) an object out of order: a distractor, or the second target before the first (facing
+    the first target again after it is done is allowed). An instruction-blind policy that goes to the two
+    objects it picks succeeds with probability at most ``1 / (k * (k - 1))`` for ``k = 2 + n_distractors``
+    objects (0.5 with no distractor: the order is a coin flip). Truncates after ``max_steps``.
 
     ## Arguments
-    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``2 * size**2``), view options.
+    ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``2 * size**2``), ``wrong_object``
+    (``"fail"``, the default, as above; ``"continue"``: wrong objects do nothing, so visiting every object in
+    every order also succeeds), view options.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; an object out of order ends the episode as a failure (``wrong_object="fail"``).
     """
 
     def __init__(
@@ -45,7 +51,8 @@ class SequenceEnv(GridEnv):
         n_distractors: int = 2,
         mission_split: str = "train",
         max_steps: int | None = None,
+        wrong_object: str = "fail",
         **kwargs,
     ) -> None:
         max_steps = 2 * size * size if max_steps is None else max_steps
-        super().__init__(SequenceTask(size, n_distractors, mission_split, max_steps), **kwargs)
+        super().__init__(SequenceTask(size, n_distractors, mission_split, max_steps, wrong_object), **kwargs)

@@ -8,8 +8,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from mmrl.checks import check_int
-from mmrl.engine.constants import Direction, Kind
+from mmrl.engine.constants import DIRECTION_DELTAS, PICKABLE_KINDS, Direction, Kind
 from mmrl.engine.planner import faces_first_goal, is_solvable
+from mmrl.engine.rules import WRONG_OBJECT_RULES
 from mmrl.engine.world import Layout
 
 MAX_GENERATION_ATTEMPTS = 1000
@@ -26,11 +27,29 @@ class Task(ABC):
         max_steps: Episode length limit (truncation).
         n_actions: Number of actions (a prefix of :class:`~mmrl.engine.constants.Action`, or answers).
         is_question: One-step question task: actions are answers, no navigation.
+        wrong_object: ``"fail"`` (default): facing a key, ball or box the instruction does not name (yet), or
+            toggling a door other than the one to open, ends the episode as a failure, so a policy that ignores
+            the instruction cannot succeed by trying every object; ``"continue"``: the agent may go on (only a
+            wrong pick-up fails). See :mod:`mmrl.engine.rules`.
     """
 
-    def __init__(self, height: int, width: int, max_steps: int, n_actions: int, is_question: bool = False) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        max_steps: int,
+        n_actions: int,
+        is_question: bool = False,
+        wrong_object: str = "fail",
+    ) -> None:
         for name, value, low in (("height", height, 3), ("width", width, 3), ("max_steps", max_steps, 1)):
             check_int(name, value, low)
+        if not isinstance(wrong_object, str) or wrong_object not in WRONG_OBJECT_RULES:
+            raise ValueError(
+                f"wrong_object must be one of {WRONG_OBJECT_RULES} ('fail': a wrong object ends the episode as a "
+                f"failure), got {wrong_object!r}"
+            )
+        self.wrong_object = wrong_object
         self.height = int(height)
         self.width = int(width)
         self.max_steps = int(max_steps)
@@ -42,16 +61,29 @@ class Task(ABC):
 
     def generate(self, rng: np.random.Generator) -> Layout:
         """A new layout, guaranteed solvable (every sub-goal's object is reachable; see ``is_solvable``) and not
-        already solved (the agent does not start facing its first target)."""
+        already solved (the agent does not start facing its first target) and, with ``wrong_object="fail"``, not
+        one where the agent starts facing an object (it could be a wrong one)."""
         for _ in range(MAX_GENERATION_ATTEMPTS):
             layout = self.sample_layout(rng)
-            if self.is_question or (is_solvable(layout) and not faces_first_goal(layout)):
+            if self.is_question:
+                return layout
+            if (
+                is_solvable(layout)
+                and not faces_first_goal(layout)
+                and not (self.wrong_object == "fail" and faces_object(layout))
+            ):
                 return layout
         raise RuntimeError(f"{type(self).__name__} found no solvable layout in {MAX_GENERATION_ATTEMPTS} attempts")
 
     @abstractmethod
     def sample_layout(self, rng: np.random.Generator) -> Layout:
         """One random layout (it may be unsolvable; :meth:`generate` checks)."""
+
+
+def faces_object(layout: Layout) -> bool:
+    """Whether the agent starts facing a key, ball or box."""
+    row, col = np.asarray(layout.agent_pos) + DIRECTION_DELTAS[layout.agent_dir]
+    return int(layout.kind_HW[row, col]) in PICKABLE_KINDS
 
 
 def random_empty_cells(layout: Layout, rng: np.random.Generator, count: int) -> list[tuple[int, int]]:
