@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from gymnasium import spaces
+
 from mmrl.extractor.extractor import MultimodalExtractor, _check_choice
 from mmrl.extractor.fusion import FUSIONS
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES
@@ -83,3 +86,55 @@ def policy_kwargs(
         "net_arch": list(DEFAULT_NET_ARCH) if net_arch is None else net_arch,
         "normalize_images": normalized_images,
     }
+
+
+#: Largest per-channel bound of an integer image read as a grid of categories (as in the extractor's detection).
+_MAX_GRID_BOUND = 63
+
+
+def _is_token_box(space: spaces.Space) -> bool:
+    return (
+        isinstance(space, spaces.Box)
+        and np.issubdtype(space.dtype, np.integer)
+        and len(space.shape) == 1
+        and bool(np.all(space.low == 0))
+    )
+
+
+def _is_integer_grid(space: spaces.Space) -> bool:
+    return (
+        isinstance(space, spaces.Box)
+        and np.issubdtype(space.dtype, np.integer)
+        and len(space.shape) == 3
+        and bool(np.all(space.low == 0))
+        and 1 <= int(np.max(space.high)) <= _MAX_GRID_BOUND
+    )
+
+
+def policy_for(observation_space: spaces.Space, **overrides: Any) -> tuple[str, dict[str, Any]]:
+    """The SB3 policy name and ``policy_kwargs`` that fit an env, e.g. one returned by ``mmrl.wrappers.auto_wrap``.
+
+    * A ``Dict`` with token ids (a 1-D integer ``Box`` from ``0``) or an integer-coded grid (MiniGrid's symbolic
+      view with its bounds declared): ``("MultiInputPolicy", policy_kwargs(**overrides))``, mmrl's extractor.
+    * Any other ``Dict``: ``("MultiInputPolicy", {})``, SB3's ``CombinedExtractor``.
+    * A 3-D ``Box`` image: ``("CnnPolicy", {})``; anything else: ``("MlpPolicy", {})``.
+
+    The check reads only the declared space: MiniGrid's raw grid (codes 0-10 declared as a 0..255 ``uint8``
+    picture) looks like a picture here and in the extractor, which then scales its codes by 1/255 instead of
+    embedding them. Wrap such envs with ``auto_wrap`` (or ``MiniGridSymbolicImage``) first.
+
+    Args:
+        observation_space: The (wrapped) env's observation space.
+        **overrides: :func:`policy_kwargs` arguments, used when mmrl's extractor is chosen.
+
+    Returns:
+        ``(policy, policy_kwargs)`` for ``PPO(policy, env, policy_kwargs=...)`` (also A2C and DQN).
+    """
+    if isinstance(observation_space, spaces.Dict):
+        subspaces = observation_space.spaces.values()
+        if any(_is_token_box(sub) or _is_integer_grid(sub) for sub in subspaces):
+            return "MultiInputPolicy", policy_kwargs(**overrides)
+        return "MultiInputPolicy", {}
+    if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3:
+        return "CnnPolicy", {}
+    return "MlpPolicy", {}
