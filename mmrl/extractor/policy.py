@@ -48,6 +48,12 @@ def policy_kwargs(
       (:class:`~mmrl.extractor.image_encoders.InputConv2d`): the same network, one pass over every image batch less
       (about 8 % more PPO frames per second). Pass ``normalized_images=True`` to let SB3 divide instead.
 
+    **MiniGrid's raw grid is read as a picture.** The extractor embeds integer-coded grids only when their space
+    says so (integer ``Box``, low 0, small per-channel bounds). MiniGrid declares its ``(7, 7, 3)`` object/colour/
+    state codes as a 0..255 ``uint8`` picture, and nothing in that declaration tells them from pixels, so an env
+    passed without ``mmrl.wrappers.auto_wrap`` (or ``MiniGridSymbolicImage``) has its codes scaled by 1/255 and
+    learns more slowly (2.5-3x the frames on BabyAI-GoToRedBall-v0). ``auto_wrap`` declares the real bounds.
+
     Models trained with these kwargs save and load with a plain ``PPO.load(path)`` (the extractor class is pickled
     by reference). ``features_extractor_kwargs`` only holds strings, numbers, bools and lists, so it can be stored
     as JSON.

@@ -134,7 +134,7 @@ def _class_names(obj: object) -> list[str]:
 
 
 def _wrapper_chain(env: gym.Env) -> list[gym.Env]:
-    chain = []
+    chain: list[gym.Env] = []
     while isinstance(env, gym.Wrapper):
         chain.append(env)
         env = env.env
@@ -207,33 +207,31 @@ def auto_wrap(
     notes: list[str] = []
     wrapped = env
     space = env.observation_space
-    is_dict = isinstance(space, spaces.Dict)
+    space_keys = list(space.spaces) if isinstance(space, spaces.Dict) else None
 
     # 1. drop redundant keys (MiniGrid's direction) or keep what the caller names
+    keys = space_keys
     if keep_keys is not None:
-        if not is_dict:
+        if space_keys is None:
             raise ValueError(f"keep_keys given but the observation space is not a Dict: {space}")
-        keys = list(keep_keys)
         if isinstance(keep_keys, str):
             raise ValueError("keep_keys must be a list of keys, not a string")
-    elif is_dict and "MiniGridEnv" in _class_names(env.unwrapped):
-        keys = [key for key in space.spaces if key not in MINIGRID_REDUNDANT_KEYS]
-    else:
-        keys = list(space.spaces) if is_dict else []
-    if is_dict and set(keys) != set(space.spaces):
+        keys = list(keep_keys)
+    elif space_keys is not None and "MiniGridEnv" in _class_names(env.unwrapped):
+        keys = [key for key in space_keys if key not in MINIGRID_REDUNDANT_KEYS]
+    if space_keys is not None and keys is not None and set(keys) != set(space_keys):
         wrapped = _apply(wrapped, steps, "FilterObservation", {"keys": keys})
-        dropped = [key for key in space.spaces if key not in keys]
+        dropped = [key for key in space_keys if key not in keys]
         notes.append(f"dropped {', '.join(dropped)}" if dropped else f"kept {', '.join(keys)}")
 
     # 2. MiniGrid's symbolic grid: real bounds, so the extractor embeds cells instead of scaling codes as pixels
-    image_key: str | None = "image" if is_dict else None
-    detected = is_minigrid_symbolic(wrapped, "image") if is_dict else False
+    has_image = keys is not None and "image" in keys
     if symbolic is None:
-        symbolic = detected
-    elif symbolic and not (is_dict and "image" in wrapped.observation_space.spaces):
+        symbolic = has_image and is_minigrid_symbolic(wrapped, "image")
+    elif symbolic and not has_image:
         raise ValueError(f"symbolic=True needs a Dict observation with an 'image' key, got {wrapped.observation_space}")
     if symbolic:
-        wrapped = _apply(wrapped, steps, "MiniGridSymbolicImage", {"key": image_key})
+        wrapped = _apply(wrapped, steps, "MiniGridSymbolicImage", {"key": "image"})
         notes.append("image: MiniGrid symbolic grid, cells embedded (bounds declared)")
 
     # 3. grey 2-D frames get a channel axis
