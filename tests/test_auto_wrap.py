@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +17,15 @@ from gymnasium import spaces
 from gymnasium.wrappers import FilterObservation
 
 from mmrl.extractor.policy import policy_for
-from mmrl.wrappers import TokenizeText, TransposeImage, apply_wrap_spec, auto_wrap, check_wrap_spec, wrap_spec
+from mmrl.wrappers import (
+    TokenizeText,
+    TransposeImage,
+    apply_wrap_spec,
+    auto_wrap,
+    check_wrap_spec,
+    make_wrapped,
+    wrap_spec,
+)
 from mmrl.wrappers.minigrid import MiniGridSymbolicImage
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "other_envs.py"
@@ -217,6 +226,25 @@ def test_symbolic_spec_rebuilds_on_minigrid_only(minigrid: ModuleType) -> None:
     with pytest.raises(ValueError, match="FilterObservation"):
         apply_wrap_spec(gym.make("CartPole-v1"), spec)
     assert isinstance(apply_wrap_spec(gym.make("BabyAI-GoToLocal-v0"), spec).env, MiniGridSymbolicImage)
+
+
+# ---------------------------------------------------------------------------------------------------- by id
+def test_make_wrapped_by_id_and_from_a_saved_spec(minigrid: ModuleType) -> None:
+    env = make_wrapped(BABYAI)
+    assert isinstance(env.env, MiniGridSymbolicImage)
+    again = make_wrapped(BABYAI, json.dumps(wrap_spec(env)))
+    assert again.observation_space == env.observation_space
+    assert make_wrapped("CartPole-v1").observation_space == gym.make("CartPole-v1").observation_space
+
+
+def test_make_wrapped_refuses_module_prefixes_and_names_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="no 'module:' prefix"):
+        make_wrapped("this:CartPole-v1")
+    with pytest.raises(ValueError, match="not registered"):
+        make_wrapped("Nothing-v0")
+    monkeypatch.setitem(sys.modules, "minigrid", None)
+    with pytest.raises(ValueError, match=r"minigrid extra: pip install -c constraints-cpu.txt -e \"\.\[minigrid\]\""):
+        make_wrapped("BabyAI-NotRegisteredYet-v0")
 
 
 # ---------------------------------------------------------------------------------------------------- learning

@@ -12,7 +12,7 @@
 Data flows one way (env -> wrappers -> extractor -> agents): nothing here imports mmrl's environments or extractor.
 """
 
-from mmrl.wrappers.auto import apply_wrap_spec, auto_wrap, check_wrap_spec, wrap_spec
+from mmrl.wrappers.auto import apply_wrap_spec, auto_wrap, check_wrap_spec, make_wrapped, wrap_spec
 from mmrl.wrappers.frame_stack import StackImageFrames
 from mmrl.wrappers.image import ChannelOrder, GrayscaleImage, ResizeImage, TransposeImage
 from mmrl.wrappers.normalize import normalizable_keys
@@ -41,6 +41,7 @@ __all__ = [
     "check_wrap_spec",
     "find_text_keys",
     "is_text_space",
+    "make_wrapped",
     "normalizable_keys",
     "vocabulary_from_env",
     "wrap_spec",

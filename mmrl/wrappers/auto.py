@@ -71,6 +71,9 @@ _MINIGRID_PIXEL_WRAPPERS = ("RGBImgObsWrapper", "RGBImgPartialObsWrapper")
 
 _LOGGED: set[str] = set()
 
+#: Env id prefixes whose registering package mmrl knows: ``(module to import, pip extra of mmrl-multimodal)``.
+ENV_PACKAGES = {"BabyAI-": ("minigrid", "minigrid"), "MiniGrid-": ("minigrid", "minigrid")}
+
 
 # ---------------------------------------------------------------------------------------------------- the allow-list
 def _str_list(value: Any, name: str) -> list[str]:
@@ -374,3 +377,31 @@ def apply_wrap_spec(env: gym.Env, spec: Mapping[str, Any] | str) -> gym.Env:
     if checked["wrappers"]:
         setattr(wrapped, SPEC_ATTRIBUTE, copy.deepcopy(checked))
     return wrapped
+
+
+# ---------------------------------------------------------------------------------------------------- by id
+def make_wrapped(env_id: str, spec: Mapping[str, Any] | str | None = None, **make_kwargs: Any) -> gym.Env:
+    """``gym.make(env_id)`` through :func:`auto_wrap` (``spec=None``) or :func:`apply_wrap_spec` (a saved spec).
+
+    The package that registers a known family (:data:`ENV_PACKAGES`: MiniGrid/BabyAI) is imported first. Ids with a
+    module prefix (``module:Env-v0``, which Gymnasium would import) are refused: only ids already registered, or
+    registered by a package in :data:`ENV_PACKAGES`, are made.
+
+    Raises:
+        ValueError: A module-prefixed id, an unknown id (saying which extra would register it), or a spec that
+            does not fit.
+    """
+    if not isinstance(env_id, str) or ":" in env_id or len(env_id) > 200:
+        raise ValueError("env id must be a registered id such as BabyAI-GoToRedBall-v0 (no 'module:' prefix)")
+    for prefix, (module, extra) in ENV_PACKAGES.items():
+        if env_id.startswith(prefix) and env_id not in gym.registry:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ValueError(
+                    f'{env_id} needs the {extra} extra: pip install -c constraints-cpu.txt -e ".[{extra}]"'
+                ) from None
+    if env_id not in gym.registry:
+        raise ValueError(f"unknown environment id {env_id!r}: not registered with Gymnasium")
+    env = gym.make(env_id, **make_kwargs)
+    return auto_wrap(env) if spec is None else apply_wrap_spec(env, spec)
