@@ -240,6 +240,11 @@ def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_thr
             super().__init__()
             self.window: deque[bool] = deque(maxlen=WINDOW)
             self.reached: int | None = None
+            self.curve: list[tuple[int, float]] = []
+
+        def _on_rollout_end(self) -> None:
+            if self.window:
+                self.curve.append((self.num_timesteps, round(float(np.mean(self.window)), 3)))
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -259,6 +264,7 @@ def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_thr
         "make_env": make_env,
         "frames_to_90": callback.reached,
         "window": list(callback.window),
+        "curve": callback.curve[3::4],
         "seconds": seconds,
     }
 
@@ -284,6 +290,7 @@ def run(env_id: str, config_name: str, seed: int, max_frames: int, eval_episodes
         "eval_episodes": eval_episodes,
         "wall_s": round(result["seconds"], 1),
         "max_frames": max_frames,
+        "curve": result["curve"],
     }
 
 
