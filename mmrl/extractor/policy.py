@@ -33,8 +33,8 @@ def policy_kwargs(
       ``benchmarks/other_envs.py`` on BabyAI-GoToRedBall-v0 (PPO n_steps 128, batch 256, 4 epochs, lr 1e-3, 16
       envs, 1 seed), frames until 0.90 training success over 200 episodes: concat + bag of words 66,880, gated +
       GRU 79,952, concat + GRU not reached by 81,920; the ``sample_efficiency.py`` peer comparison (3 seeds, 95 %
-      over 100 episodes): concat 64k, gated 84k. mmrl's own presets (``agents/*.yaml``) name their fusion (gated attention, which was fastest on mmrl's
-      GoTo/Sequence families) and do not depend on this default.
+      over 100 episodes): concat 64k, gated 84k. mmrl's own presets (``agents/*.yaml``) name their fusion (gated
+      attention, which was fastest on mmrl's GoTo/Sequence families) and do not depend on this default.
     * ``text_encoder="bow"`` (bag of words): with concatenation it learned fastest on BabyAI-GoToRedBall-v0
       (66,880 frames to 0.90; the GRU with concat had only 0.66 training success at 81,920, below the plain
       CNN + GRU baseline's 0.71), and it is the cheapest encoder (5-8 % of PPO's frames/s against about 15 % for
