@@ -252,7 +252,9 @@ def test_make_wrapped_refuses_module_prefixes_and_names_the_missing_extra(monkey
 def test_one_line_path_beats_the_plain_baseline_on_babyai(minigrid: ModuleType) -> None:
     """Same PPO settings and frames: auto_wrap + mmrl.policy_kwargs() against a plain CNN + GRU + concat.
 
-    About 65 s + 230 s on a free core (the plain GRU baseline is the slow half): over the ~60 s CI budget.
+    Seed 0, 200 held-out episodes: one-line 0.79, plain 0.695 (the benchmark's training success at 57k: 0.83 and
+    0.67). 515 s on a 2-core machine at load 7; the plain GRU baseline is the slower half. Over the ~60 s CI
+    budget: the same frames are needed for the gap to open (at 25k frames the two were 0.61 and 0.53).
     """
     import torch
 
