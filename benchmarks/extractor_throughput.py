@@ -47,10 +47,10 @@ MMRL_ENV_ID = "mmrl/GoTo-v0"
 BASELINE = "image-only CNN (baseline)"
 VARIANTS: dict[str, dict[str, Any]] = {
     BASELINE: {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
-    "gated + gru, text cache (default)": {},
-    "gated + gru, no cache": {"cache_text": False},
-    "gated + bow (encoded directly)": {"text_encoder": "bow"},
-    "film + gru, text cache": {"fusion": "film"},
+    "gated + gru, text cache (default)": {"fusion": "gated", "text_encoder": "gru"},
+    "gated + gru, no cache": {"fusion": "gated", "text_encoder": "gru", "cache_text": False},
+    "gated + bow (encoded directly)": {"fusion": "gated", "text_encoder": "bow"},
+    "film + gru, text cache": {"fusion": "film", "text_encoder": "gru"},
     "cross_attention + bow": {"fusion": "cross_attention", "text_encoder": "bow"},
 }
 

@@ -48,7 +48,7 @@ ALGOS = ("PPO", "A2C", "DQN")
 #: Network name -> ``mmrl.policy_kwargs`` arguments.
 NETWORKS: dict[str, dict[str, Any]] = {
     "gated+bow (preset)": {"fusion": "gated", "text_encoder": "bow"},
-    "gated+gru (default)": {},
+    "gated+gru (default)": {"fusion": "gated", "text_encoder": "gru"},  # policy_kwargs() defaults before concat+bow
     "gated+conv": {"fusion": "gated", "text_encoder": "conv"},
     "image-only": {"fusion": "concat", "text_keys": [], "ignore_keys": ["mission"]},
 }

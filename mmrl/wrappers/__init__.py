@@ -5,11 +5,14 @@
 * :class:`ResizeImage`, :class:`TransposeImage` (alias :class:`ChannelOrder`), :class:`GrayscaleImage`,
   :class:`RenderToImage`: OpenCV image helpers for ``Dict`` and plain ``Box`` observation spaces.
 * :class:`StackImageFrames`: frame stacking of image keys only (SB3's ``VecFrameStack`` also stacks token keys).
+* :func:`auto_wrap`: one call that applies the wrappers above that fit an env (MiniGrid grids, text, grey frames),
+  with a JSON spec (:func:`wrap_spec`) that :func:`apply_wrap_spec` rebuilds from.
 * :func:`normalizable_keys`: the keys ``VecNormalize`` may normalise (never the tokens).
 
 Data flows one way (env -> wrappers -> extractor -> agents): nothing here imports mmrl's environments or extractor.
 """
 
+from mmrl.wrappers.auto import apply_wrap_spec, auto_wrap, check_wrap_spec, make_wrapped, wrap_spec
 from mmrl.wrappers.frame_stack import StackImageFrames
 from mmrl.wrappers.image import ChannelOrder, GrayscaleImage, ResizeImage, TransposeImage
 from mmrl.wrappers.normalize import normalizable_keys
@@ -32,9 +35,14 @@ __all__ = [
     "StackImageFrames",
     "TokenizeText",
     "TransposeImage",
+    "apply_wrap_spec",
+    "auto_wrap",
     "babyai_vocabulary",
+    "check_wrap_spec",
     "find_text_keys",
     "is_text_space",
+    "make_wrapped",
     "normalizable_keys",
     "vocabulary_from_env",
+    "wrap_spec",
 ]

@@ -1,0 +1,341 @@
+"""Other people's envs: the one-line path (``auto_wrap`` + ``mmrl.policy_kwargs()``) against hand-tuned mmrl settings
+and a plain CNN + GRU + concat extractor, with the same PPO settings.
+
+PPO: ``n_steps=128, batch_size=256, n_epochs=4, learning_rate=1e-3, ent_coef=0.01``, 16 envs in SB3's
+``DummyVecEnv`` (``make_vec_env``), one torch thread. A run stops when the success rate of the last 200 training
+episodes (sampled actions; success = positive episode return) reaches 0.90, or at ``--max-frames``. The table gives
+the frames at which that happened and the held-out success of the policy at that point (sampled actions, one
+episode in each of ``--eval-episodes`` worlds seeded from 1,000,000; training worlds use seeds below 1,000).
+
+Configurations (``--configs``):
+
+* ``one-line``: ``auto_wrap(gym.make(ID))`` and ``mmrl.policy_kwargs()`` with no arguments;
+* ``mmrl:OPTIONS``: a hand-tuned mmrl stack, e.g. ``mmrl:fusion=concat,text_encoder=bow,direction=keep`` (options
+  are ``mmrl.policy_kwargs`` arguments, plus ``direction=keep`` to keep MiniGrid's ``direction`` key and
+  ``symbolic=0`` to leave MiniGrid's codes declared as 0..255 pixels);
+* ``plain``: ``TokenizeText(FilterObservation(env, [image, mission]), max_length=10)`` and :class:`PlainExtractor`
+  (a small CNN on the raw image, an embedding + GRU on the mission, concatenated); MiniGrid codes are fed raw
+  (``normalize_images=False``), RGB images divided by 255.
+
+Envs (``--envs``): BabyAI levels by id, and ``other_envs/GoToColourSquare-v0`` (registered here): a non-MiniGrid env
+with a ``spaces.Text`` instruction ("go to the red square") and 64x64 RGB top-down images of an 8x8 grid with three
+coloured squares; four move actions, 24 steps; reward ``1 - 0.9 t / 24`` on the named square, 0 on another one.
+
+Run ``python benchmarks/other_envs.py --help``. Results append to ``--jsonl`` (one line per run), and ``--table``
+prints the Markdown table of a JSONL file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+COLOUR_SQUARES_ID = "other_envs/GoToColourSquare-v0"
+HELD_OUT_SEED = 1_000_000
+THRESHOLD = 0.90
+WINDOW = 200
+PPO_SETTINGS = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "ent_coef": 0.01}
+N_ENVS = 16
+
+COLOURS = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 40),
+    "blue": (50, 80, 240),
+    "yellow": (235, 220, 30),
+    "purple": (160, 40, 200),
+    "cyan": (40, 210, 220),
+}
+
+
+class GoToColourSquare(gym.Env):
+    """Go to the <colour> square: an 8x8 grid drawn as a 64x64 RGB image, with a ``spaces.Text`` instruction.
+
+    Args:
+        grid: Cells per side.
+        cell: Pixels per cell (the image is ``grid * cell`` pixels square).
+        n_squares: Squares of distinct colours per episode.
+        max_steps: Steps before truncation.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, grid: int = 8, cell: int = 8, n_squares: int = 3, max_steps: int = 24) -> None:
+        self.grid, self.cell, self.n_squares, self.max_steps = grid, cell, n_squares, max_steps
+        size = grid * cell
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (size, size, 3), np.uint8),
+                "mission": spaces.Text(max_length=40, charset="abcdefghijklmnopqrstuvwxyz "),
+            }
+        )
+        self.action_space = spaces.Discrete(4)
+        self._moves = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+
+    def _observation(self) -> dict[str, Any]:
+        cell = self.cell
+        image = np.zeros(self.observation_space["image"].shape, np.uint8)
+        for (row, col), colour in zip(self.squares, self.colours, strict=True):
+            image[row * cell + 1 : (row + 1) * cell - 1, col * cell + 1 : (col + 1) * cell - 1] = COLOURS[colour]
+        row, col = self.agent
+        mid = cell // 2
+        image[row * cell + mid - 1 : row * cell + mid + 1, col * cell + 1 : (col + 1) * cell - 1] = 255
+        image[row * cell + 1 : (row + 1) * cell - 1, col * cell + mid - 1 : col * cell + mid + 1] = 255
+        return {"image": image, "mission": f"go to the {self.colours[self.target]} square"}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        cells = self.np_random.choice(self.grid * self.grid, self.n_squares + 1, replace=False)
+        positions = [(int(c) // self.grid, int(c) % self.grid) for c in cells]
+        self.agent, self.squares = np.array(positions[0]), positions[1:]
+        self.colours = [str(c) for c in self.np_random.choice(list(COLOURS), self.n_squares, replace=False)]
+        self.target = int(self.np_random.integers(self.n_squares))
+        self.steps = 0
+        return self._observation(), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        self.agent = np.clip(self.agent + self._moves[int(action)], 0, self.grid - 1)
+        self.steps += 1
+        reward, terminated, success = 0.0, False, False
+        position = (int(self.agent[0]), int(self.agent[1]))
+        if position in self.squares:
+            terminated = True
+            success = self.squares.index(position) == self.target
+            reward = 1.0 - 0.9 * self.steps / self.max_steps if success else 0.0
+        truncated = not terminated and self.steps >= self.max_steps
+        return self._observation(), reward, terminated, truncated, {"is_success": success}
+
+
+def register_envs() -> None:
+    """Register :class:`GoToColourSquare` as ``other_envs/GoToColourSquare-v0`` (once)."""
+    if COLOUR_SQUARES_ID not in gym.registry:
+        gym.register(COLOUR_SQUARES_ID, entry_point=GoToColourSquare)
+
+
+def plain_extractor_class() -> type:
+    """The plain baseline extractor class (built lazily: torch and SB3 are imported here)."""
+    import torch
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    class PlainExtractor(BaseFeaturesExtractor):
+        """A small CNN on the image, an embedding + GRU on the mission, concatenated (a 40-line baseline)."""
+
+        def __init__(self, observation_space: spaces.Dict, features_dim: int = 128) -> None:
+            super().__init__(observation_space, features_dim)
+            channels, height, _ = observation_space["image"].shape  # SB3 transposes images channel-first
+            if height >= 32:  # Nature-style strides for renders
+                layers = [nn.Conv2d(channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU()]
+                layers += [nn.Conv2d(64, 64, 3, 1), nn.ReLU(), nn.Flatten()]
+            else:  # BabyAI-style 2x2 convolutions for 7x7 grids
+                layers = [nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 2), nn.ReLU()]
+                layers += [nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten()]
+            self.cnn = nn.Sequential(*layers)
+            with torch.no_grad():
+                image_dim = self.cnn(torch.zeros(1, *observation_space["image"].shape)).shape[1]
+            vocab_size = int(observation_space["mission"].high.max()) + 1
+            self.embedding = nn.Embedding(vocab_size, 32)
+            self.gru = nn.GRU(32, 128, batch_first=True)
+            self.head = nn.Sequential(nn.Linear(image_dim + 128, features_dim), nn.ReLU())
+
+        def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+            image = self.cnn(observations["image"].float())
+            _, hidden = self.gru(self.embedding(observations["mission"].long()))
+            return self.head(torch.cat([image, hidden[-1]], dim=1))
+
+    return PlainExtractor
+
+
+def parse_config(name: str) -> dict[str, Any]:
+    """``one-line``, ``plain`` or ``mmrl:key=value,...`` -> ``{"kind", "options"}``."""
+    if name in ("one-line", "plain"):
+        return {"kind": name, "options": {}}
+    if not name.startswith("mmrl:"):
+        raise SystemExit(f"unknown config {name!r}: use one-line, plain or mmrl:key=value,...")
+    options: dict[str, Any] = {}
+    for item in filter(None, name[len("mmrl:") :].split(",")):
+        key, _, value = item.partition("=")
+        options[key] = int(value) if value.isdigit() else value
+    return {"kind": "mmrl", "options": options}
+
+
+def build(env_id: str, config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``(env factory, policy_kwargs)`` of one configuration."""
+    import minigrid  # noqa: F401  (registers BabyAI)
+    from gymnasium.wrappers import FilterObservation
+
+    import mmrl
+    from mmrl.wrappers import TokenizeText, auto_wrap
+    from mmrl.wrappers.minigrid import MiniGridSymbolicImage
+
+    register_envs()
+    minigrid_env = env_id.startswith(("BabyAI-", "MiniGrid-"))
+    if config["kind"] == "one-line":
+        return (lambda: auto_wrap(gym.make(env_id), log=False)), mmrl.policy_kwargs()
+    if config["kind"] == "plain":
+
+        def make_plain() -> gym.Env:
+            return TokenizeText(FilterObservation(gym.make(env_id), ["image", "mission"]), max_length=10)
+
+        kwargs = {"features_extractor_class": plain_extractor_class(), "net_arch": [64]}
+        return make_plain, {**kwargs, "normalize_images": not minigrid_env}
+    options = dict(config["options"])
+    keep_direction = options.pop("direction", "drop") == "keep"
+    symbolic = bool(options.pop("symbolic", 1))
+
+    def make_mmrl() -> gym.Env:
+        env = gym.make(env_id)
+        if minigrid_env:
+            env = FilterObservation(env, ["image", "mission", "direction"] if keep_direction else ["image", "mission"])
+            if symbolic:
+                env = MiniGridSymbolicImage(env)
+        return TokenizeText(env)
+
+    return make_mmrl, mmrl.policy_kwargs(**options)
+
+
+def held_out_success(model: Any, make_env: Any, episodes: int) -> float:
+    env = make_env()
+    successes = 0
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=HELD_OUT_SEED + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(observation, deterministic=False)
+            observation, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            done = terminated or truncated
+        successes += total > 0
+    return successes / episodes
+
+
+def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_threshold: bool = True) -> dict[str, Any]:
+    """Train one configuration for up to ``max_frames`` frames (stopping at the threshold when asked).
+
+    Returns ``{"model", "make_env", "frames_to_90", "window", "seconds"}``.
+    """
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(1)
+    make_env, policy_kwargs = build(env_id, parse_config(config_name))
+    venv = make_vec_env(make_env, n_envs=N_ENVS, seed=seed)
+    model = PPO("MultiInputPolicy", venv, seed=seed, policy_kwargs=policy_kwargs, verbose=0, **PPO_SETTINGS)
+
+    class Threshold(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.window: deque[bool] = deque(maxlen=WINDOW)
+            self.reached: int | None = None
+            self.curve: list[tuple[int, float]] = []
+
+        def _on_rollout_end(self) -> None:
+            if self.window:
+                self.curve.append((self.num_timesteps, round(float(np.mean(self.window)), 3)))
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.window.append(info["episode"]["r"] > 0)
+            if self.reached is None and len(self.window) == WINDOW and np.mean(self.window) >= THRESHOLD:
+                self.reached = self.num_timesteps
+                return not stop_at_threshold
+            return True
+
+    callback = Threshold()
+    start = time.perf_counter()
+    model.learn(max_frames, callback=callback)
+    seconds = time.perf_counter() - start
+    return {
+        "model": model,
+        "make_env": make_env,
+        "frames_to_90": callback.reached,
+        "window": list(callback.window),
+        "curve": callback.curve[3::4],
+        "seconds": seconds,
+    }
+
+
+def train_and_evaluate(env_id: str, config_name: str, seed: int, frames: int, eval_episodes: int) -> float:
+    """Held-out success (sampled actions) after exactly ``frames`` training frames (no early stop)."""
+    result = train(env_id, config_name, seed, frames, stop_at_threshold=False)
+    return held_out_success(result["model"], result["make_env"], eval_episodes)
+
+
+def run(env_id: str, config_name: str, seed: int, max_frames: int, eval_episodes: int) -> dict[str, Any]:
+    """Train one configuration until the threshold or ``max_frames``; returns the row of the table (JSON)."""
+    result = train(env_id, config_name, seed, max_frames)
+    model, window = result["model"], result["window"]
+    return {
+        "env": env_id,
+        "config": config_name,
+        "seed": seed,
+        "frames_to_90": result["frames_to_90"],
+        "frames_trained": int(model.num_timesteps),
+        "train_success_last_200": float(np.mean(window)) if window else 0.0,
+        "held_out_success": held_out_success(model, result["make_env"], eval_episodes),
+        "eval_episodes": eval_episodes,
+        "wall_s": round(result["seconds"], 1),
+        "max_frames": max_frames,
+        "curve": result["curve"],
+    }
+
+
+def table(path: Path) -> str:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [
+        "| env | config | seed | frames to 0.90 (train, last 200) | held-out success (sampled) | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        reached = f"{row['frames_to_90']:,}" if row["frames_to_90"] else f"> {row['max_frames']:,}"
+        lines.append(
+            f"| {row['env']} | {row['config']} | {row['seed']} | {reached} | "
+            f"{row['held_out_success']:.2f} ({row['eval_episodes']} ep.) | {row['wall_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--envs", nargs="+", default=["BabyAI-GoToRedBall-v0"], help="env ids to train on")
+    parser.add_argument(
+        "--configs", nargs="+", default=["one-line", "plain"], help="one-line, plain or mmrl:key=value,... (see above)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    parser.add_argument("--max-frames", type=int, default=150_000, help="frame budget per run")
+    parser.add_argument("--eval-episodes", type=int, default=100, help="held-out episodes per run")
+    parser.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per run here")
+    parser.add_argument("--table", type=Path, default=None, help="only print the Markdown table of this JSONL file")
+    args = parser.parse_args(argv)
+    if args.table is not None:
+        print(table(args.table))
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for env_id in args.envs:
+        for config_name in args.configs:
+            for seed in args.seeds:
+                row = run(env_id, config_name, seed, args.max_frames, args.eval_episodes)
+                print(json.dumps(row), flush=True)
+                if args.jsonl is not None:
+                    with args.jsonl.open("a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
