@@ -16,7 +16,7 @@ from collections.abc import Sequence
 __all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main"]
 
 #: Subcommand modules, in help order; missing ones are skipped.
-SUBCOMMANDS = ("train", "evaluate", "plot", "envs", "demo", "export", "inspect")
+SUBCOMMANDS = ("train", "evaluate", "plot", "envs", "demo", "export", "inspect", "sweep")
 
 
 class UsageError(ValueError):

@@ -227,6 +227,7 @@ def train(
     checkpoint_freq: int | None = None,
     runs_root: str | os.PathLike[str] = "runs",
     stop_at: int | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train an agent and write a run directory (:mod:`mmrl.training.run_dir`).
 
@@ -262,6 +263,8 @@ def train(
             *Stopping and exact resume* below). Training keeps the full ``timesteps`` horizon, so schedules
             (exploration, learning rate) are those of the uninterrupted run. A per-session instruction: it is not
             written to ``config.yaml``. None: train to ``timesteps``.
+        callbacks: Extra SB3-style callbacks (``BaseCallback`` instances; QLearning takes the same interface),
+            run after mmrl's own (evaluation, checkpoints, progress bar).
 
     Stopping and exact resume:
         Checkpoints are taken at rollout boundaries: at ``on_rollout_start`` for PPO/A2C/DQN (after the previous
@@ -379,7 +382,7 @@ def train(
             session.close()
             raise
         try:
-            return _run(config, Path(run_path), checkpoint, session, progress_bar, start_time, stop_at)
+            return _run(config, Path(run_path), checkpoint, session, progress_bar, start_time, stop_at, callbacks)
         except BaseException:
             with contextlib.suppress(Exception):
                 session.close()
@@ -554,6 +557,7 @@ def _run(
     progress_bar: bool,
     start_time: float,
     stop_at: int | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> TrainResult:
     from mmrl.training.callbacks import EpisodeStats, PeriodicCallback, ProgressBarCallback, StopAtBoundary
 
@@ -630,6 +634,7 @@ def _run(
     bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
     if bar is not None:
         callbacks.append(bar)
+    callbacks.extend(extra_callbacks or [])
     learn_start = time.time()
     interrupted = False
     try:
