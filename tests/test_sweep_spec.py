@@ -86,7 +86,7 @@ def test_bad_spec_names_the_key_and_the_file(tmp_path, change, message):
 def test_spec_yaml_is_read_safely(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("algo: !!python/object/apply:os.system ['touch pwned']\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="yaml.safe_load"):
+    with pytest.raises(ValueError, match=r"yaml\.safe_load"):
         load_spec(path)
     assert not (tmp_path / "pwned").exists()
 

@@ -79,7 +79,7 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     return space
 
 
-def _search_alg(spec: SweepSpec) -> Any:
+def _search_alg(spec: SweepSpec, max_concurrent: int | None) -> Any:
     """Grid / random: Tune's variant generator, random values kept constant across the seeds (and the grid
     dimensions) of one sample. Optuna: Tune's OptunaSearch, each suggestion repeated once per seed (``Repeater``),
     which feeds Optuna the mean over seeds."""
@@ -94,7 +94,9 @@ def _search_alg(spec: SweepSpec) -> Any:
         return Repeater(OptunaSearch(seed=spec.sample_seed), repeat=len(spec.seeds), set_index=True)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(constant_grid_search=True, random_state=spec.sample_seed)
+    return BasicVariantGenerator(
+        constant_grid_search=True, random_state=spec.sample_seed, max_concurrent=max_concurrent or 0
+    )
 
 
 def _scheduler(spec: SweepSpec) -> Any:
@@ -213,12 +215,16 @@ def sweep(
     _check_out(spec, out, resume)
     if max_concurrent is not None and (isinstance(max_concurrent, bool) or max_concurrent < 1):
         raise ValueError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
-    ray = require_ray()
-    from ray import tune
-
     log = sys.stdout if log is None else log
     for key, value in _RAY_ENV.items():
         os.environ.setdefault(key, value)
+    if address is None or address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+        # a Ray on this machine only: Ray then advertises 127.0.0.1 instead of the machine's network address
+        # (read when Ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray = require_ray()
+    from ray import tune
+
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     if not resume:
@@ -237,8 +243,6 @@ def sweep(
     started_ray = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
-        if address is None:
-            kwargs["_node_ip_address"] = "127.0.0.1"
         ray.init(address=address, **kwargs)
         started_ray = True
     try:
@@ -257,6 +261,7 @@ def sweep(
             file=log,
             flush=True,
         )
+        limit = max_concurrent or spec.max_concurrent
         if resume:
             tuner = tune.Tuner.restore(
                 str(out / TUNE_DIR), trainable, resume_unfinished=True, resume_errored=False, restart_errored=True
@@ -268,10 +273,11 @@ def sweep(
                 tune_config=tune.TuneConfig(
                     metric="objective",
                     mode=spec.mode,
-                    search_alg=_search_alg(spec),
+                    search_alg=_search_alg(spec, limit),
                     scheduler=_scheduler(spec),
                     num_samples=spec.num_samples,
-                    max_concurrent_trials=max_concurrent or spec.max_concurrent,
+                    # the variant generator limits itself; Tune wraps a searcher (Optuna) in a ConcurrencyLimiter
+                    max_concurrent_trials=limit if spec.search_alg == "optuna" else None,
                     reuse_actors=True,  # a new trial skips importing torch and SB3 again in its worker
                 ),
                 run_config=run_config,
