@@ -5,6 +5,7 @@ not learning."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -19,9 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("ray.tune")
-
-pytestmark = pytest.mark.slow
+# not imported here: a sweep sets Ray's environment before its first import
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the [ray] extra"),
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,6 +87,7 @@ def check_finished_run(run_dir: Path, timesteps: int) -> None:
 
 def sweep_env(marker: str) -> dict[str, str]:
     env = {**os.environ, "MMRL_TEST_RAY_MARKER": marker, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # `ray start` of a worker node refuses it
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return env
 
@@ -271,7 +275,9 @@ def test_two_node_cluster_survives_losing_its_worker_node(tmp_path, marker):
     """Head + one worker node on 127.0.0.1 (1 CPU each); the worker node is killed while it trains a trial; the
     sweep still finishes every trial with an intact run directory and a correct table."""
     env = sweep_env(marker)
-    env.update(RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
+    # `ray start --head` turns on Ray's token authentication (token in ~/.ray/auth_token): the worker node and the
+    # sweep's driver must present it too
+    env.update(RAY_AUTH_MODE="token", RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
     port, node_port = free_port(), free_port()
     temp_dir = Path("/tmp") / f"mmrl-ray-{marker[:8]}"
     common = ["--num-cpus=1", "--disable-usage-stats"]
@@ -349,3 +355,26 @@ def test_two_node_cluster_survives_losing_its_worker_node(tmp_path, marker):
     finally:
         kill_marked(marker)
         subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
+
+
+def test_optuna_search_runs_every_suggestion_on_every_seed(tmp_path):
+    """Optuna suggests a configuration; Tune's Repeater runs it once per seed, and the report groups the seeds."""
+    pytest.importorskip("optuna")
+    import mmrl
+
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        seeds=[3, 5],
+        timesteps=512,
+        search={"learning_rate": {"loguniform": [0.0001, 0.001]}, "fusion": {"choice": ["concat", "gated"]}},
+        search_alg="optuna",
+        num_samples=1,
+        max_concurrent=1,
+    )
+    report = mmrl.sweep(spec, out=tmp_path / "out")
+    (config,) = report.configs
+    assert sorted(t.seed for t in config.done()) == [3, 5]
+    assert 0.0001 <= config.params["learning_rate"] <= 0.001 and config.params["fusion"] in ("concat", "gated")
+    for trial in config.trials:
+        check_finished_run(trial.run_dir, 512)
+        assert yaml.safe_load((trial.run_dir / "config.yaml").read_text())["seed"] == trial.seed

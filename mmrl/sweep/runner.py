@@ -216,12 +216,23 @@ def sweep(
     if max_concurrent is not None and (isinstance(max_concurrent, bool) or max_concurrent < 1):
         raise ValueError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
     log = sys.stdout if log is None else log
-    for key, value in _RAY_ENV.items():
-        os.environ.setdefault(key, value)
+    settings = dict(_RAY_ENV)
     if address is None or address.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
         # a Ray on this machine only: Ray then advertises 127.0.0.1 instead of the machine's network address
         # (read when Ray is imported)
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        settings["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    added = [key for key in settings if key not in os.environ]
+    os.environ.update({key: settings[key] for key in added})  # Ray's processes inherit them; removed at the end
+    try:
+        return _run(spec, out, address, max_concurrent, resume, log)
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _run(
+    spec: SweepSpec, out: Path, address: str | None, max_concurrent: int | None, resume: bool, log: Any
+) -> SweepReport:
     ray = require_ray()
     from ray import tune
 
