@@ -18,7 +18,15 @@ from typing import Any
 from mmrl.atomic import write_json
 from mmrl.sweep.results import SPEC_FILE, SweepReport, write_report
 from mmrl.sweep.spec import SweepSpec, load_spec, parse_spec
-from mmrl.sweep.trial import ENV_KEY, SEED_KEY, SweepContext, run_trial
+from mmrl.sweep.trial import (
+    ENV_KEY,
+    INDEX_KEY,
+    SEED_KEY,
+    SweepContext,
+    config_label,
+    run_trial,
+    searched_params,
+)
 
 __all__ = ["INSTALL_HINT", "require_ray", "sweep"]
 
@@ -109,25 +117,30 @@ def _scheduler(spec: SweepSpec) -> Any:
     )
 
 
-def _progress_callback(total: int, out: Any) -> Any:
+def _progress_callback(total: int, seeds: list[int], out: Any) -> Any:
     from ray.tune import Callback
 
     class SweepProgress(Callback):
         """One line per trial event, with the overall count."""
 
-        def __init__(self) -> None:
+        def __init__(self, stream: Any) -> None:  # an argument, not a closure: the class is pickled by value
             self.done = 0
             self.failed = 0
             self.started = time.time()
+            self.out = stream
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its run config (experiment state); a stream is not picklable, and is not state
+            return {**self.__dict__, "out": None}
 
         def _line(self, trial: Any, what: str) -> None:
             config = trial.config
-            name = " ".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in (ENV_KEY, SEED_KEY))
-            seed = config.get(SEED_KEY, config.get("__trial_index__"))
+            name = config_label(config[ENV_KEY], searched_params(config))
+            seed = config[SEED_KEY] if SEED_KEY in config else seeds[int(config[INDEX_KEY]) % len(seeds)]
             print(
                 f"[sweep {self.done}/{total} done, {self.failed} failed, {time.time() - self.started:.0f}s] "
-                f"{name or config.get(ENV_KEY)} seed {seed}: {what}",
-                file=out,
+                f"{name} seed {seed}: {what}",
+                file=self.out or sys.stdout,
                 flush=True,
             )
 
@@ -153,7 +166,7 @@ def _progress_callback(total: int, out: Any) -> Any:
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             self._line(trial, "failed; retrying from its last checkpoint")
 
-    return SweepProgress()
+    return SweepProgress(out)
 
 
 def _check_out(spec: SweepSpec, out: Path, resume: bool) -> None:
@@ -258,7 +271,7 @@ def _run(
         started_ray = True
     try:
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), {"cpu": 1})
-        progress = _progress_callback(spec.n_trials, log)
+        progress = _progress_callback(spec.n_trials, list(spec.seeds), log)
         run_config = tune.RunConfig(
             name=TUNE_DIR,
             storage_path=str(out),
@@ -286,7 +299,8 @@ def _run(
                     mode=spec.mode,
                     search_alg=_search_alg(spec, limit),
                     scheduler=_scheduler(spec),
-                    num_samples=spec.num_samples,
+                    # Optuna: the Repeater turns each suggestion into one trial per seed
+                    num_samples=spec.num_samples * (len(spec.seeds) if spec.search_alg == "optuna" else 1),
                     # the variant generator limits itself; Tune wraps a searcher (Optuna) in a ConcurrencyLimiter
                     max_concurrent_trials=limit if spec.search_alg == "optuna" else None,
                     reuse_actors=True,  # a new trial skips importing torch and SB3 again in its worker
