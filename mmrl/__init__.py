@@ -23,10 +23,12 @@ _LAZY = {
     "evaluate": "mmrl.evaluation",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "sweep", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sweep":  # the package mmrl.sweep, callable: mmrl.sweep(SPEC, out=...) runs a sweep
+        return importlib.import_module("mmrl.sweep")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mmrl' has no attribute {name!r}")

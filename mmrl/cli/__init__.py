@@ -19,7 +19,7 @@ from collections.abc import Sequence
 __all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main"]
 
 #: Subcommand modules, in help order; missing ones are skipped.
-SUBCOMMANDS = ("train", "evaluate", "plot", "envs", "demo", "export", "inspect", "pretrain")
+SUBCOMMANDS = ("train", "evaluate", "plot", "envs", "demo", "export", "inspect", "pretrain", "sweep")
 
 
 class UsageError(ValueError):
