@@ -55,7 +55,7 @@ def assert_clean_error(rc: int, err: str, expected_rc: int, hints: tuple[str, ..
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 64-step PPO run directory on GoTo-5x5 (with checkpoints, model.zip, tokenizer.json)."""
+    """A 64-step PPO run directory on GoTo-5x5 with RGB images (with checkpoints, model.zip, tokenizer.json)."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     mmrl.train(
         "ppo",
@@ -66,7 +66,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         progress_bar=False,
         eval_episodes=1,
         checkpoint_freq=0,
-        overrides={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+        overrides={"n_steps": 32, "batch_size": 32, "n_epochs": 1, "env_kwargs.image_mode": "rgb"},
     )
     return run_dir
 
