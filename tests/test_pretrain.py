@@ -25,15 +25,21 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 torch.set_num_threads(1)
 
 
+#: Preset overrides that keep the env's RGB pictures (the bundle then matches policy_kwargs(fusion="gated",
+#: text_encoder="bow") on channel-first RGB, the PPO preset's network).
+RGB = ["env_kwargs.image_mode=rgb"]
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pretrain") / "ae"
-    return pretrain_autoencoder(ENV_ID, frames=400, updates=30, batch_size=32, out=out, progress=False)
+    # RGB pictures (the 5x5 preset reads symbolic cells): these tests build their own RGB extractors
+    return pretrain_autoencoder(ENV_ID, frames=400, updates=30, batch_size=32, out=out, overrides=RGB, progress=False)
 
 
 def _extractor(bundle: Path | None, freeze: str = "none", **kwargs) -> MultimodalExtractor:
     space = gym.make(ENV_ID, channels_first=True).observation_space
-    settings = mmrl.policy_kwargs(text_encoder="bow", **kwargs)["features_extractor_kwargs"]
+    settings = mmrl.policy_kwargs(**{"text_encoder": "bow", "fusion": "gated", **kwargs})["features_extractor_kwargs"]
     return MultimodalExtractor(space, **settings, pretrained=None if bundle is None else str(bundle), freeze=freeze)
 
 
@@ -57,7 +63,14 @@ def test_bundle_holds_weights_manifest_picture_and_logs(bundle: Path) -> None:
 def test_autoencoder_learns_text_and_images(tmp_path: Path) -> None:
     """A few hundred updates reconstruct instructions exactly and beat the mean image (the losses go down)."""
     out = pretrain_autoencoder(
-        ENV_ID, frames=600, updates=150, batch_size=64, out=tmp_path / "ae", parts=("image", "text"), progress=False
+        ENV_ID,
+        frames=600,
+        updates=150,
+        batch_size=64,
+        out=tmp_path / "ae",
+        parts=("image", "text"),
+        overrides=RGB,
+        progress=False,
     )
     losses = json.loads((out / MANIFEST).read_text())["losses"]
     assert losses["text_metric"] > 0.9  # share of instructions reconstructed exactly
@@ -70,7 +83,7 @@ def test_weights_load_into_a_fresh_process(bundle: Path) -> None:
         import gymnasium as gym, mmrl, torch
         from stable_baselines3 import PPO
         venv = mmrl.make_vec_env({ENV_ID!r}, 2, seed=0, env_kwargs={{"channels_first": True}})
-        kwargs = mmrl.policy_kwargs(text_encoder="bow", pretrained={str(bundle)!r}, freeze="image")
+        kwargs = mmrl.policy_kwargs(text_encoder="bow", fusion="gated", pretrained={str(bundle)!r}, freeze="image")
         model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=32, policy_kwargs=kwargs, seed=0)
         extractor = model.policy.features_extractor
         print(extractor.pretrained_from)
@@ -96,7 +109,7 @@ def test_frozen_parameters_stay_unchanged_through_ppo(bundle: Path, freeze: str)
     from stable_baselines3 import PPO
 
     venv = mmrl.make_vec_env(ENV_ID, 4, seed=0, env_kwargs={"channels_first": True})
-    kwargs = mmrl.policy_kwargs(text_encoder="bow", pretrained=str(bundle), freeze=freeze)
+    kwargs = mmrl.policy_kwargs(text_encoder="bow", fusion="gated", pretrained=str(bundle), freeze=freeze)
     model = PPO("MultiInputPolicy", venv, n_steps=32, batch_size=64, n_epochs=2, policy_kwargs=kwargs, seed=0)
     extractor = model.policy.features_extractor
     before = {name: value.clone() for name, value in extractor.state_dict().items()}
@@ -195,7 +208,9 @@ def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) 
     from mmrl.cli import main
     from mmrl.pretrain.cloning import clone_planner
 
-    run = clone_planner(ENV_ID, frames=1500, updates=150, out=tmp_path / "bc", eval_episodes=40, progress=False)
+    run = clone_planner(
+        ENV_ID, frames=4000, updates=400, out=tmp_path / "bc", eval_episodes=40, overrides=RGB, progress=False
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["method"] == "bc" and metrics["success_rate"] >= 0.5  # random: about 0.1 on GoTo-5x5
     report = mmrl.evaluate(run, episodes=40, seed=100_000)
@@ -207,7 +222,7 @@ def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) 
 
     cloned = PPO.load(run / "model.zip", device="cpu")
     venv = mmrl.make_vec_env(ENV_ID, 4, seed=7, env_kwargs={"channels_first": True})
-    fresh = PPO("MultiInputPolicy", venv, policy_kwargs=mmrl.policy_kwargs(text_encoder="bow"), seed=3)
+    fresh = PPO("MultiInputPolicy", venv, policy_kwargs=mmrl.policy_kwargs(text_encoder="bow", fusion="gated"), seed=3)
     assert load_policy_into(fresh.policy, run)
     observation = venv.reset()
     for _ in range(5):
@@ -217,6 +232,7 @@ def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) 
     fine_tuned = tmp_path / "fine-tuned"
     status = main(
         ["train", "--algo", "ppo", "--env", ENV_ID, "--timesteps", "256", "--run-dir", str(fine_tuned),
-         "--no-progress", "--set", f"pretrained={run}", "--set", "n_steps=16", "--set", "eval_episodes=5"]
+         "--no-progress", "--set", f"pretrained={run}", "--set", "n_steps=16", "--set", "eval_episodes=5",
+         "--set", RGB[0]]
     )  # fmt: skip
     assert status == 0 and (fine_tuned / "model.zip").is_file()

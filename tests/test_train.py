@@ -143,7 +143,7 @@ def test_torch_threads_apply_while_training_and_are_restored(tmp_path, monkeypat
         trainer, "_run", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or run(*args, **kwargs)
     )
     assert resolve_config("a2c", "mmrl/GoTo-5x5-v0").torch_threads == 1  # the preset: small batches
-    assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").torch_threads is None  # torch's default
+    assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").torch_threads == 1  # one per process: never oversubscribes
     torch.set_num_threads(2)
     try:
         for name, overrides in (("preset", {}), ("two", {"torch_threads": 2})):
