@@ -416,12 +416,30 @@ def _load_sb3_zip(path: Path, trust: bool, device: str) -> LoadedPolicy:
     return LoadedPolicy(model.observation_space, model.action_space, summary, None, model.policy)
 
 
+#: Largest manifest read (a real one is a few KB; raise with MMRL_MAX_MANIFEST_BYTES).
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def read_manifest_json(manifest_path: Path) -> Any:
+    """The JSON in ``manifest_path``: a regular file of at most ``MAX_MANIFEST_BYTES``, nested a bounded depth.
+
+    Raises:
+        ValueError: Not a regular file, too large, not UTF-8, not JSON or nested too deeply (one line, no content).
+    """
+    from mmrl.files import read_text_capped
+
+    text = read_text_capped(manifest_path, MAX_MANIFEST_BYTES, "bundle manifest", "MMRL_MAX_MANIFEST_BYTES")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{manifest_path}: not valid JSON (line {error.lineno}, column {error.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{manifest_path}: JSON nested too deeply to be a bundle manifest") from None
+
+
 def _read_manifest(bundle: Path, manifest_path: Path | None) -> dict[str, Any]:
     manifest_path = manifest_path or bundle / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{manifest_path}: not valid JSON ({error})") from error
+    manifest = read_manifest_json(manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise ValueError(
             f"{manifest_path}: not a policy bundle manifest (expected format {BUNDLE_FORMAT!r}, got "

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrl.atomic import atomic_path
+from mmrl.limits import check_limit, short_repr
 
 MONITOR_FILE = "monitor.csv"
 DEFAULT_BINS = 50
@@ -72,9 +73,14 @@ def read_monitor(run: str | os.PathLike[str]) -> MonitorLog:
         raise ValueError(f"{path} holds no finished episode yet; train longer before plotting")
     try:
         returns = np.array([float(row["r"]) for row in rows])
-        lengths = np.array([int(float(row["l"])) for row in rows])
+        raw_lengths = np.array([float(row["l"]) for row in rows])
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path} is not an SB3 monitor file (columns r, l, t expected): {error!r}") from error
+        raise ValueError(f"{path} is not an SB3 monitor file (columns r, l, t expected): {short_repr(error)}") from None
+    if not np.all(np.isfinite(returns)) or not np.all(np.isfinite(raw_lengths)):
+        raise ValueError(f"{path}: episode returns and lengths must be finite numbers; the file is damaged")
+    if np.any(raw_lengths < 1) or np.any(raw_lengths != np.round(raw_lengths)) or np.any(raw_lengths > 2**40):
+        raise ValueError(f"{path}: episode lengths (column l) must be whole numbers from 1 to 2^40; file damaged")
+    lengths = raw_lengths.astype(np.int64)
     successes = None
     if "is_success" in rows[0]:
         truthy = ("true", "1", "1.0")
@@ -138,7 +144,8 @@ def plot_runs(
     if not run_dirs:
         raise ValueError("plot_runs needs at least one run directory")
     if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"bins must be a positive int, got {bins!r}")
+        raise ValueError(f"bins must be a positive int, got {short_repr(bins)}")
+    check_limit("bins", bins, "max_plot_bins")
     output = Path(output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"output must be a .png file, got {str(output)!r}")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from mmrl.limits import check_limit, get_limit, short_repr
+
 #: NumPy dtype names a JSON space description may use.
 ALLOWED_DTYPES = (
     "bool",
@@ -76,7 +78,7 @@ def _dtype_from_json(name: Any) -> np.dtype:
 
 def _int_list(value: Any, field: str) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{field} must be a list of ints, got {value!r}")
+        raise ValueError(f"{field} must be a list of ints, got {short_repr(value)}")
     return value
 
 
@@ -115,19 +117,32 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     )
 
 
-def space_from_json(description: Any) -> spaces.Space:
+def _check_elements(count: int, what: str) -> None:
+    """Refuse a space from a file whose element count is over ``max_space_elements`` (before allocating)."""
+    check_limit(f"{what} elements", count, "max_space_elements")
+
+
+def space_from_json(description: Any, _depth: int = 0) -> spaces.Space:
     """Rebuilds a space from :func:`space_to_json` output.
 
+    Sizes are checked before anything is allocated: at most ``max_space_elements`` elements per space and
+    ``max_json_depth`` levels of nested Dict / Tuple spaces (:mod:`mmrl.limits`).
+
     Raises:
-        ValueError: If the description is malformed or names an unknown space type or a disallowed dtype; the
-            message says which field is wrong.
+        ValueError: If the description is malformed, too large or too deep, or names an unknown space type or a
+            disallowed dtype; the message says which field is wrong.
     """
+    if _depth > get_limit("max_json_depth"):
+        raise ValueError(f"space description nested deeper than {get_limit('max_json_depth')} levels")
     if not isinstance(description, dict) or "type" not in description:
-        raise ValueError(f"a space description must be a dict with a 'type' key, got {description!r}")
+        raise ValueError(f"a space description must be a dict with a 'type' key, got {short_repr(description)}")
     kind = description["type"]
     try:
         if kind == "Box":
             shape = tuple(_int_list(description["shape"], "Box shape"))
+            if any(n < 0 for n in shape) or len(shape) > 32:
+                raise ValueError(f"Box shape must have at most 32 non-negative sizes, got {short_repr(list(shape))}")
+            _check_elements(math.prod(shape), "Box")
             dtype = _dtype_from_json(description["dtype"])
             low = _bound_from_json(description["low"], shape, dtype, "low")
             high = _bound_from_json(description["high"], shape, dtype, "high")
@@ -138,24 +153,30 @@ def space_from_json(description: Any) -> spaces.Space:
                 raise ValueError(f"Discrete n and start must be ints, got n={n!r}, start={start!r}")
             return spaces.Discrete(n, start=start)
         if kind == "MultiDiscrete":
+            if isinstance(description["nvec"], list):
+                _check_elements(len(description["nvec"]), "MultiDiscrete")
             nvec = np.asarray(description["nvec"], dtype=np.int64)
             start = np.asarray(description.get("start", np.zeros_like(nvec)), dtype=np.int64)
             return spaces.MultiDiscrete(nvec, dtype=_dtype_from_json(description.get("dtype", "int64")), start=start)
         if kind == "MultiBinary":
             n = description["n"]
-            return spaces.MultiBinary(n if isinstance(n, int) else _int_list(n, "MultiBinary n"))
+            n = n if isinstance(n, int) and not isinstance(n, bool) else _int_list(n, "MultiBinary n")
+            _check_elements(n if isinstance(n, int) else math.prod(n), "MultiBinary")
+            return spaces.MultiBinary(n)
         if kind == "Dict":
             subspaces = description["spaces"]
             if not isinstance(subspaces, dict):
                 raise ValueError(f"Dict 'spaces' must be an object, got {type(subspaces).__name__}")
-            return spaces.Dict({str(key): space_from_json(sub) for key, sub in subspaces.items()})
+            return spaces.Dict({str(key): space_from_json(sub, _depth + 1) for key, sub in subspaces.items()})
         if kind == "Tuple":
             subspaces = description["spaces"]
             if not isinstance(subspaces, list):
                 raise ValueError(f"Tuple 'spaces' must be a list, got {type(subspaces).__name__}")
-            return spaces.Tuple([space_from_json(sub) for sub in subspaces])
+            return spaces.Tuple([space_from_json(sub, _depth + 1) for sub in subspaces])
     except KeyError as error:
-        raise ValueError(f"{kind} space description lacks the field {error}: {description!r}") from error
+        raise ValueError(f"{short_repr(kind)} space description lacks the field {error}") from None
     except (TypeError, OverflowError) as error:
-        raise ValueError(f"malformed {kind} space description {description!r}: {error}") from error
-    raise ValueError(f"unknown space type {kind!r}; expected Box, Discrete, MultiDiscrete, MultiBinary or Dict")
+        raise ValueError(f"malformed {short_repr(kind)} space description: {short_repr(error)}") from None
+    raise ValueError(
+        f"unknown space type {short_repr(kind)}; expected Box, Discrete, MultiDiscrete, MultiBinary, Dict or Tuple"
+    )

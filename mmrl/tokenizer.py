@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from mmrl.limits import check_limit, short_repr
+
 PAD_ID = 0
 UNK_ID = 1
 PAD_TOKEN = "<pad>"
@@ -62,7 +64,8 @@ class Tokenizer:
         on_overflow: str = "truncate",
     ) -> None:
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+            raise ValueError(f"max_length must be a positive int, got {short_repr(max_length)}")
+        check_limit("tokenizer max_length", max_length, "max_token_length")
         if on_overflow not in ("truncate", "error"):
             raise ValueError(f"on_overflow must be 'truncate' or 'error', got {on_overflow!r}")
         self.max_length = max_length
