@@ -25,7 +25,7 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "max_envs": (4096, "parallel environments (n_envs, num_envs)"),
     "max_obs_bytes": (1 << 30, "bytes of one batch of image observations (n_envs x image size)"),
     "max_timesteps": (10**10, "total training steps"),
-    "max_episodes": (10_000_000, "evaluation episodes"),
+    "max_episodes": (1_000_000, "evaluation episodes (mmrl evaluate --episodes, eval_episodes)"),
     "max_rollout_steps": (1 << 24, "n_steps x n_envs of an on-policy rollout buffer"),
     "max_buffer_size": (1 << 24, "DQN replay buffer transitions"),
     "max_layer_width": (1 << 16, "width of one hidden layer (net_arch entries, features_dim)"),

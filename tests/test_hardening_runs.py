@@ -279,7 +279,7 @@ def test_bundle_level_path_is_never_read(bundle, tmp_path, capsys) -> None:
 # ---------------------------------------------------------------------------------------------------- bounds
 def test_evaluate_episode_count_is_bounded(ppo_run, capsys) -> None:
     assert main(["evaluate", str(ppo_run), "--episodes", "1000000000"]) == 1
-    assert "at most 1000000" in one_line_error(capsys.readouterr().err)
+    assert "limit of 1,000,000" in one_line_error(capsys.readouterr().err)
     assert main(["evaluate", str(ppo_run), "--video", "v.gif", "--video-episodes", "1000000"]) == 1
     assert "at most 100" in one_line_error(capsys.readouterr().err)
 

@@ -24,6 +24,7 @@ from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
 from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
+from mmrl.limits import check_limit
 
 __all__ = [
     "DEFAULT_MAX_ENVS",
@@ -42,6 +43,7 @@ DEFAULT_TABLE_ROWS = 10
 #: Largest number of environments stepped in parallel by default.
 DEFAULT_MAX_ENVS = 16
 #: Most episodes one evaluation runs (its per-episode lists grow with the episodes run).
+#: Default of the ``max_episodes`` limit (:mod:`mmrl.limits`; raise with ``MMRL_MAX_EPISODES``).
 MAX_EPISODES = 1_000_000
 
 
@@ -292,8 +294,7 @@ def evaluate(
         TypeError: If an argument has the wrong type.
     """
     episodes = check_int("episodes", episodes, 1)
-    if episodes > MAX_EPISODES:
-        raise ValueError(f"episodes must be at most {MAX_EPISODES}, got {episodes}; split a larger evaluation")
+    check_limit("episodes", episodes, "max_episodes")
     seed = check_int("seed", seed)
     n_envs = min(episodes, DEFAULT_MAX_ENVS) if n_envs is None else check_int("n_envs", n_envs, 1)
     n_envs = min(n_envs, episodes)
