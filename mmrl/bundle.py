@@ -59,6 +59,7 @@ from torch import nn
 from mmrl.algorithms import get_spec, sniff_model_file, spec_of_model
 from mmrl.atomic import atomic_path, temporary_dir, write_json
 from mmrl.extractor import MultimodalExtractor
+from mmrl.limits import check_net_arch
 from mmrl.loaded_policy import LoadedPolicy
 from mmrl.spaces_json import space_from_json, space_to_json
 from mmrl.trust import TRUST_MESSAGE, is_sb3_zip
@@ -513,6 +514,15 @@ def _check_plain(value: Any, where: str) -> None:
     raise ValueError(f"{where} is not plain JSON")
 
 
+def _check_bundle_net_arch(net_arch: Any) -> None:
+    """SB3's ``net_arch`` (a list of widths, or ``{"pi": [...], "vf": [...]}``) within the size limits."""
+    arches = list(net_arch.values()) if isinstance(net_arch, dict) else [net_arch]
+    for layers in arches:
+        if not isinstance(layers, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in layers):
+            raise ValueError("manifest policy_kwargs['net_arch'] must list integer layer widths")
+        check_net_arch(layers, "manifest policy_kwargs['net_arch']")
+
+
 def _policy_kwargs_from_json(kwargs: Any) -> dict[str, Any]:
     if not isinstance(kwargs, dict):
         raise ValueError(f"manifest 'policy_kwargs' must be an object, got {type(kwargs).__name__}")
@@ -523,6 +533,8 @@ def _policy_kwargs_from_json(kwargs: Any) -> dict[str, Any]:
         elif key in _PLAIN_KWARGS:
             _check_plain(value, f"policy_kwargs[{key!r}]")
             out[key] = value
+            if key == "net_arch":
+                _check_bundle_net_arch(value)
         else:
             raise ValueError(
                 f"manifest policy_kwargs has unsupported key {key!r}; supported: "

@@ -11,6 +11,7 @@ Every limit has a name, a default and an environment variable that raises it for
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import reprlib
@@ -110,3 +111,25 @@ def short_repr(value: Any, width: int = 80) -> str:
     except Exception:  # a broken __repr__ must not hide the real error
         text = f"<{type(value).__name__}>"
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def check_net_arch(layers: list[int], source: str) -> None:
+    """Each hidden layer of ``net_arch`` positive and within ``max_layer_width``; their weights within
+    ``max_net_params``.
+
+    Raises:
+        ValueError: Naming ``source`` and the limit.
+    """
+    if len(layers) > 64:
+        raise ValueError(f"{source}: net_arch has {len(layers)} layers; at most 64 are allowed")
+    for width in layers:
+        if width < 1:
+            raise ValueError(f"{source}: net_arch layers must be positive widths, got {short_repr(width)}")
+        check_limit(f"{source}: net_arch layer width", width, "max_layer_width")
+    params = sum(a * b for a, b in itertools.pairwise(layers))
+    limit = get_limit("max_net_params")
+    if 2 * params > limit:  # a policy and a value head
+        raise ValueError(
+            f"{source}: net_arch {short_repr(layers)} has about {2 * params:,} hidden-layer weights, over the limit "
+            f"of {limit:,}; use narrower layers or set MMRL_MAX_NET_PARAMS to allow more"
+        )

@@ -132,3 +132,9 @@ def test_manifest_that_is_not_a_regular_file_is_refused_fast(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="regular file"):
         verify_bundle(folder)
     np.testing.assert_equal((folder / MANIFEST_NAME).is_fifo(), True)
+
+
+def test_bundle_net_arch_is_size_checked_before_building(bundle: Path, tmp_path: Path) -> None:
+    huge = _rewrite(bundle, tmp_path, lambda m: m["policy_kwargs"].update(net_arch=[12000, 12000]))
+    with pytest.raises(ValueError, match="MMRL_MAX_NET_PARAMS"):
+        mmrl.load_policy(huge)

@@ -25,13 +25,12 @@ nothing is ever evaluated (YAML is read by :mod:`mmrl.yaml_io`: ``safe_load`` se
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import os
 from pathlib import Path
 from typing import Any
 
 from mmrl.algorithms import ALGORITHMS, get_spec
-from mmrl.limits import check_finite, check_limit, max_torch_threads, short_repr
+from mmrl.limits import check_finite, check_limit, check_net_arch, max_torch_threads, short_repr
 from mmrl.training.config import TrainConfig
 
 __all__ = [
@@ -208,7 +207,7 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         what, limit = _UPPER_LIMITS[key]
         check_limit(f"{source}: {key}", value, limit)
     if key == "net_arch":
-        _check_net_arch(value, source)
+        check_net_arch(value, source)
     if key == "torch_threads" and value > max_torch_threads():
         raise ValueError(
             f"{source}: torch_threads must be at most {max_torch_threads()} (4 per CPU core, at most 256), got "
@@ -235,25 +234,6 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(f"{source}: gradient_steps must be >= 0, or -1 (as many as env steps), got {value}")
     if key == "device":
         check_device(value, source)
-
-
-def _check_net_arch(layers: list[int], source: str) -> None:
-    """Each hidden layer positive and within ``max_layer_width``; their weights within ``max_net_params``."""
-    from mmrl.limits import get_limit
-
-    if len(layers) > 64:
-        raise ValueError(f"{source}: net_arch has {len(layers)} layers; at most 64 are allowed")
-    for width in layers:
-        if width < 1:
-            raise ValueError(f"{source}: net_arch layers must be positive widths, got {short_repr(width)}")
-        check_limit(f"{source}: net_arch layer width", width, "max_layer_width")
-    params = sum(a * b for a, b in itertools.pairwise(layers))
-    limit = get_limit("max_net_params")
-    if 2 * params > limit:  # a policy and a value head
-        raise ValueError(
-            f"{source}: net_arch {short_repr(layers)} has about {2 * params:,} hidden-layer weights, over the limit "
-            f"of {limit:,}; use narrower layers or set MMRL_MAX_NET_PARAMS to allow more"
-        )
 
 
 def check_device(value: Any, source: str = "device") -> str:
