@@ -28,10 +28,12 @@ EVAL_SEED = 100_000
 TARGET = 0.90
 ABLATION_DROP = 0.30
 
-#: Known gaps: env id -> the measured figure (benchmarks/zoo.py, seed 0, 200 held-out episodes).
+#: Known gaps (issue 16): env id -> (the measured figure, a floor 0.10 below it that must still hold, so that a
+#: regression fails even while the 0.90 target is not met).
 SHORT = {
-    "mmrl/GoTo-5x5-v0": "200k frames: greedy 0.90 on 200 held-out episodes, 0.89 on the first 100",
-    "mmrl/PickUp-5x5-v0": "200k frames: greedy 0.81 on 200 held-out episodes",
+    "mmrl/GoTo-5x5-v0": ("200k frames: greedy 0.90 on 200 held-out episodes, 0.89 on the first 100", 0.79),
+    "mmrl/PickUp-5x5-v0": ("200k frames: greedy 0.81 on 200 held-out episodes", 0.71),
+    "mmrl/Sequence-5x5-v0": ("200k frames: greedy 0.32 on 100 held-out episodes, random 0.31: not learned", 0.22),
 }
 
 #: (algo, env id, seed, whether blanking the instruction must cost ABLATION_DROP)
@@ -62,5 +64,7 @@ def test_default_preset_solves_held_out_episodes(algo, env_id, seed, reads, tmp_
     if reads:
         assert blank <= greedy - ABLATION_DROP
     if greedy < TARGET and algo == "ppo" and env_id in SHORT:
-        pytest.xfail(f"{env_id}: greedy {greedy:.2f} < {TARGET} (known gap, {SHORT[env_id]})")
+        figure, floor = SHORT[env_id]
+        assert greedy >= floor, f"{env_id}: greedy {greedy:.2f} fell below {floor} (measured: {figure})"
+        pytest.xfail(f"{env_id}: greedy {greedy:.2f} < {TARGET} (known gap, {figure})")
     assert greedy >= TARGET

@@ -471,7 +471,8 @@ def test_mmrl_fixed_level_reaches_the_planner_optimum():
 
     env_kwargs = {"observation": "compact", "paraphrase": False}
     venv = make_vec_env("mmrl/Level-Corridor-v0", n_envs=16, seed=0, env_kwargs=env_kwargs)
-    model = QLearning(venv, learning_rate=0.1, gamma=0.99, exploration_fraction=0.5, seed=0).learn(80_000)
+    # gamma 0.9, as in the preset: with 0.99 the greedy policy oscillates once wrong objects end episodes
+    model = QLearning(venv, learning_rate=0.1, gamma=0.9, exploration_fraction=0.5, seed=0).learn(40_000)
     env = gym.make("mmrl/Level-Corridor-v0", **env_kwargs)
     level = env.unwrapped.level
     optimal_length = {}
