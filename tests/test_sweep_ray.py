@@ -378,3 +378,30 @@ def test_optuna_search_runs_every_suggestion_on_every_seed(tmp_path):
     for trial in config.trials:
         check_finished_run(trial.run_dir, 512)
         assert yaml.safe_load((trial.run_dir / "config.yaml").read_text())["seed"] == trial.seed
+
+
+def test_asha_stops_weak_trials_early_and_finishes_the_rest(tmp_path):
+    """ASHA (Tune's scheduler) stops trials below the median at a rung; they are reported as stopped early, not
+    failed, and a trial that reaches its budget still finishes its final evaluation."""
+    import mmrl
+
+    spec = write_spec(
+        tmp_path / "spec.yaml",
+        seeds=1,
+        timesteps=4096,
+        report_every=512,
+        scheduler="asha",
+        max_concurrent=1,
+        search={"learning_rate": {"grid": [1e-9, 1e-8, 3e-3, 1e-3]}},
+    )
+    report = mmrl.sweep(spec, out=tmp_path / "out")
+    statuses = sorted(t.status for c in report.configs for t in c.trials)
+    assert report.n_failed == 0 and "failed" not in statuses
+    assert statuses.count("done") >= 1 and report.n_stopped >= 1, statuses
+    for config in report.configs:
+        for trial in config.trials:
+            if trial.status == "done":
+                check_finished_run(trial.run_dir, 4096)
+            else:
+                assert not (trial.run_dir / "metrics.json").exists()
+    assert "stopped early" in (tmp_path / "out" / "results.md").read_text()

@@ -81,6 +81,11 @@ class SweepReport:
     def n_failed(self) -> int:
         return sum(1 for c in self.configs for t in c.trials if t.status == "failed")
 
+    @property
+    def n_stopped(self) -> int:
+        """Trials the scheduler (ASHA) stopped early."""
+        return sum(1 for c in self.configs for t in c.trials if t.status == "stopped")
+
 
 def load_sweep_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:
     """The spec stored in a sweep folder.
@@ -185,6 +190,7 @@ def rows(report: SweepReport) -> list[dict[str, Any]]:
         row["frames_reached"] = config.stats("frames_to_threshold")["n"]
         row["attempts"] = sum(t.attempts for t in config.trials)
         row["failed"] = sum(1 for t in config.trials if t.status == "failed")
+        row["stopped_early"] = sum(1 for t in config.trials if t.status == "stopped")
         row["folder"] = str(config.folder)
         out.append(row)
     return out
@@ -209,14 +215,20 @@ def markdown(report: SweepReport) -> str:
         span = "-" if success["mean"] is None else f"{success['min']:.2f}-{success['max']:.2f}"
         reached = f"{_fmt(frames, integer=True)} ({frames['n']}/{len(config.done())})" if config.done() else "-"
         failed = sum(1 for t in config.trials if t.status == "failed")
+        stopped = sum(1 for t in config.trials if t.status == "stopped")
         seeds = f"{len(config.done())}/{len(config.trials)}" + (f", {failed} failed" if failed else "")
+        seeds += f", {stopped} stopped early" if stopped else ""
         lines.append(
             f"| {config.label} | {seeds} | {_fmt(success)} | {span} | {_fmt(config.stats('mean_return'))} | "
             f"{reached} | {_fmt(config.stats('wall_time_s'), 0)} | {sum(t.attempts for t in config.trials)} |"
         )
     missing = spec.n_trials - report.n_done
     if missing:
-        lines += ["", f"{report.n_done} of {spec.n_trials} trials finished ({report.n_failed} failed)."]
+        lines += [
+            "",
+            f"{report.n_done} of {spec.n_trials} trials finished ({report.n_failed} failed, {report.n_stopped} "
+            "stopped early by the scheduler).",
+        ]
     errors = [(c.label, t) for c in report.configs for t in c.trials if t.errors]
     if errors:
         lines += ["", "Errors:"]

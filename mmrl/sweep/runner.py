@@ -112,8 +112,10 @@ def _scheduler(spec: SweepSpec) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
+    # max_t past the budget: a trial that reaches its budget finishes (final evaluation, metrics.json) instead of
+    # being stopped at its last progress report
     return ASHAScheduler(
-        time_attr="timesteps", max_t=spec.timesteps, grace_period=max(spec.timesteps // 4, 1), reduction_factor=2
+        time_attr="timesteps", max_t=spec.timesteps + 1, grace_period=max(spec.timesteps // 4, 1), reduction_factor=2
     )
 
 
@@ -313,7 +315,8 @@ def _run(
             ray.shutdown()
     report = write_report(out)
     print(
-        f"{report.n_done}/{spec.n_trials} trials finished ({report.n_failed} failed); results in {out}",
+        f"{report.n_done}/{spec.n_trials} trials finished ({report.n_failed} failed, {report.n_stopped} stopped "
+        f"early); results in {out}",
         file=log,
         flush=True,
     )

@@ -220,6 +220,13 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
             if result.interrupted:
                 raise RuntimeError(f"training in {run_dir} was interrupted; the sweep retries it from its checkpoint")
             metrics = result.metrics
+    except SystemExit as error:
+        if error.code not in (0, None):
+            raise
+        # Tune ends a trial its scheduler stops (ASHA) with SystemExit(0): stopped early, not failed
+        record.update(status="stopped", wall_time_s=float(record.get("wall_time_s", 0.0)) + time.time() - started)
+        write_json(record_path, record)
+        raise
     except BaseException as error:
         record.update(status="failed", wall_time_s=float(record.get("wall_time_s", 0.0)) + time.time() - started)
         errors = list(record.get("errors", []))[-9:]
