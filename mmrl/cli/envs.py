@@ -23,7 +23,7 @@ def _spaces(env_id: str) -> tuple[str, str]:
     try:
         obs = env.observation_space
         if isinstance(obs, gym.spaces.Dict):
-            observation = ", ".join(f"{key}: {tuple(space.shape)}" for key, space in obs.spaces.items())
+            observation = ", ".join(f"{key}: {tuple(space.shape or ())}" for key, space in obs.spaces.items())
         else:
             observation = f"{type(obs).__name__}{tuple(obs.shape or ())}"
         action = env.action_space

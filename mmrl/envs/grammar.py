@@ -153,8 +153,8 @@ def describe_goal(goal: Goal, rng: np.random.Generator, locked: bool = False, pa
     if goal.verb == Verb.PICKUP:
         return choose(PICKUP_TEMPLATES, rng).format(obj=object_phrase(goal.kind, goal.colour))
     if goal.verb == Verb.OPEN:
-        templates = UNLOCK_TEMPLATES if locked else OPEN_TEMPLATES
-        return choose(templates, rng).format(colour=COLOUR_NAMES[goal.colour])
+        door_templates = UNLOCK_TEMPLATES if locked else OPEN_TEMPLATES
+        return choose(door_templates, rng).format(colour=COLOUR_NAMES[goal.colour])
     raise ValueError(f"cannot describe a goal with verb {goal.verb!r}")
 
 

@@ -66,7 +66,7 @@ class GridEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.task = task
-        self.observation_config = {
+        self.observation_config: dict[str, Any] = {
             "view": view,
             "view_size": view_size,
             "image_mode": image_mode,

@@ -277,7 +277,7 @@ def _instruction_problem(
         budget = max(MIN_PLANNED_STARTS, PLANNED_CELLS_BUDGET // layout.kind_HW.size)
         starts = candidate_starts(layout, useful_HW, n_actions >= _VERB_ACTIONS[Verb.OPEN][1], budget)
     else:
-        starts = [tuple(layout.agent_pos)]
+        starts = [(int(layout.agent_pos[0]), int(layout.agent_pos[1]))]
         if faces_first_goal(candidate):
             return (
                 f"the agent starts facing the object of {mission!r}: the instruction is met at the start, and levels "

@@ -40,7 +40,7 @@ def _entries() -> list[EnvEntry]:
         ("mmrl.envs.visual_query:VisualQueryEnv", "mmrl.envs.vector_env:make_visual_query"),
         ("mmrl.envs.fixed_level:FixedLevelEnv", "mmrl.envs.vector_env:make_fixed_level"),
     )
-    table = [
+    table: list[tuple[str, tuple[str, str], dict[str, Any], str, str]] = [
         ("mmrl/GoTo-5x5-v0", goto, {"size": 5, "n_distractors": 1, "max_steps": 25}, "GoTo",
          "go to the named object; 3x3 floor, 1 distractor"),
         ("mmrl/GoTo-v0", goto, {"size": 8, "n_distractors": 3, "max_steps": 64}, "GoTo",

@@ -72,7 +72,7 @@ class GridVecEnv(VecEnv):
         done_indices = np.flatnonzero(dones)
         if len(done_indices):
             for i in done_indices:
-                infos[i]["terminal_observation"] = select(obs, i)
+                infos[i]["terminal_observation"] = select(obs, int(i))
                 infos[i]["is_success"] = bool(result.success_N[i])
                 infos[i]["TimeLimit.truncated"] = bool(result.truncated_N[i] and not result.terminated_N[i])
             self.batch.reset_worlds(done_indices)
@@ -190,7 +190,7 @@ def make_vec_env(
         raise ValueError(f"n_envs must be a positive int, got {n_envs!r}")
     check_env_id(env_id)
     spec = gym.spec(env_id)
-    sb3_options = {
+    sb3_options: dict[str, Any] = {
         "start_index": start_index,
         "monitor_dir": monitor_dir,
         "wrapper_class": wrapper_class,

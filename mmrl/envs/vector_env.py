@@ -47,9 +47,9 @@ class GridVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if seed is not None:
             if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-                seeds = [int(seed) + i for i in range(self.num_envs)]
+                seeds: list[int | None] = [int(seed) + i for i in range(self.num_envs)]
             elif isinstance(seed, (list, tuple, np.ndarray)):
-                seeds = list(seed)
+                seeds = [None if s is None else int(s) for s in seed]
             else:
                 raise TypeError(
                     f"seed must be None, an int (world i gets seed + i) or a list of {self.num_envs} ints, "

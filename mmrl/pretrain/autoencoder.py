@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
+
+from mmrl.extractor.extractor import MultimodalExtractor
+from mmrl.extractor.image_encoders import ImageEncoder
+from mmrl.extractor.text_encoders import TextEncoder
 
 #: Width of the decoders' hidden layer.
 DECODER_HIDDEN = 256
@@ -124,7 +129,7 @@ class MultimodalAutoencoder(nn.Module):
         parts: Which autoencoders to train: any of ``"image"``, ``"text"``, ``"fused"``.
     """
 
-    def __init__(self, extractor: nn.Module, parts: tuple[str, ...] = ("image", "text", "fused")) -> None:
+    def __init__(self, extractor: MultimodalExtractor, parts: tuple[str, ...] = ("image", "text", "fused")) -> None:
         super().__init__()
         if not extractor.image_keys or not extractor.text_keys:
             raise ValueError("the autoencoders need an image key and a text key in the observations")
@@ -136,8 +141,8 @@ class MultimodalAutoencoder(nn.Module):
         self.image_key, self.text_key = extractor.image_keys[0], extractor.text_keys[0]
         image_input = extractor.image_inputs[0]
         self.image_input = image_input
-        text_encoder = extractor.text_encoders[0]
-        map_shape = extractor.image_encoders[0].output_shape
+        text_encoder = cast(TextEncoder, extractor.text_encoders[0])
+        map_shape = self.image_encoder.output_shape
         map_dim, grid_HW = math.prod(map_shape), (map_shape[1], map_shape[2])
         self.image_decoder = ImageDecoder(map_dim, image_input.shape_CHW, image_input.categories, grid_HW)
         self.text_decoder = TextDecoder(text_encoder.output_dim, text_encoder.vocab_size, text_encoder.max_length)
@@ -146,12 +151,17 @@ class MultimodalAutoencoder(nn.Module):
         )
         self.fused_text_decoder = TextDecoder(extractor.fused_dim, text_encoder.vocab_size, text_encoder.max_length)
 
+    @property
+    def image_encoder(self) -> ImageEncoder:
+        """The extractor's (first) image encoder, trained in place."""
+        return cast(ImageEncoder, self.extractor.image_encoders[0])
+
     def image_target(self, image: torch.Tensor) -> torch.Tensor:
         """The image as the decoder predicts it: channel-first, [0, 1] for pictures, ids for grids."""
         image_BCHW = image.float().permute(0, 3, 1, 2) if self.image_input.channels_last else image.float()
         if self.image_input.categories is not None:
             return image_BCHW
-        scale = self.extractor.image_encoders[0].input_scale
+        scale = self.image_encoder.input_scale
         return (image_BCHW * (scale if scale != 1.0 else 1.0 / 255.0)).clamp(0.0, 1.0)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -161,11 +171,12 @@ class MultimodalAutoencoder(nn.Module):
         image_BCHW = image.permute(0, 3, 1, 2) if self.image_input.channels_last else image
         tokens_BL = batch[self.text_key].long()
         text = extractor.encode_text(self.text_key, tokens_BL)
-        modulations = extractor.fusion.modulations([text]) if "fused" in self.parts else None
+        fusion = extractor.fusion
+        modulations = fusion.modulations([text]) if "fused" in self.parts else None
         image_target = self.image_target(batch[self.image_key])
         results: dict[str, dict[str, torch.Tensor]] = {}
         if "image" in self.parts:
-            plain_map = extractor.image_encoders[0].trunk(image_BCHW, None)
+            plain_map = self.image_encoder.trunk(image_BCHW, None)
             output = self.image_decoder(plain_map)
             loss, metric = self.image_decoder.loss(output, image_target)
             results["image"] = {"loss": loss, "metric": metric, "output": output}
@@ -174,8 +185,8 @@ class MultimodalAutoencoder(nn.Module):
             loss, metric = self.text_decoder.loss(logits, tokens_BL)
             results["text"] = {"loss": loss, "metric": metric, "output": logits}
         if "fused" in self.parts:
-            image_map = extractor.image_encoders[0].trunk(image_BCHW, None if modulations is None else modulations[0])
-            fused = extractor.fusion([image_map], [text], [])
+            image_map = self.image_encoder.trunk(image_BCHW, None if modulations is None else modulations[0])
+            fused = fusion([image_map], [text], [])
             image_output = self.fused_image_decoder(fused)
             image_loss, image_metric = self.fused_image_decoder.loss(image_output, image_target)
             logits = self.fused_text_decoder(fused)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -110,12 +110,12 @@ def clone_planner(
     write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
     with atomic_path(run_path / "model.zip") as tmp:
         model.save(tmp)
-    write_json(run_path / TOKENIZER_FILE, env.unwrapped.tokenizer.to_config())
+    write_json(run_path / TOKENIZER_FILE, cast(Any, env.unwrapped).tokenizer.to_config())  # an mmrl GridEnv
     extractor = policy.features_extractor
     tensors = {name: value for name, value in extractor.state_dict().items()}
     tensors.update({POLICY_PREFIX + name: value for name, value in policy.state_dict().items()})
     recent = slice(-min(50, len(losses)), None)
-    info = {
+    info: dict[str, Any] = {
         "method": "bc",
         "env_id": env_id,
         "env_kwargs": setup.env_kwargs,

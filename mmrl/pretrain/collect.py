@@ -49,7 +49,7 @@ def check_frames(space: gym.spaces.Dict, frames: int) -> None:
     """Raises ``ValueError`` if ``frames`` observations of ``space`` would not fit :data:`MAX_COLLECTION_BYTES`."""
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise ValueError(f"frames must be a positive int, got {frames!r}")
-    per_frame = sum(math.prod(sub.shape) * np.dtype(sub.dtype).itemsize for sub in space.spaces.values())
+    per_frame = sum(math.prod(sub.shape or ()) * np.dtype(sub.dtype).itemsize for sub in space.spaces.values())
     if frames * per_frame > MAX_COLLECTION_BYTES:
         raise ValueError(
             f"{frames} frames of {per_frame} bytes need {frames * per_frame / 2**30:.1f} GiB, more than the "
@@ -78,13 +78,16 @@ def collect(
         ValueError: For a non-Dict observation space, a bad ``frames`` or a ``planner_fraction`` outside [0, 1].
     """
     space = env.observation_space
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ValueError(f"collecting observations needs a Discrete action space, got {env.action_space}")
+    n_actions = int(env.action_space.n)
     if not isinstance(space, gym.spaces.Dict):
         raise ValueError(f"pre-training needs Dict observations (image + instruction), got {space}")
     check_frames(space, frames)
     if not 0.0 <= planner_fraction <= 1.0:
         raise ValueError(f"planner_fraction must be in [0, 1], got {planner_fraction}")
     rng = np.random.default_rng(seed)
-    buffers = {key: np.empty((frames, *sub.shape), dtype=sub.dtype) for key, sub in space.spaces.items()}
+    buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
     actions_N = np.zeros(frames, dtype=np.int64)
     expert_N = np.zeros(frames, dtype=bool)
     count = episodes = successes = 0
@@ -99,7 +102,7 @@ def collect(
             if actions is not None and step < len(actions):
                 action, is_expert = int(actions[step]), True
             else:
-                action, is_expert = int(rng.integers(env.action_space.n)), False
+                action, is_expert = int(rng.integers(n_actions)), False
             for key, buffer in buffers.items():
                 buffer[count] = observation[key]
             actions_N[count], expert_N[count] = action, is_expert

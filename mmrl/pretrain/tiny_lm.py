@@ -27,7 +27,7 @@ def save_tiny_bert(
     """
     try:
         import torch
-        from transformers import BertConfig, BertModel, BertTokenizerFast
+        from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
     except ImportError:
         raise ValueError('save_tiny_bert needs transformers: pip install -c constraints-cpu.txt -e ".[hf]"') from None
     path = Path(out_dir)

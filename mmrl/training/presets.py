@@ -214,8 +214,8 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
             f"{short_repr(value)}; 1 is fastest on a shared machine"
         )
     if key == "learning_rate":
-        limit = get_spec(algo).max_learning_rate if algo is not None else None
-        if limit is not None and not 0.0 < value <= limit:
+        lr_limit = get_spec(algo).max_learning_rate if algo is not None else None
+        if lr_limit is not None and not 0.0 < value <= lr_limit:
             raise ValueError(
                 f"{source}: learning_rate must be in (0, {limit:g}] for {algo} (it is the step size of the tabular "
                 f"update), got {value}"
@@ -278,8 +278,8 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], source: str = "env
         except (TypeError, ValueError):
             continue
     for name, value in env_kwargs.items():
-        parameter = parameters.get(name)
-        if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        declared = parameters.get(name)
+        if declared is None or declared.annotation is inspect.Parameter.empty:
             continue
         annotation = parameter.annotation if isinstance(parameter.annotation, str) else None
         if annotation is None:

@@ -103,6 +103,7 @@ def select_image_space(observation_space: spaces.Space, key: str | None, *, wher
         label = f"{where}: the observation space"
     if not is_image_box(subspace):
         raise TypeError(f"{label} must be an image spaces.Box of shape (H, W), (H, W, C) or (C, H, W); got {subspace}")
+    assert isinstance(subspace, spaces.Box)  # is_image_box checked it
     return subspace
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -56,7 +56,9 @@ class StackImageFrames(gym.Wrapper):
                 raise ValueError(f"keys={keys!r} given but the observation space is not a Dict: {observation_space}")
             self.keys: tuple[Any, ...] = (None,)
         elif keys is None:
-            self.keys = tuple(key for key, sub in observation_space.spaces.items() if is_image_box(sub))
+            self.keys = tuple(
+                key for key, sub in cast(spaces.Dict, observation_space).spaces.items() if is_image_box(sub)
+            )
             if not self.keys:
                 raise ValueError(f"no image key (2-D or 3-D Box) to stack in {observation_space}")
         else:
@@ -70,9 +72,9 @@ class StackImageFrames(gym.Wrapper):
             stacked_spaces[key] = spaces.Box(
                 low=self._stack([np.broadcast_to(subspace.low, subspace.shape)] * self.n_stack, layout),
                 high=self._stack([np.broadcast_to(subspace.high, subspace.shape)] * self.n_stack, layout),
-                dtype=subspace.dtype,  # type: ignore[arg-type]
+                dtype=subspace.dtype,
             )
-        if self.is_dict:
+        if isinstance(observation_space, spaces.Dict):
             self.observation_space = spaces.Dict({**observation_space.spaces, **stacked_spaces})
         else:
             self.observation_space = stacked_spaces[None]
@@ -101,7 +103,7 @@ class StackImageFrames(gym.Wrapper):
             self._frames[key].extend([frame] * self.n_stack)
         return self._stacked_observation(observation), info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         for key in self.keys:
             self._frames[key].append(self._image(observation, key).copy())

@@ -125,7 +125,7 @@ class ResizeImage(_ImageWrapper):
         channels = self.layout.hwc_shape(self.input_space.shape)[2]
         shape = self.layout.shape_from_hwc(*self.size, channels)
         dtype = self.input_space.dtype
-        self._declare(spaces.Box(low=self.low, high=self.high, shape=shape, dtype=dtype))  # type: ignore[arg-type]
+        self._declare(spaces.Box(low=self.low, high=self.high, shape=shape, dtype=dtype))
 
     def transform(self, image: np.ndarray) -> np.ndarray:
         resized_hwc = resize_hwc(self.layout.to_hwc(image), *self.size, self.interpolation, self.low, self.high)
@@ -159,7 +159,7 @@ class TransposeImage(_ImageWrapper):
         self.output_layout = ImageLayout(channels_first=to == "first", has_channel_axis=True)
         low = self._convert(np.broadcast_to(self.input_space.low, self.input_space.shape))
         high = self._convert(np.broadcast_to(self.input_space.high, self.input_space.shape))
-        self._declare(spaces.Box(low=low, high=high, dtype=self.input_space.dtype))  # type: ignore[arg-type]
+        self._declare(spaces.Box(low=low, high=high, dtype=self.input_space.dtype))
 
     def _convert(self, image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.output_layout.from_hwc(self.layout.to_hwc(image)))
@@ -202,7 +202,7 @@ class GrayscaleImage(_ImageWrapper):
         self.low, self.high = scalar_bounds(self.input_space)
         shape = self.output_layout.shape_from_hwc(height, width, 1)
         dtype = self.input_space.dtype
-        self._declare(spaces.Box(low=self.low, high=self.high, shape=shape, dtype=dtype))  # type: ignore[arg-type]
+        self._declare(spaces.Box(low=self.low, high=self.high, shape=shape, dtype=dtype))
 
     def transform(self, image: np.ndarray) -> np.ndarray:
         image_hwc = self.layout.to_hwc(image)

@@ -63,9 +63,9 @@ class MiniGridSymbolicImage(gym.ObservationWrapper):
         self.is_dict = isinstance(env.observation_space, spaces.Dict)
         high = np.broadcast_to(np.asarray(minigrid_channel_highs(), dtype=image_space.dtype), image_space.shape)
         self.high = high
-        grid_space = spaces.Box(low=np.zeros_like(high), high=high.copy(), dtype=image_space.dtype)  # type: ignore[arg-type]
-        if self.is_dict:
-            self.observation_space = spaces.Dict({**env.observation_space.spaces, key: grid_space})
+        grid_space = spaces.Box(low=np.zeros_like(high), high=high.copy(), dtype=image_space.dtype)
+        if isinstance(env.observation_space, spaces.Dict):
+            self.observation_space = spaces.Dict({**env.observation_space.spaces, str(key): grid_space})
         else:
             self.observation_space = grid_space
 

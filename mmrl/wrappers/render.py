@@ -55,7 +55,7 @@ class RenderToImage(gym.ObservationWrapper):
         self.key = key
         self.interpolation = interpolation_flag(interpolation)
         self.is_dict = isinstance(env.observation_space, spaces.Dict)
-        if self.is_dict and key in env.observation_space.spaces and not overwrite:
+        if isinstance(env.observation_space, spaces.Dict) and key in env.observation_space.spaces and not overwrite:
             raise ValueError(f"key {key!r} is already in the observation space; pick another key or overwrite=True")
         if not self.is_dict and original_key == key:
             raise ValueError(f"original_key and key must differ, both are {key!r}")
@@ -63,7 +63,7 @@ class RenderToImage(gym.ObservationWrapper):
         self.size = parse_size(size) if size is not None else self._measure_frame_size()
 
         self.frame_space = spaces.Box(low=0, high=255, shape=(*self.size, 3), dtype=np.uint8)
-        if self.is_dict:
+        if isinstance(env.observation_space, spaces.Dict):
             self.observation_space = spaces.Dict({**env.observation_space.spaces, key: self.frame_space})
         elif original_key is None:
             self.observation_space = spaces.Dict({key: self.frame_space})
@@ -78,9 +78,9 @@ class RenderToImage(gym.ObservationWrapper):
         if frame is None:
             self.env.reset()
             frame = self.env.render()
-        if frame is None or np.ndim(frame) not in (2, 3):
+        if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
             raise ValueError(f"render() did not return an image frame (got {type(frame).__name__})")
-        return int(np.shape(frame)[0]), int(np.shape(frame)[1])
+        return int(frame.shape[0]), int(frame.shape[1])
 
     def render_frame(self) -> np.ndarray:
         """Render the current frame as ``uint8 (H, W, 3)`` of the declared size."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -103,14 +103,16 @@ class TokenizeText(gym.ObservationWrapper):
         self.raw_text_in_info = raw_text_in_info
 
         text_spaces = (
-            {key: observation_space[key] for key in self.text_keys} if self.is_dict else {"": observation_space}
+            {key: observation_space[key] for key in self.text_keys}
+            if isinstance(observation_space, spaces.Dict)
+            else {"": observation_space}
         )
         self.tokenizer, self.vocabulary_source = self._build_tokenizer(
             env, text_spaces, vocabulary, max_length, tokenizer, tokenizer_config, n_buckets, on_overflow
         )
 
         token_space = self.tokenizer.space()
-        if self.is_dict:
+        if isinstance(observation_space, spaces.Dict):
             self.observation_space = spaces.Dict(
                 {key: (token_space if key in self.text_keys else sub) for key, sub in observation_space.spaces.items()}
             )
@@ -142,6 +144,7 @@ class TokenizeText(gym.ObservationWrapper):
         keys = list(keys)
         if not keys:
             raise ValueError("keys must name at least one text key")
+        assert isinstance(observation_space, spaces.Dict)  # self.is_dict
         missing = [key for key in keys if key not in observation_space.spaces]
         if missing:
             raise ValueError(f"keys {missing} are not in the observation space; available: {list(observation_space)}")
@@ -205,7 +208,7 @@ class TokenizeText(gym.ObservationWrapper):
         observation, info = self.env.reset(seed=seed, options=options)
         return self.observation(observation), self._with_raw_text(observation, info)
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = self.env.step(action)
         return self.observation(observation), reward, terminated, truncated, self._with_raw_text(observation, info)
 

@@ -24,7 +24,7 @@ import copy
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -170,7 +170,7 @@ def mission_space_missions(space: spaces.Space) -> list[str]:
     most :data:`MAX_ENUMERATED_MISSIONS`; otherwise every placeholder value is tried once with the other positions
     fixed to their first value, which yields every word of a template-style mission function.
     """
-    mission_func = space.mission_func
+    mission_func = cast(Any, space).mission_func  # MiniGrid's MissionSpace (checked by the caller)
     placeholders: Sequence[Sequence[str]] | None = getattr(space, "ordered_placeholders", None)
     if not placeholders:
         return [mission_func()]
