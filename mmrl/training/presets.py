@@ -217,7 +217,7 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         lr_limit = get_spec(algo).max_learning_rate if algo is not None else None
         if lr_limit is not None and not 0.0 < value <= lr_limit:
             raise ValueError(
-                f"{source}: learning_rate must be in (0, {limit:g}] for {algo} (it is the step size of the tabular "
+                f"{source}: learning_rate must be in (0, {lr_limit:g}] for {algo} (it is the step size of the tabular "
                 f"update), got {value}"
             )
         if value <= 0:
@@ -281,9 +281,9 @@ def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any], source: str = "env
         declared = parameters.get(name)
         if declared is None or declared.annotation is inspect.Parameter.empty:
             continue
-        annotation = parameter.annotation if isinstance(parameter.annotation, str) else None
+        annotation = declared.annotation if isinstance(declared.annotation, str) else None
         if annotation is None:
-            annotation = getattr(parameter.annotation, "__name__", None)
+            annotation = getattr(declared.annotation, "__name__", None)
         if not isinstance(annotation, str):
             continue
         kinds = {part.strip() for part in annotation.split("|")}
