@@ -25,6 +25,7 @@ from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
 from mmrl.limits import check_limit
+from mmrl.threads import default_threads
 
 __all__ = [
     "DEFAULT_MAX_ENVS",
@@ -237,6 +238,7 @@ def play(
             table.env.close()
 
 
+@default_threads
 def evaluate(
     model_or_run_dir: ModelLike | str | os.PathLike[str],
     env_id: str | None = None,

@@ -19,6 +19,7 @@ from mmrl.pretrain.collect import collect, expert_plan, make_env
 from mmrl.pretrain.encoder_bundle import describe_extractor, save_bundle
 from mmrl.pretrain.loading import RUN_ENCODER_DIR
 from mmrl.pretrain.setup import resolve_setup
+from mmrl.threads import default_threads
 
 #: Prefix of the whole policy's tensors in a behaviour-cloning run's ``encoder/`` bundle.
 POLICY_PREFIX = "policy."
@@ -31,6 +32,7 @@ def default_run_dir(env_id: str, seed: int) -> Path:
     return Path("runs") / env_id.replace("/", "_") / "bc" / str(seed)
 
 
+@default_threads
 def clone_planner(
     env_id: str,
     frames: int = 20_000,

@@ -23,6 +23,7 @@ from mmrl.pretrain.encoder_bundle import (
     write_png,
 )
 from mmrl.pretrain.setup import resolve_setup
+from mmrl.threads import default_threads
 
 #: Bundle parts each autoencoder trains.
 PARTS_OF = {"image": ("image",), "text": ("text",), "fused": ("image", "text", "fusion")}
@@ -34,6 +35,7 @@ def default_out(env_id: str, method: str) -> Path:
     return Path("pretrained") / f"{env_id.split('/')[-1]}-{method}"
 
 
+@default_threads
 def pretrain_autoencoder(
     env_id: str,
     frames: int = 20_000,

@@ -57,10 +57,10 @@ class TrainConfig:
     device: str = "cpu"
     """Torch device of SB3 models."""
     torch_threads: int | None = None
-    """Torch CPU threads while training and evaluating (``torch.set_num_threads``, restored afterwards). None (the
-    preset sets none) or 0: the thread count is left as it is (torch's default, one per core, unless the process
-    changed it). The A2C and DQN presets use 1: they run the network on 16-80 samples at a time, where a second
-    thread costs more than it saves (``benchmarks/RESULTS.md``)."""
+    """Torch CPU threads while training and evaluating (``torch.set_num_threads``, restored afterwards). None (no
+    preset or ``--set`` names it): :data:`mmrl.threads.DEFAULT_TORCH_THREADS`, one thread, which never
+    oversubscribes a shared machine and is the fastest for mmrl's small networks (``mmrl.threads``); 0: the
+    process's count is left as it is (torch's default: one per core)."""
     check_finite: bool = True
     """Stop training with :class:`mmrl.safety.NonFiniteError` as soon as a NaN / inf appears in observations,
     rewards, policy parameters or training losses (:class:`mmrl.safety.NonFiniteGuard`)."""

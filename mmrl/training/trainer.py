@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 from mmrl.algorithms import AlgorithmSpec, get_spec
 from mmrl.atomic import write_json, write_text
 from mmrl.checks import check_int
+from mmrl.threads import resolve_threads, torch_threads
 from mmrl.training.best_model import BestModelTracker
 from mmrl.training.checkpointing import CheckpointWriter, record_evaluations, save_model
 from mmrl.training.claim import RunLock, RunPlacement, recover_siblings
@@ -203,7 +203,7 @@ def train(
         check_finite_settings(config)
         if lock is None:
             check_run_dir(run_path, force=force)  # fail early; nothing is touched before the settings are validated
-        with torch_threads(config.torch_threads if get_spec(config.algo).uses_torch_threads else None):
+        with torch_threads(resolve_threads(config.torch_threads) if get_spec(config.algo).uses_torch_threads else None):
             return _train_session(
                 config,
                 run_path,
@@ -342,22 +342,6 @@ def _check_resume_arguments(algo: Any, **given: Any) -> None:
             f"resume continues a run with its own config.yaml and cannot change {', '.join(ignored)}; drop them "
             "(only timesteps and stop_at may be given), or start a new run"
         )
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Runs the block with ``torch.set_num_threads(count)`` and restores the previous count (None / 0: unchanged)."""
-    if not count:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(
