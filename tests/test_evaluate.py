@@ -155,7 +155,9 @@ def test_ablate_mission_reaches_the_policy() -> None:
     spy = SpyModel()
     report = evaluate(spy, env_id=ENV_ID, episodes=2, ablate="mission")
     assert report.ablate == ["mission"]
-    assert all(not tokens.any() for tokens in spy.seen)
+    ablated_steps = max(report.lengths)  # one batch of 2 envs: the ablated episodes come first
+    assert all(not tokens.any() for tokens in spy.seen[:ablated_steps])
+    assert all(tokens.any() for tokens in spy.seen[ablated_steps:])  # then the same episodes, mission intact
     assert all(report.missions)  # the true missions are still known
 
 
@@ -252,7 +254,7 @@ def test_cli_prints_table_and_json(ppo_run: Path, tmp_path: Path, capsys) -> Non
     out = tmp_path / "o.json"
     assert cli([str(ppo_run), "--episodes", "2", "--ablate", "image", "--stochastic", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "success rate" in printed and "ablate=image" in printed and "stochastic" in printed
+    assert "success rate" in printed and "ablate=image" in printed and "sampled actions" in printed
     assert json.loads(out.read_text())["deterministic"] is False
 
 
@@ -355,3 +357,69 @@ def test_policy_bundle_is_evaluated_like_its_run(ppo_run: Path, tmp_path: Path, 
     assert evaluate(bundle / "manifest.json", episodes=6).returns == from_run.returns
     assert cli([str(bundle), "--episodes", "2"]) == 0
     assert "success rate" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------- reference points
+def test_random_baseline_is_reported_on_the_same_seeds_and_reproducible() -> None:
+    first = evaluate(SpyModel(), env_id=ENV_ID, episodes=20, seed=3)
+    second = evaluate(SpyModel(), env_id=ENV_ID, episodes=20, seed=3)
+    assert first.baseline is not None and first.baseline == second.baseline
+    assert first.baseline["episodes"] == 20 and first.baseline["seed"] == 3
+    assert 0.0 <= first.baseline["success_rate"] <= 1.0
+    other = evaluate(SpyModel(), env_id=ENV_ID, episodes=20, seed=500)
+    assert other.baseline != first.baseline  # other seeds, other episodes
+    assert "random policy   success" in first.format_table()
+    assert evaluate(SpyModel(), env_id=ENV_ID, episodes=2, baseline=False).baseline is None
+
+
+def test_random_policy_matches_a_hand_played_random_walk() -> None:
+    from mmrl.evaluation.baseline import RandomPolicy, random_baseline
+    from mmrl.evaluation.runner import run_episodes
+
+    venv = mmrl.make_vec_env(ENV_ID, n_envs=4, seed=0)
+    summary = random_baseline(venv, 12, 7)
+    again = run_episodes(RandomPolicy(venv.action_space, 7), venv, 12, 7).summary()
+    assert summary["success_rate"] == again["success_rate"] and summary["mean_return"] == again["mean_return"]
+
+
+def test_ablation_reports_the_paired_difference_with_an_interval() -> None:
+    report = evaluate(SpyModel(), env_id=ENV_ID, episodes=30, seed=11, ablate="mission")
+    reference = report.reference
+    assert reference is not None and reference["measure"] == "success"
+    plain = evaluate(SpyModel(), env_id=ENV_ID, episodes=30, seed=11)
+    assert reference["success_rate"] == plain.success_rate  # the same episodes without the ablation
+    value, low, high = reference["difference"]
+    assert value == pytest.approx(report.success_rate - plain.success_rate)
+    assert -1.0 <= low <= value <= high <= 1.0
+    assert "difference" in report.format_table() and "paired by seed" in report.format_table()
+
+
+def test_paired_difference_interval() -> None:
+    from mmrl.evaluation.baseline import paired_difference
+
+    value, low, high = paired_difference([True] * 50, [False] * 40 + [True] * 10)
+    assert value == pytest.approx(-0.8) and low < -0.8 < high and high < -0.6
+    assert paired_difference([True, True], [True, True]) == (0.0, 0.0, 0.0)
+    assert paired_difference([None], [True]) is None
+
+
+def test_rows_caps_every_table() -> None:
+    report = evaluate(SpyModel(), env_id=ENV_ID, episodes=40, seed=0, baseline=False)
+    assert len(report.per_template) > 2 and len(report.per_instruction) > 2
+    text = report.format_table(max_rows=2)
+    assert f"per template (top 2 of {len(report.per_template)}" in text
+    assert f"per instruction (top 2 of {len(report.per_instruction)}" in text
+    full = report.format_table(max_rows=0)
+    assert f"per instruction ({len(report.per_instruction)}):" in full
+
+
+def test_no_help_text_prints_a_doubled_percent_sign() -> None:
+    import subprocess
+    import sys
+
+    for command in ("train", "evaluate", "plot", "export", "inspect", "envs", "demo", "pretrain", "sweep"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mmrl.cli", command, "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "%%" not in done.stdout and "%(" not in done.stdout, command

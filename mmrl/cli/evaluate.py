@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from mmrl.cli import positive_int
+from mmrl.cli import non_negative_int, positive_int
 from mmrl.evaluation.ablation import ABLATIONS
 from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS
 from mmrl.evaluation.setup import SPLITS
@@ -23,8 +23,10 @@ def register(subparsers: Any) -> None:
         help="evaluate a trained model (success rate, per-instruction table, ablations, video)",
         description=(
             "Evaluate a run directory or model file on reproducibly seeded episodes (episode i: seed + i) and print "
-            "mean return, success rate with a 95 %% Wilson interval, episode length and success per template and per "
-            "instruction. Nothing is written unless --json / --video name a file."
+            "mean return, success rate with a 95 % Wilson interval, episode length, the random policy on the "
+            "same seeds, and success per template and per instruction. With --ablate, the same episodes are also "
+            "played without the ablation and the paired difference is printed with its 95 % interval. "
+            "Nothing is written unless --json / --video name a file."
         ),
     )
     parser.add_argument(
@@ -49,7 +51,15 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--json", dest="json_path", default=None, metavar="OUT.json", help="write the report")
     parser.add_argument("--n-envs", type=positive_int, default=None, help="parallel envs (default min(episodes, 16))")
-    parser.add_argument("--rows", type=positive_int, default=DEFAULT_TABLE_ROWS, help="per-instruction table rows")
+    parser.add_argument(
+        "--rows",
+        type=non_negative_int,
+        default=DEFAULT_TABLE_ROWS,
+        help=f"rows of the per-template and per-instruction tables (default {DEFAULT_TABLE_ROWS}; 0: all)",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the random policy on the same seeds (saves its episodes)"
+    )
     parser.add_argument(
         "--trust",
         action="store_true",
@@ -88,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             video_episodes=args.video_episodes,
             trust=args.trust,
             allowed_env_ids=args.allowed_env_ids,
+            baseline=not args.no_baseline,
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ import numpy as np
 from mmrl.atomic import write_json
 from mmrl.checks import check_int
 from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
+from mmrl.evaluation.baseline import paired_difference, random_baseline
 from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
@@ -137,6 +138,11 @@ class EvaluationReport:
     seconds: float = 0.0
     video: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] | None = None
+    """The uniformly random policy on the same seeds (:func:`~mmrl.evaluation.baseline.random_baseline`)."""
+    reference: dict[str, Any] | None = None
+    """With ``ablate``: the same episodes without the ablation, and the paired difference (ablated minus
+    reference) with its 95 % interval (:func:`~mmrl.evaluation.baseline.paired_difference`)."""
 
     @classmethod
     def from_episodes(
@@ -174,9 +180,11 @@ class EvaluationReport:
         return data
 
     def format_table(self, max_rows: int = DEFAULT_TABLE_ROWS) -> str:
-        """A plain-text summary: overall results, the complete per-template table and the top ``max_rows``
-        instructions (most frequent first)."""
-        options = [f"seed {self.seed}", "deterministic" if self.deterministic else "stochastic"]
+        """A plain-text summary: what was measured, overall results next to the random policy (and, with an
+        ablation, the difference from the same episodes without it), then the per-template and per-instruction
+        tables (most frequent first, at most ``max_rows`` rows each; 0: all)."""
+        last = self.seed + self.episodes - 1
+        options = ["greedy actions" if self.deterministic else "sampled actions"]
         if self.split:
             options.append(f"split={self.split}")
         if self.ablate:
@@ -184,7 +192,8 @@ class EvaluationReport:
         if self.shuffle_missions:
             options.append("shuffled missions")
         lines = [
-            f"{self.model} ({self.algo}) on {self.env_id}: {self.episodes} episodes, {', '.join(options)}",
+            f"{self.model} ({self.algo}) on {self.env_id}: {self.episodes} episodes (seeds {self.seed:,}-{last:,}), "
+            f"{', '.join(options)}",
             f"  return          {self.mean_return:.3f} ± {self.std_return:.3f}",
         ]
         if self.success_rate is not None and self.success_ci is not None:
@@ -194,15 +203,68 @@ class EvaluationReport:
         else:
             lines.append("  success rate    n/a (the environment reports no is_success)")
         lines.append(f"  episode length  {self.mean_length:.1f} ± {self.std_length:.1f}")
+        if self.baseline is not None:
+            lines.append(f"  random policy   {_summary_text(self.baseline)} on the same seeds")
+        if self.reference is not None:
+            lines += _reference_lines(self.reference, self.ablate)
         lines.append(f"  time            {self.seconds:.1f} s")
-        lines += ["", f"per template ({len(self.per_template)}):", *_group_table(self.per_template, "template")]
-        shown = self.per_instruction[:max_rows]
-        lines += [
-            "",
-            f"per instruction (top {len(shown)} of {len(self.per_instruction)} by episodes):",
-            *_group_table(shown, "instruction"),
-        ]
+        lines += ["", *_capped_table(self.per_template, "template", max_rows)]
+        lines += ["", *_capped_table(self.per_instruction, "instruction", max_rows)]
         return "\n".join(lines)
+
+
+def _random_summary(setup: EvalSetup, episodes: int, seed: int, n_envs: int) -> dict[str, Any]:
+    """The random policy on the evaluation's seeds (its own generator seeded with ``seed``)."""
+    venv = setup.adapt(setup.make_vec_env(n_envs))
+    try:
+        return random_baseline(venv, episodes, seed)
+    finally:
+        venv.close()
+
+
+def _reference(unablated: EpisodeResults, ablated: EpisodeResults) -> dict[str, Any]:
+    """The unablated summary and the paired difference ablated minus unablated (success, else return)."""
+    summary = unablated.summary()
+    measure = "success" if summary["success_rate"] is not None else "return"
+    if measure == "success":
+        difference = paired_difference(unablated.successes, ablated.successes)
+    else:
+        difference = paired_difference(unablated.returns, ablated.returns)
+    return {
+        "success_rate": summary["success_rate"],
+        "mean_return": summary["mean_return"],
+        "measure": measure,
+        "difference": None if difference is None else list(difference),
+    }
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    """``success 45.0 %, return 0.286`` (success omitted when unknown)."""
+    parts = [] if summary.get("success_rate") is None else [f"success {100 * summary['success_rate']:.1f} %"]
+    return ", ".join([*parts, f"return {summary['mean_return']:.3f}"])
+
+
+def _reference_lines(reference: dict[str, Any], ablate: Sequence[str]) -> list[str]:
+    """The unablated figures and the paired difference, e.g. ``-89.5 points (95 % CI -94.0 to -85.0)``."""
+    lines = [f"  without ablate  {_summary_text(reference)} (same episodes, {', '.join(ablate)} intact)"]
+    difference = reference.get("difference")
+    if difference is not None:
+        value, low, high = difference
+        if reference.get("measure") == "success":
+            text = f"{100 * value:+.1f} points (95 % CI {100 * low:+.1f} to {100 * high:+.1f}, paired by seed)"
+        else:
+            text = f"return {value:+.3f} (95 % CI {low:+.3f} to {high:+.3f}, paired by seed)"
+        lines.append(f"  difference      {text}")
+    return lines
+
+
+def _capped_table(groups: Sequence[GroupStats], header: str, max_rows: int) -> list[str]:
+    """A titled group table with at most ``max_rows`` rows (0: all), saying how many were left out."""
+    shown = list(groups) if max_rows <= 0 else list(groups[:max_rows])
+    title = f"per {header} ({len(groups)})" if len(shown) == len(groups) else (
+        f"per {header} (top {len(shown)} of {len(groups)} by episodes; --rows 0 shows all)"
+    )
+    return [f"{title}:", *_group_table(shown, header)]
 
 
 def _group_table(groups: Sequence[GroupStats], header: str) -> list[str]:
@@ -223,15 +285,17 @@ def play(
     ablate: Sequence[str] = (),
     shuffle_missions: bool = False,
     n_envs: int = 1,
+    policy: Any = None,
 ) -> EpisodeResults:
     """Run ``episodes`` episodes of a prepared :class:`EvalSetup` on ``n_envs`` parallel envs (with the ablation
-    and shuffled missions asked for) through :func:`~mmrl.evaluation.runner.run_episodes`."""
+    and shuffled missions asked for) through :func:`~mmrl.evaluation.runner.run_episodes`; ``policy`` (default:
+    the setup's model) plays them, e.g. a :class:`~mmrl.evaluation.baseline.RandomPolicy`."""
     venv = setup.adapt(setup.make_vec_env(n_envs))
     if ablate:
         venv = VecAblateObservation(venv, tuple(ablate))
     table = MissionTable(setup.make_env()) if shuffle_missions else None
     try:
-        return run_episodes(setup.model, venv, episodes, seed, deterministic, missions=table)
+        return run_episodes(setup.model if policy is None else policy, venv, episodes, seed, deterministic, missions=table)
     finally:
         venv.close()
         if table is not None:
@@ -255,6 +319,7 @@ def evaluate(
     video_episodes: int = 3,
     trust: bool = False,
     allowed_env_ids: Collection[str] | None = None,
+    baseline: bool = True,
 ) -> EvaluationReport:
     """Evaluate a trained model on ``episodes`` reproducibly seeded episodes.
 
@@ -285,6 +350,9 @@ def evaluate(
             need no trust.
         allowed_env_ids: Env ids a run directory's or bundle's own env id may be (default: any id already
             registered in this process; a ``module:`` prefix is always refused, see :mod:`mmrl.trust`).
+        baseline: Also play the uniformly random policy on the same seeds (``report.baseline``). With ``ablate``,
+            the same episodes are also played without the ablation (``report.reference``: the paired difference
+            and its 95 % interval), whatever ``baseline`` is.
 
     Returns:
         The :class:`EvaluationReport`.
@@ -329,6 +397,12 @@ def evaluate(
         shuffle_missions=bool(shuffle_missions),
         seconds=time.perf_counter() - started,
     )
+    if baseline:
+        report.baseline = _random_summary(setup, episodes, seed, n_envs)
+    if ablate_keys:
+        unablated = play(setup, episodes, seed, bool(deterministic), (), bool(shuffle_missions), n_envs)
+        report.reference = _reference(unablated, results)
+    report.seconds = time.perf_counter() - started
     if video is not None:
         report.video = str(
             record_setup_video(
