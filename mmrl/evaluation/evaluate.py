@@ -295,7 +295,8 @@ def play(
         venv = VecAblateObservation(venv, tuple(ablate))
     table = MissionTable(setup.make_env()) if shuffle_missions else None
     try:
-        return run_episodes(setup.model if policy is None else policy, venv, episodes, seed, deterministic, missions=table)
+        player = setup.model if policy is None else policy
+        return run_episodes(player, venv, episodes, seed, deterministic, missions=table)
     finally:
         venv.close()
         if table is not None:
