@@ -162,6 +162,7 @@ def test_subprocess_ctrl_c_saves_loadable_model(tmp_path):
             process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err
+    assert f"continue with: mmrl train --resume {run_dir}" in err
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["interrupted"] is True
     model = load_model(run_dir)

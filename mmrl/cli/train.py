@@ -100,16 +100,16 @@ def run(args: argparse.Namespace) -> int:
     )
     metrics = result.metrics
     if result.interrupted:
-        print(f"interrupted at {metrics['timesteps']} steps; model saved in {result.run_dir}", file=sys.stderr)
+        print(
+            f"interrupted at {metrics['timesteps']:,} steps; model saved in {result.run_dir}; continue with: "
+            f"mmrl train --resume {result.run_dir}",
+            file=sys.stderr,
+        )
         return 130
     if metrics.get("stopped"):
-        print(f"stopped at {metrics['timesteps']} steps (--stop-at); continue with --resume {result.run_dir}")
-    success = metrics.get("success_rate")
-    success_text = "n/a" if success is None else f"{success:.1%}"
-    print(
-        f"trained {metrics['timesteps']} steps in {metrics['wall_time_s']:.0f} s ({metrics['fps']:.0f} steps/s): "
-        f"mean return {metrics['mean_return']:.3f} +- {metrics['std_return']:.3f}, success {success_text} "
-        f"over {metrics['episodes']} held-out episodes"
-    )
+        print(f"stopped at {metrics['timesteps']:,} steps (--stop-at); continue with --resume {result.run_dir}")
+    from mmrl.training.summary import summary_lines
+
+    print("\n".join(summary_lines(metrics, result.run_dir)))
     print(f"run directory: {result.run_dir}")
     return 0

@@ -261,8 +261,10 @@ def _reference_lines(reference: dict[str, Any], ablate: Sequence[str]) -> list[s
 def _capped_table(groups: Sequence[GroupStats], header: str, max_rows: int) -> list[str]:
     """A titled group table with at most ``max_rows`` rows (0: all), saying how many were left out."""
     shown = list(groups) if max_rows <= 0 else list(groups[:max_rows])
-    title = f"per {header} ({len(groups)})" if len(shown) == len(groups) else (
-        f"per {header} (top {len(shown)} of {len(groups)} by episodes; --rows 0 shows all)"
+    title = (
+        f"per {header} ({len(groups)})"
+        if len(shown) == len(groups)
+        else (f"per {header} (top {len(shown)} of {len(groups)} by episodes; --rows 0 shows all)")
     )
     return [f"{title}:", *_group_table(shown, header)]
 

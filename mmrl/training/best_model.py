@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmrl.algorithms import AlgorithmSpec
+from mmrl.evaluation.baseline import random_baseline
 from mmrl.evaluation.runner import run_episodes
 from mmrl.training.checkpointing import save_model
 from mmrl.training.interrupts import sigint_deferred
@@ -28,7 +29,8 @@ def evaluate_model(model: Any, venv: Any, n_episodes: int, seed: int, determinis
 
 class BestModelTracker:
     """Evaluates the model on held-out seeds, keeps the history, and saves the model whenever it beats the best
-    mean return so far.
+    mean return so far. Each evaluation is also written to TensorBoard (``eval/success_rate``,
+    ``eval/mean_return``, ``eval/random_success_rate``, ``eval/random_mean_return``), next to SB3's scalars.
 
     Args:
         run_path: The run directory (``best_model<suffix>`` is written there).
@@ -57,6 +59,14 @@ class BestModelTracker:
         self.seed = seed
         self.evaluations = evaluations
         self.best = best
+        self._baseline: dict[str, Any] | None = None
+
+    @property
+    def baseline(self) -> dict[str, Any]:
+        """The uniformly random policy on the evaluation seeds (played once, on first use)."""
+        if self._baseline is None:
+            self._baseline = random_baseline(self.eval_env, self.episodes, self.seed)
+        return self._baseline
 
     def history(self) -> tuple[list[dict[str, Any]], float]:
         """``(evaluations, best)``, as stored in checkpoints."""
@@ -80,7 +90,27 @@ class BestModelTracker:
 
     def record(self, model: Any, result: dict[str, Any]) -> None:
         """Add an evaluation ``result`` of ``model`` to the history; save ``model`` if it is the best so far."""
-        self.evaluations.append({"timesteps": int(model.num_timesteps), **result})
+        entry = {"timesteps": int(model.num_timesteps), **result, "deterministic": True, "seed": self.seed}
+        self.evaluations.append(entry)
+        _log_evaluation(model, entry, self.baseline)
         if result["mean_return"] > self.best:
             self.best = result["mean_return"]
             save_model(model, self.path, self.spec)
+
+
+def _log_evaluation(model: Any, entry: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """Write one held-out evaluation (and the random policy's figures) to the model's TensorBoard logger."""
+    try:
+        logger = model.logger
+    except AttributeError:  # a model that never started learning has no logger
+        return
+    values = {
+        "eval/mean_return": entry["mean_return"],
+        "eval/success_rate": entry.get("success_rate"),
+        "eval/random_mean_return": baseline["mean_return"],
+        "eval/random_success_rate": baseline.get("success_rate"),
+    }
+    for key, value in values.items():
+        if value is not None:
+            logger.record(key, float(value))
+    logger.dump(step=int(entry["timesteps"]))

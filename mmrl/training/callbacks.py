@@ -86,6 +86,16 @@ class EpisodeStats:
         return float(np.mean(self.successes)) if self.successes else None
 
 
+def planned_total(model: Any, start: int, total: int) -> int:
+    """The step count training will really end at: SB3 collects whole rollouts of ``n_steps * n_envs`` steps
+    (on-policy) or whole vector steps of ``n_envs`` (off-policy), so it stops at the first multiple at or past
+    ``total``."""
+    if total <= start:
+        return total
+    chunk = int(getattr(model, "n_envs", 1) or 1) * int(getattr(model, "n_steps", 1) or 1)
+    return start + -(-(total - start) // chunk) * chunk
+
+
 class ProgressBarCallback(BaseCallback):
     """A ``tqdm`` bar over environment steps with elapsed time, ETA, FPS, recent mean return and success rate.
 
@@ -108,7 +118,12 @@ class ProgressBarCallback(BaseCallback):
 
         start = int(self.model.num_timesteps)
         self.bar = tqdm(
-            total=self.total, initial=start, unit="step", unit_scale=True, dynamic_ncols=True, smoothing=0.1
+            total=planned_total(self.model, start, self.total),
+            initial=start,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            smoothing=0.1,
         )
 
     def _on_step(self) -> bool:
@@ -132,6 +147,9 @@ class ProgressBarCallback(BaseCallback):
     def close(self) -> None:
         """Close the bar (also called after Ctrl-C, when ``_on_training_end`` does not run)."""
         if self.bar is not None:
+            if self.bar.n > self.bar.total:  # never "4.1k of 4.0k": a finished bar reads 100 %
+                self.bar.total = self.bar.n
+                self.bar.refresh()
             self.bar.close()
             self.bar = None
 

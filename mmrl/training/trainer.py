@@ -383,11 +383,13 @@ def _run(
     save_checkpoint = CheckpointWriter(run_path, spec, venv, base_env(venv), tracker.history)
     committer: list[Any] = []
     if placement is not None and placement.replacing:
+        staging = placement.path
 
         def moved(path: Path) -> None:
             save_checkpoint.run_path = path
             tracker.path = path / tracker.path.name
             venv.log_path = path / MONITOR_FILE
+            _follow_tensorboard(model, staging, path)
 
         def commit(current: Any) -> None:
             with sigint_deferred():
@@ -468,9 +470,31 @@ def _run(
             record_evaluations(checkpoint_paths(run_path, steps, spec.name)["state"], tracker.evaluations, tracker.best)
     metrics["best_mean_return"] = tracker.best_or_none
     metrics["evaluations"] = tracker.evaluations
+    metrics["session_timesteps"] = steps - start_steps
+    metrics["eval_seed"] = config.seed + EVAL_SEED_OFFSET
+    if tracker.evaluations:
+        metrics["random_baseline"] = tracker.baseline
     write_metrics(run_path, metrics)
     session.close()
     return TrainResult(run_dir=run_path, model=model, metrics=metrics, config=config)
+
+
+def _follow_tensorboard(model: Any, old_root: Path, new_root: Path) -> None:
+    """Point the model's TensorBoard writers at the run's new place after the staged run was moved into it (the
+    event writer reopens its file by path, so writes to the old path would fail)."""
+    try:
+        formats = model.logger.output_formats
+    except AttributeError:
+        return
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+    from torch.utils.tensorboard import SummaryWriter
+
+    for output in formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            folder = Path(output.writer.log_dir)
+            if folder.is_relative_to(old_root):
+                output.writer.close()
+                output.writer = SummaryWriter(log_dir=str(new_root / folder.relative_to(old_root)))
 
 
 def _guard(config: TrainConfig, spec: AlgorithmSpec) -> list[Any]:
