@@ -44,7 +44,8 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "dqn", "qlearning"])
 def test_train_each_algo(algo, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["train", "--algo", algo, "--env", ENV, "--timesteps", "64", "--run-dir", str(run_dir), *TINY]
+    spelled = algo.upper() if algo in ("ppo", "dqn") else algo  # --algo PPO works too
+    argv = ["train", "--algo", spelled, "--env", ENV, "--timesteps", "64", "--run-dir", str(run_dir), *TINY]
     assert main([*argv, *ALGO_ARGS[algo], "--checkpoint-freq", "32"]) == 0
     out = capsys.readouterr().out
     assert "run directory" in out
@@ -141,7 +142,9 @@ def test_subprocess_bad_input_and_envs():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     result = run_cli("envs")
     assert result.returncode == 0
-    assert "mmrl/GoTo-5x5-v0" in result.stdout and "Discrete(3)" in result.stdout
+    assert "mmrl/GoTo-5x5-v0" in result.stdout and "3 actions: left, right, forward" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    assert "14 actions: zero, one" in result.stdout  # VisualQuery: the answers
 
 
 def test_subprocess_ctrl_c_saves_loadable_model(tmp_path):

@@ -21,7 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Hyperparameters come from agents/<algo>.yaml, --preset and --set. "
         "Ctrl-C stops after the current step and saves the model.",
     )
-    parser.add_argument("--algo", choices=algorithm_names(), help="algorithm (required unless --resume)")
+    parser.add_argument(
+        "--algo",
+        type=str.lower,
+        choices=algorithm_names(),
+        help="algorithm, any case (required unless --resume)",
+    )
     parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")
     parser.add_argument("--timesteps", type=positive_int, help="total env steps (default: the preset's)")
     parser.add_argument("--seed", type=non_negative_int, help="seed (default 0)")
