@@ -55,13 +55,17 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_file(final.parent, f".{final.name}.", (final.suffix if suffix is None else suffix) + ".tmp")
+    umask_mode = tmp.stat().st_mode & 0o7777  # 0o666 less the umask
     try:
         yield tmp
         if tmp.exists():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            if final.is_file():  # a replaced file keeps its mode (a new one has the umask's, like open())
-                os.chmod(tmp, final.stat().st_mode & 0o7777)
+            # a replaced file keeps its mode; a new one gets the umask's, like open(), even where the writer
+            # replaced the temporary file by one of its own (safetensors writes 0o600 files)
+            mode = final.stat().st_mode & 0o7777 if final.is_file() else umask_mode
+            if tmp.stat().st_mode & 0o7777 != mode:
+                os.chmod(tmp, mode)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

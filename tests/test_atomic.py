@@ -48,3 +48,44 @@ def test_bundle_directory_follows_the_umask(tmp_path: Path) -> None:
     reference = tmp_path / "plain"
     reference.mkdir()  # what mkdir gives
     assert mode(temporary_dir(tmp_path, ".x.", ".tmp")) == mode(reference)
+
+
+def test_a_writer_that_replaces_the_temporary_file_still_gives_the_umask_mode(tmp_path: Path) -> None:
+    """safetensors writes its own 0o600 file over the temporary name; the final file still follows the umask."""
+    reference = tmp_path / "plain.txt"
+    reference.write_text("x")
+    path = tmp_path / "weights.safetensors"
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.chmod(tmp, 0o600)
+    assert mode(path) == mode(reference)
+
+
+def test_every_file_of_an_exported_bundle_and_its_run_follows_the_umask(tmp_path: Path) -> None:
+    import torch
+
+    import mmrl
+
+    previous = os.umask(0o022)
+    try:
+        torch.set_num_threads(1)
+        run = tmp_path / "run"
+        mmrl.train(
+            "ppo",
+            "mmrl/GoTo-5x5-v0",
+            timesteps=32,
+            n_envs=2,
+            run_dir=run,
+            progress_bar=False,
+            eval_episodes=2,
+            overrides={"n_steps": 16, "batch_size": 16, "n_epochs": 1, "features_dim": 16},
+        )
+        bundle = mmrl.export_run(run)
+        files = [p for p in [*run.rglob("*"), *Path(bundle).rglob("*")] if p.is_file()]
+        assert any(p.name == "weights.safetensors" for p in files)
+        wrong = {str(p): oct(mode(p)) for p in files if mode(p) != 0o644}
+        assert not wrong
+    finally:
+        os.umask(previous)
