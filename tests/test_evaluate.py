@@ -423,3 +423,19 @@ def test_no_help_text_prints_a_doubled_percent_sign() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert "%%" not in done.stdout and "%(" not in done.stdout, command
+
+
+def test_paraphrase_split_evaluates_on_unseen_words() -> None:
+    from mmrl.envs.grammar import combos
+
+    plain = evaluate(SpyModel(), env_id=ENV_ID, episodes=6, seed=0, baseline=False)
+    report = evaluate(SpyModel(), env_id=ENV_ID, episodes=6, seed=0, split="paraphrase", baseline=False)
+    assert report.split == "paraphrase" and combos("paraphrase")
+    assert report.missions != plain.missions  # same layouts, other words
+    assert cli_parser_accepts_paraphrase()
+
+
+def cli_parser_accepts_paraphrase() -> bool:
+    from mmrl.cli import build_parser
+
+    return build_parser().parse_args(["evaluate", "RUN", "--split", "paraphrase"]).split == "paraphrase"

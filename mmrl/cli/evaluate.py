@@ -8,9 +8,7 @@ import sys
 from typing import Any
 
 from mmrl.cli import non_negative_int, positive_int
-from mmrl.evaluation.ablation import ABLATIONS
-from mmrl.evaluation.evaluate import DEFAULT_TABLE_ROWS
-from mmrl.evaluation.setup import SPLITS
+from mmrl.cli.choices import ABLATION_CHOICES, DEFAULT_TABLE_ROWS, SPLIT_CHOICES
 
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -42,8 +40,19 @@ def register(subparsers: Any) -> None:
         "--deterministic", dest="deterministic", action="store_true", default=True, help="greedy (default)"
     )
     mode.add_argument("--stochastic", dest="deterministic", action="store_false", help="sample actions")
-    parser.add_argument("--split", choices=SPLITS, default=None, help="mission split of mmrl environments")
-    parser.add_argument("--ablate", choices=ABLATIONS, action="append", default=None, help="zero a modality")
+    parser.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default=None,
+        help="mission split of mmrl environments: test = held-out colour/object pairs, paraphrase = unseen words",
+    )
+    parser.add_argument(
+        "--ablate",
+        choices=ABLATION_CHOICES,
+        action="append",
+        default=None,
+        help="blank a modality (mission: PAD tokens; image: black) and compare with the same episodes intact",
+    )
     parser.add_argument("--shuffle-missions", action="store_true", help="show each episode another's instruction")
     parser.add_argument("--video", default=None, metavar="OUT.mp4|OUT.gif", help="record a few episodes")
     parser.add_argument(

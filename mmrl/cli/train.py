@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from mmrl.cli import non_negative_int, positive_int
+from mmrl.cli.choices import FUSION_CHOICES, TEXT_ENCODER_CHOICES
 
 __all__ = ["register", "run"]
 
@@ -41,8 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a preset key (value parsed as YAML), e.g. --set learning_rate=3e-4 "
         "--set env_kwargs.observation=compact; repeatable",
     )
-    parser.add_argument("--fusion", help="extractor fusion, e.g. film, concat, gated")
-    parser.add_argument("--text-encoder", help="extractor text encoder, e.g. gru, bow")
+    parser.add_argument(
+        "--fusion",
+        metavar="FUSION",
+        help=f"extractor fusion: {', '.join(FUSION_CHOICES)} (default: the preset's)",
+    )
+    parser.add_argument(
+        "--text-encoder",
+        metavar="ENCODER",
+        help=f"extractor text encoder: {', '.join(TEXT_ENCODER_CHOICES)} (hf needs --set text_model=DIR; default: "
+        "the preset's)",
+    )
     parser.add_argument("--eval-freq", type=non_negative_int, help="steps between evaluations (0: only at the end)")
     parser.add_argument("--checkpoint-freq", type=non_negative_int, help="steps between checkpoints (0: at the end)")
     parser.add_argument("--run-dir", help="run directory (default runs/<env>/<algo>/<seed>-<time>)")

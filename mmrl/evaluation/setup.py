@@ -22,7 +22,7 @@ from mmrl.trust import check_env_id_from_file, check_level_from_bundle
 
 __all__ = ["SPLITS", "EvalSetup", "ModelLike", "check_spaces", "is_bundle", "prepare"]
 
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "test", "all", "paraphrase")  # mission_split values (mmrl.envs.grammar.SPLITS)
 
 #: Largest model file ``mmrl evaluate`` opens (4 GiB).
 MAX_MODEL_FILE_BYTES = 4 << 30
