@@ -93,4 +93,6 @@ def export_run(
         "env_kwargs": config.get("env_kwargs") or {},
         "seed": config.get("seed"),
     }
+    if config.get("env_wrappers") is not None:  # another package's env: the wrappers training applied
+        metadata["env_wrappers"] = config["env_wrappers"]
     return export_bundle(model, out, tokenizer_config=tokenizer, metadata=metadata, overwrite=True)

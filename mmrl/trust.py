@@ -62,7 +62,11 @@ def check_env_id_from_file(env_id: Any, where: str, allowed: Collection[str] | N
     if allowed is not None:
         if env_id not in allowed:
             raise ValueError(f"{where}: env id {shown} is not in the allowed env ids")
-    elif env_id not in gym.registry:
+    else:
+        from mmrl.env_packages import ensure_registered
+
+        ensure_registered(env_id)  # a fixed list of packages (minigrid), never a module named by the id
+    if allowed is None and env_id not in gym.registry:
         raise ValueError(
             f"{where}: env id {shown} is not registered; import the package that registers it (ids from files are "
             "never imported), or pass --env"

@@ -28,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=algorithm_names(),
         help="algorithm, any case (required unless --resume)",
     )
-    parser.add_argument("--env", dest="env_id", metavar="ENV_ID", help="env id, e.g. mmrl/GoTo-5x5-v0 (see mmrl envs)")
+    parser.add_argument(
+        "--env",
+        dest="env_id",
+        metavar="ENV_ID",
+        help="env id: mmrl's (see mmrl envs) or any registered Gymnasium id (e.g. BabyAI-GoToObj-v0, "
+        "CartPole-v1: mmrl applies the wrappers it needs and records them in the run)",
+    )
     parser.add_argument("--timesteps", type=positive_int, help="total env steps (default: the preset's)")
     parser.add_argument("--seed", type=non_negative_int, help="seed (default 0)")
     parser.add_argument("--n-envs", type=positive_int, help="parallel envs (default: the preset's)")
@@ -74,6 +80,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _show_wrapper_choice() -> None:
+    """Print the one line :func:`mmrl.wrappers.auto_wrap` logs about another package's env (what it applied)."""
+    import logging
+
+    logger = logging.getLogger("mmrl.wrappers.auto")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
     """Train; print the run directory and final metrics."""
     from mmrl.cli import UsageError
@@ -95,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             )
     from mmrl.training import train
 
+    _show_wrapper_choice()
     result = train(
         args.algo,
         args.env_id,

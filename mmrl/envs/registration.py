@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 
 from mmrl.checks import check_int
+from mmrl.env_packages import ensure_registered
 from mmrl.resources import level_files
 
 
@@ -160,8 +161,18 @@ def check_env_id(env_id: str) -> None:
     """Raise a ``ValueError`` with a "did you mean" suggestion when ``env_id`` is not registered."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a str such as 'mmrl/GoTo-v0', got {type(env_id).__name__}")
+    if ":" in env_id:
+        raise ValueError(
+            f"env id {env_id[:80]!r} names a module to import (module:id); mmrl does not import modules named by an "
+            "id: import it yourself, then pass the plain id"
+        )
+    ensure_registered(env_id)  # BabyAI-/MiniGrid-: imports minigrid, or says which extra to install
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown environment id {env_id!r}.{hint} Run 'mmrl envs' to list mmrl's environments.")
+    raise ValueError(
+        f"unknown environment id {env_id!r}: not registered with Gymnasium.{hint} Run 'mmrl envs' to list mmrl's "
+        "environments; another package's ids need that package imported first (BabyAI-/MiniGrid- ids: mmrl imports "
+        "minigrid itself)"
+    )

@@ -208,8 +208,9 @@ class EvaluationReport:
         if self.reference is not None:
             lines += _reference_lines(self.reference, self.ablate)
         lines.append(f"  time            {self.seconds:.1f} s")
-        lines += ["", *_capped_table(self.per_template, "template", max_rows)]
-        lines += ["", *_capped_table(self.per_instruction, "instruction", max_rows)]
+        if any(self.missions):  # envs without instructions (CartPole) have no tables
+            lines += ["", *_capped_table(self.per_template, "template", max_rows)]
+            lines += ["", *_capped_table(self.per_instruction, "instruction", max_rows)]
         return "\n".join(lines)
 
 

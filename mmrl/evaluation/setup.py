@@ -40,12 +40,19 @@ class EvalSetup:
     env_id: str
     env_kwargs: dict[str, Any]
     tokenizer_config: dict[str, Any] | None = None
+    wrap_spec: dict[str, Any] | None = None
+    """The wrappers training applied to another package's env (``config.yaml``'s ``env_wrappers``; checked
+    against :data:`mmrl.wrappers.auto.WRAPPERS` when applied, so a spec read from a file runs no code)."""
 
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """One environment with the training wrappers (tokenizer included)."""
         kwargs = dict(self.env_kwargs)
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
+        if self.wrap_spec is not None and not self.env_id.startswith("mmrl/"):
+            from mmrl.wrappers.auto import make_wrapped
+
+            return make_wrapped(self.env_id, self.wrap_spec, **kwargs)
         try:
             env = gym.make(self.env_id, **kwargs)
         except (TypeError, gym.error.Error) as error:
@@ -145,6 +152,7 @@ def _resolve_bundle(
         env_id=resolved_env_id,
         env_kwargs=kwargs,
         tokenizer_config=loaded.tokenizer_config,
+        wrap_spec=_wrap_spec(metadata.get("env_wrappers") if isinstance(metadata, dict) else None, path),
     )
 
 
@@ -204,6 +212,7 @@ def _resolve(
     saved_env_id = run.env_id if run is not None else None
     saved_env_kwargs = run.env_kwargs if run is not None else {}
     tokenizer_config = run.tokenizer_config if run is not None else None
+    wrap_spec = _wrap_spec(run.config.get("env_wrappers") if run is not None else None, run_dir)
 
     if env_id is None and saved_env_id is not None:
         check_env_id_from_file(saved_env_id, f"{run_dir} config.yaml", allowed)
@@ -219,7 +228,21 @@ def _resolve(
         env_id=resolved_env_id,
         env_kwargs=kwargs,
         tokenizer_config=tokenizer_config,
+        wrap_spec=wrap_spec,
     )
+
+
+def _wrap_spec(value: Any, where: Any) -> dict[str, Any] | None:
+    """A recorded wrapper spec, checked (:func:`mmrl.wrappers.auto.check_wrap_spec`), or None."""
+    if value is None:
+        return None
+    from mmrl.wrappers.auto import check_wrap_spec
+
+    try:
+        check_wrap_spec(value)
+    except ValueError as error:
+        raise ValueError(f"{where}: env_wrappers: {error}") from None
+    return dict(value)
 
 
 def prepare(

@@ -61,6 +61,11 @@ class TrainConfig:
     preset or ``--set`` names it): :data:`mmrl.threads.DEFAULT_TORCH_THREADS`, one thread, which never
     oversubscribes a shared machine and is the fastest for mmrl's small networks (``mmrl.threads``); 0: the
     process's count is left as it is (torch's default: one per core)."""
+    env_wrappers: dict[str, Any] | None = None
+    """For an env that is not mmrl's (``BabyAI-GoToObj-v0``, ``CartPole-v1``): the wrapper spec
+    :func:`mmrl.wrappers.auto_wrap` chose at the first run (:func:`mmrl.wrappers.wrap_spec`), recorded in
+    ``config.yaml`` and re-applied by resume and evaluation so they see the same observations and token ids. Set by
+    training, not by presets."""
     check_finite: bool = True
     """Stop training with :class:`mmrl.safety.NonFiniteError` as soon as a NaN / inf appears in observations,
     rewards, policy parameters or training losses (:class:`mmrl.safety.NonFiniteGuard`)."""

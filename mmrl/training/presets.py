@@ -331,7 +331,8 @@ def _env_constructor(env_id: str) -> Any:
 
 def load_preset(path: str | os.PathLike[str], algo: str, env_id: str) -> dict[str, Any]:
     """The merged, validated entry of ``env_id`` in preset file ``path``: ``default``, then matching patterns
-    (in file order), then the exact id; ``env_kwargs`` merged key by key.
+    (in file order), then the exact id; ``env_kwargs`` merged key by key. The ``default`` entry's ``env_kwargs``
+    (mmrl env arguments) apply to ``mmrl/`` ids only.
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -346,6 +347,7 @@ def load_preset(path: str | os.PathLike[str], algo: str, env_id: str) -> dict[st
     chosen = []
     if "default" in data:
         chosen.append("default")
+    foreign = not env_id.startswith("mmrl/")
     chosen += [key for key in data if key not in ("default", env_id) and fnmatch.fnmatchcase(env_id, str(key))]
     if env_id in data:
         chosen.append(env_id)
@@ -354,6 +356,10 @@ def load_preset(path: str | os.PathLike[str], algo: str, env_id: str) -> dict[st
         validate_entry(data[key] or {}, algo, f"{path} [{key}]")
     for key in chosen:
         entry = validate_entry(data[key] or {}, algo, f"{path} [{key}]")
+        if foreign and key == "default":
+            # the default entry's env_kwargs are mmrl env arguments (channels_first, image_mode): other people's
+            # envs get only those of an entry naming them, or --set env_kwargs.NAME=...
+            entry = {k: v for k, v in entry.items() if k != "env_kwargs"}
         merge_into(merged, entry)
     return merged
 

@@ -7,6 +7,7 @@ that a setting the env, the extractor or the algorithm refuses costs nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import pickle
 import warnings
@@ -59,16 +60,38 @@ def base_env(venv: Any) -> Any:
 
 
 def make_env(config: TrainConfig, n_envs: int, seed: int) -> Any:
-    """``n_envs`` envs of ``config`` in an :class:`EpisodeMonitor` (no log file until ``open_log``)."""
+    """``n_envs`` envs of ``config`` in an :class:`EpisodeMonitor` (no log file until ``open_log``): mmrl's batched
+    VecEnv for ``mmrl/`` ids, else a ``DummyVecEnv`` of :func:`foreign_env` copies."""
     from mmrl.envs.vec_env import make_vec_env
     from mmrl.training.monitor import EpisodeMonitor
 
-    venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
+    if config.env_id.startswith("mmrl/"):
+        venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=dict(config.env_kwargs))
+    else:
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        factory = functools.partial(foreign_env, config)
+        venv = DummyVecEnv([factory] * n_envs)
+        venv.seed(seed)
     try:
         return EpisodeMonitor(venv)
     except BaseException:
         venv.close()
         raise
+
+
+def foreign_env(config: TrainConfig) -> Any:
+    """One env of another package (``BabyAI-GoToObj-v0``, ``CartPole-v1``) with the wrappers mmrl chose for it.
+
+    The first call on a new config runs :func:`mmrl.wrappers.auto_wrap` (which logs one line of what it chose)
+    and records its spec in ``config.env_wrappers``; later calls, resumes and evaluations re-apply that spec.
+    """
+    from mmrl.wrappers.auto import make_wrapped, wrap_spec
+
+    env = make_wrapped(config.env_id, config.env_wrappers, **dict(config.env_kwargs))
+    if config.env_wrappers is None:
+        config.env_wrappers = wrap_spec(env)
+    return env
 
 
 #: TrainConfig fields passed to the extractor as they are (mmrl.pretrain).

@@ -44,6 +44,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import FilterObservation
 
+from mmrl.env_packages import ensure_registered
 from mmrl.wrappers.image import TransposeImage
 from mmrl.wrappers.minigrid import MiniGridSymbolicImage
 from mmrl.wrappers.tokenize_text import TokenizeText
@@ -72,7 +73,6 @@ _MINIGRID_PIXEL_WRAPPERS = ("RGBImgObsWrapper", "RGBImgPartialObsWrapper")
 _LOGGED: set[str] = set()
 
 #: Env id prefixes whose registering package mmrl knows: ``(module to import, pip extra of mmrl-multimodal)``.
-ENV_PACKAGES = {"BabyAI-": ("minigrid", "minigrid"), "MiniGrid-": ("minigrid", "minigrid")}
 
 
 # ---------------------------------------------------------------------------------------------------- the allow-list
@@ -383,9 +383,9 @@ def apply_wrap_spec(env: gym.Env, spec: Mapping[str, Any] | str) -> gym.Env:
 def make_wrapped(env_id: str, spec: Mapping[str, Any] | str | None = None, **make_kwargs: Any) -> gym.Env:
     """``gym.make(env_id)`` through :func:`auto_wrap` (``spec=None``) or :func:`apply_wrap_spec` (a saved spec).
 
-    The package that registers a known family (:data:`ENV_PACKAGES`: MiniGrid/BabyAI) is imported first. Ids with a
-    module prefix (``module:Env-v0``, which Gymnasium would import) are refused: only ids already registered, or
-    registered by a package in :data:`ENV_PACKAGES`, are made.
+    The package that registers a known family (:data:`mmrl.env_packages.ENV_PACKAGES`: MiniGrid/BabyAI) is
+    imported first. Ids with a module prefix (``module:Env-v0``, which Gymnasium would import) are refused: only
+    ids already registered, or registered by a package in that list, are made.
 
     Raises:
         ValueError: A module-prefixed id, an unknown id (saying which extra would register it), or a spec that
@@ -393,14 +393,7 @@ def make_wrapped(env_id: str, spec: Mapping[str, Any] | str | None = None, **mak
     """
     if not isinstance(env_id, str) or ":" in env_id or len(env_id) > 200:
         raise ValueError("env id must be a registered id such as BabyAI-GoToRedBall-v0 (no 'module:' prefix)")
-    for prefix, (module, extra) in ENV_PACKAGES.items():
-        if env_id.startswith(prefix) and env_id not in gym.registry:
-            try:
-                __import__(module)
-            except ImportError:
-                raise ValueError(
-                    f'{env_id} needs the {extra} extra: pip install -c constraints-cpu.txt -e ".[{extra}]"'
-                ) from None
+    ensure_registered(env_id)
     if env_id not in gym.registry:
         raise ValueError(f"unknown environment id {env_id!r}: not registered with Gymnasium")
     env = gym.make(env_id, **make_kwargs)
