@@ -16,7 +16,12 @@ from mmrl.training.run_dir import write_run_marker
 
 
 def fake_run(
-    path: Path, seed: int, episodes: int = 40, success_column: bool = True, metrics: dict | None = None
+    path: Path,
+    seed: int,
+    episodes: int = 40,
+    success_column: bool = True,
+    metrics: dict | None = None,
+    always: bool | None = None,
 ) -> Path:
     """A run directory with config.yaml, a VecMonitor-style monitor.csv and, if given, metrics.json."""
     path.mkdir(parents=True)
@@ -26,7 +31,7 @@ def fake_run(
     rng = np.random.default_rng(seed)
     lines = ["#" + json.dumps({"t_start": 0.0, "env_id": "None"}), "r,l,t" + (",is_success" if success_column else "")]
     for i in range(episodes):
-        success = rng.random() < i / episodes
+        success = rng.random() < i / episodes if always is None else always
         row = f"{float(success) * 0.9:.3f},{int(rng.integers(5, 30))},{i * 0.1:.3f}"
         lines.append(row + (f",{success}" if success_column else ""))
     (path / "monitor.csv").write_text("\n".join(lines) + "\n")
@@ -123,9 +128,13 @@ def test_plot_shows_baseline_heldout_points_and_clipped_bands(tmp_path: Path) ->
     assert training.get_linestyle() != points.get_linestyle()
     assert labelled(returns_axis, "random policy")[0].get_ydata()[0] == pytest.approx(0.05)
     assert success_axis.get_ylim()[1] <= 1.05 and success_axis.get_ylim()[0] >= -0.05
-    (band,) = success_axis.collections
-    vertices = band.get_paths()[0].vertices
-    assert vertices[:, 1].max() <= 1.0 and vertices[:, 1].min() >= 0.0  # std band clipped to [0, 1]
+    # two seeds always succeed, one never: mean 2/3 +- 0.47 would reach 1.14 and -0.14 without clipping
+    extremes = [fake_run(tmp_path / f"x{seed}", seed, always=seed < 2) for seed in range(3)]
+    for runs_ in (runs, extremes):
+        (band,) = learning_curve_figure(runs_, bins=10).axes[1].collections
+        vertices = band.get_paths()[0].vertices
+        assert vertices[:, 1].max() <= 1.0 and vertices[:, 1].min() >= 0.0  # std band clipped to [0, 1]
+    assert vertices[:, 1].max() == 1.0 and vertices[:, 1].min() == 0.0
     assert "held-out (greedy)" in success_axis.get_legend_handles_labels()[1]
     assert learning_curve_figure(runs, bins=10, title="mine")._suptitle.get_text() == "mine"
 
