@@ -58,6 +58,8 @@ def test_compose_frames_holds_each_final_frame_with_an_outcome_border() -> None:
     assert np.all(episodes[0][-1] == 13)  # the episode's own frame is not drawn on
     with pytest.raises(ValueError, match="outcomes"):
         compose_frames(episodes, ["success"])
+    framed = compose_frames(episodes[:1], ["failure"], fps=2, hold_s=1.0, picture_rows=[30])[-1]
+    assert tuple(framed[29, 25]) == OUTCOME_COLOURS["failure"] and np.all(framed[30:, 10:40] == 13)  # caption untouched
 
 
 def test_instruction_is_drawn_once_under_the_bare_grid() -> None:
@@ -101,6 +103,7 @@ def test_video_frame_count_includes_held_frames(tmp_path: Path, monkeypatch) -> 
     out = record_video(Forward(), tmp_path / "v.mp4", env_id=ENV_ID, episodes=3, seed=5, fps=4, hold_s=1.0)
     recorder = recorders[0]
     assert len(recorder.episode_lengths) == 3 and sum(recorder.episode_lengths) == len(recorder.frames)
+    assert recorder.picture_rows[0] < recorder.frames[0].shape[0]  # the border stops above the caption
     assert written == {"count": len(recorder.frames) + 3 * 3, "fps": 4}  # 3 hold frames per episode at 4 fps
     capture = cv2.VideoCapture(str(out))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == written["count"] and capture.get(cv2.CAP_PROP_FPS) == 4

@@ -137,6 +137,7 @@ def compose_frames(
     outcomes: Sequence[str],
     fps: float = DEFAULT_FPS,
     hold_s: float = DEFAULT_HOLD_S,
+    picture_rows: Sequence[int] | None = None,
 ) -> list[np.ndarray]:
     """The frames of a video of several episodes: each episode's frames, then its final frame repeated
     :func:`hold_frame_count` times with a border coloured by its outcome (green success, red failure, grey else).
@@ -146,6 +147,8 @@ def compose_frames(
         outcomes: Per episode, ``"success"``, ``"failure"`` or anything else (no colour).
         fps: Frames per second of the video.
         hold_s: Seconds the final frame stays on screen.
+        picture_rows: Per episode, the rows of its final frame to frame (the picture above the caption, so that the
+            border does not cover text); default the whole frame.
 
     Example::
 
@@ -153,21 +156,26 @@ def compose_frames(
     """
     if len(episodes) != len(outcomes):
         raise ValueError(f"{len(episodes)} episodes but {len(outcomes)} outcomes")
+    rows = list(picture_rows) if picture_rows is not None else [None] * len(episodes)
+    if len(rows) != len(episodes):
+        raise ValueError(f"{len(episodes)} episodes but {len(rows)} picture_rows")
     frames: list[np.ndarray] = []
-    for episode_frames, outcome in zip(episodes, outcomes, strict=True):
+    for episode_frames, outcome, height in zip(episodes, outcomes, rows, strict=True):
         if not episode_frames:
             continue
         frames.extend(episode_frames)
-        held = _bordered(episode_frames[-1], OUTCOME_COLOURS.get(outcome, (128, 128, 128)))
+        held = _bordered(episode_frames[-1], OUTCOME_COLOURS.get(outcome, (128, 128, 128)), height)
         frames.extend([held] * hold_frame_count(fps, hold_s))
     return frames
 
 
-def _bordered(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """A copy of ``frame`` with a ``OUTCOME_BORDER``-pixel border of ``colour``."""
+def _bordered(frame: np.ndarray, colour: tuple[int, int, int], rows: int | None = None) -> np.ndarray:
+    """A copy of ``frame`` with a ``OUTCOME_BORDER``-pixel border of ``colour`` around its first ``rows`` rows
+    (all by default)."""
     framed = np.array(frame, dtype=np.uint8, copy=True)
+    picture = framed[: rows or len(framed)]  # a view: drawing on it draws on framed
     width = OUTCOME_BORDER
-    framed[:width], framed[-width:], framed[:, :width], framed[:, -width:] = colour, colour, colour, colour
+    picture[:width], picture[-width:], picture[:, :width], picture[:, -width:] = colour, colour, colour, colour
     return framed
 
 
@@ -176,7 +184,8 @@ class _FrameRecorder(gym.Wrapper):
     resets it again after each episode: that unfinished episode is dropped).
 
     ``frames`` holds the frames of the finished episodes one after the other, ``episode_lengths`` the number of
-    frames of each and ``outcomes`` how each ended (``"success"``, ``"failure"`` or ``"done"``).
+    frames of each, ``outcomes`` how each ended (``"success"``, ``"failure"`` or ``"done"``) and ``picture_rows``
+    the height of its final frame's picture above the caption.
     """
 
     def __init__(self, env: gym.Env, table: MissionTable | None) -> None:
@@ -185,6 +194,8 @@ class _FrameRecorder(gym.Wrapper):
         self.frames: list[np.ndarray] = []
         self.episode_lengths: list[int] = []
         self.outcomes: list[str] = []
+        self.picture_rows: list[int] = []
+        self._picture_rows = 0
         self.episode = 0
         self.episode_seed = 0
         self._pending: list[np.ndarray] = []
@@ -218,6 +229,7 @@ class _FrameRecorder(gym.Wrapper):
             self.frames.extend(self._pending)
             self.episode_lengths.append(len(self._pending))
             self.outcomes.append(ending)
+            self.picture_rows.append(self._picture_rows)
             self._pending = []
             self.episode += 1
         return observation, reward, terminated, truncated, info
@@ -231,8 +243,10 @@ class _FrameRecorder(gym.Wrapper):
         # mmrl envs caption their render with the instruction (and blank lines reserved for the longest one); the
         # caption below writes it, so take their bare grid: the instruction is shown once, with no empty band
         render_grid = getattr(self.env.unwrapped, "render_grid", None)
+        picture = _legible(render_grid() if callable(render_grid) else self.env.render())
+        self._picture_rows = picture.shape[0]
         return _annotate(
-            render_grid() if callable(render_grid) else self.env.render(),
+            picture,
             self.episode,
             self._mission,
             self._shown,
@@ -274,7 +288,9 @@ def record_setup_video(
         venv.close()
         if table is not None:
             table.env.close()
-    return write_frames(compose_frames(recorder.episodes(), recorder.outcomes, fps, hold_s), path, fps)
+    return write_frames(
+        compose_frames(recorder.episodes(), recorder.outcomes, fps, hold_s, recorder.picture_rows), path, fps
+    )
 
 
 def _annotate(
@@ -288,17 +304,22 @@ def _annotate(
     outcome: str,
     table: MissionTable | None,
 ) -> np.ndarray:
-    if frame is None:
-        raise ValueError("the environment rendered no frame; it must support render_mode='rgb_array'")
     lines = [f"instruction: {mission}"]
     if table is not None:
         lines.append(f"shown: {shown}")
     lines += [f"episode {episode}  step {step}  reward {reward:+.2f}  return {total:.2f}", f"outcome: {outcome}"]
+    return caption(_legible(frame), lines, wrap=True)  # long instructions wrap; write_frames pads to one size
+
+
+def _legible(frame: Any) -> np.ndarray:
+    """``frame`` as uint8, upscaled (nearest neighbour) to at least 320 pixels wide so that its caption fits."""
+    if frame is None:
+        raise ValueError("the environment rendered no frame; it must support render_mode='rgb_array'")
     frame = np.asarray(frame, dtype=np.uint8)
-    if frame.shape[1] < 320:  # upscale so that the text is legible
+    if frame.shape[1] < 320:
         factor = int(np.ceil(320 / frame.shape[1]))
         frame = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
-    return caption(frame, lines, wrap=True)  # long instructions wrap; write_frames pads to one size
+    return frame
 
 
 def record_video(
