@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = random_baseline(args.env_id, args.episodes, seed, dict(result.config.env_kwargs))
     print("filming 3 episodes and plotting the learning curve ...", flush=True)
     video = record_video(result.run_dir, out / "agent.mp4", episodes=3, seed=seed)
-    plot = plot_runs([result.run_dir], out / "curve.png", title=f"PPO on {args.env_id}")
+    plot = plot_runs([result.run_dir], out / "curve.png")
 
     def rate(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0%}"

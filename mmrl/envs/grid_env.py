@@ -138,8 +138,13 @@ class GridEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode; create the env with render_mode='rgb_array'")
             return None
-        frame = observe(self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE)[0]
+        frame = self.render_grid()
         return caption(frame, [self.mission], min_lines=reserved_caption_lines(frame.shape[1]), wrap=True)
+
+    def render_grid(self) -> np.ndarray:
+        """The top-down ``(H, W, 3)`` uint8 frame of :meth:`render` without the instruction written under it (for
+        callers that caption frames themselves, e.g. :mod:`mmrl.evaluation.video`)."""
+        return observe(self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE)[0]
 
     # ------------------------------------------------------------------ checkpoints
     def get_state(self) -> dict:

@@ -1,6 +1,11 @@
-"""Videos of a policy: each frame is the environment's ``rgb_array`` render with the instruction, the step, the reward
-and the outcome written under it (OpenCV). ``.mp4`` is written with OpenCV's ``mp4v`` codec, ``.gif`` with imageio
-or, failing that, Pillow."""
+"""Videos of a policy: each frame is the environment's ``rgb_array`` render with the instruction (once), the step,
+the reward and the outcome written under it (OpenCV). ``.mp4`` is written with OpenCV's ``mp4v`` codec, ``.gif``
+with imageio or, failing that, Pillow.
+
+Paced for a person: :data:`DEFAULT_FPS` frames per second, and each episode's last frame is held for
+:data:`DEFAULT_HOLD_S` seconds with a green (success) or red (failure) border, so that outcomes can be read.
+mmrl environments are drawn with :meth:`~mmrl.envs.grid_env.GridEnv.render_grid` (no caption of their own), so the
+instruction appears in one band only."""
 
 from __future__ import annotations
 
@@ -27,7 +32,13 @@ from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
 VIDEO_SUFFIXES = (".mp4", ".gif")
 #: Most episodes in one video (its frames are held in memory until written).
 MAX_VIDEO_EPISODES = 100
-DEFAULT_FPS = 4
+#: Frames per second: one step every third of a second.
+DEFAULT_FPS = 3
+#: Seconds each episode's final frame stays on screen.
+DEFAULT_HOLD_S = 1.0
+#: Border drawn around held final frames, by outcome (RGB).
+OUTCOME_COLOURS = {"success": (40, 200, 60), "failure": (220, 40, 40)}
+OUTCOME_BORDER = 6
 
 
 def check_video_path(path: str | os.PathLike[str]) -> Path:
@@ -106,14 +117,85 @@ def write_frames(frames: Sequence[np.ndarray], path: str | os.PathLike[str], fps
     return path
 
 
+def check_pace(fps: float, hold_s: float) -> None:
+    """Raise ValueError unless ``fps`` is in (0, 120] and ``hold_s`` in [0, 60] seconds."""
+    for name, value, low, high in (("fps", fps, 0.0, 120.0), ("hold_s", hold_s, 0.0, 60.0)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not (low < value <= high if name == "fps" else low <= value <= high):
+            raise ValueError(
+                f"{name} must be a number in {'(' if name == 'fps' else '['}{low:g}, {high:g}], got {value!r}"
+            )
+
+
+def hold_frame_count(fps: float, hold_s: float) -> int:
+    """Copies of an episode's final frame added so that it stays ``hold_s`` seconds on screen at ``fps``."""
+    return max(0, round(fps * hold_s) - 1)
+
+
+def compose_frames(
+    episodes: Sequence[Sequence[np.ndarray]],
+    outcomes: Sequence[str],
+    fps: float = DEFAULT_FPS,
+    hold_s: float = DEFAULT_HOLD_S,
+    picture_rows: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """The frames of a video of several episodes: each episode's frames, then its final frame repeated
+    :func:`hold_frame_count` times with a border coloured by its outcome (green success, red failure, grey else).
+
+    Args:
+        episodes: Per episode, its captioned frames (reset frame first).
+        outcomes: Per episode, ``"success"``, ``"failure"`` or anything else (no colour).
+        fps: Frames per second of the video.
+        hold_s: Seconds the final frame stays on screen.
+        picture_rows: Per episode, the rows of its final frame to frame (the picture above the caption, so that the
+            border does not cover text); default the whole frame.
+
+    Example::
+
+        frames = compose_frames([[f0, f1, f2]], ["success"], fps=3, hold_s=1.0)  # f0, f1, f2, f2', f2'
+    """
+    if len(episodes) != len(outcomes):
+        raise ValueError(f"{len(episodes)} episodes but {len(outcomes)} outcomes")
+    rows = list(picture_rows) if picture_rows is not None else [None] * len(episodes)
+    if len(rows) != len(episodes):
+        raise ValueError(f"{len(episodes)} episodes but {len(rows)} picture_rows")
+    frames: list[np.ndarray] = []
+    for episode_frames, outcome, height in zip(episodes, outcomes, rows, strict=True):
+        if not episode_frames:
+            continue
+        frames.extend(episode_frames)
+        held = _bordered(episode_frames[-1], OUTCOME_COLOURS.get(outcome, (128, 128, 128)), height)
+        frames.extend([held] * hold_frame_count(fps, hold_s))
+    return frames
+
+
+def _bordered(frame: np.ndarray, colour: tuple[int, int, int], rows: int | None = None) -> np.ndarray:
+    """A copy of ``frame`` with a ``OUTCOME_BORDER``-pixel border of ``colour`` around its first ``rows`` rows
+    (all by default)."""
+    framed = np.array(frame, dtype=np.uint8, copy=True)
+    picture = framed[: rows or len(framed)]  # a view: drawing on it draws on framed
+    width = OUTCOME_BORDER
+    picture[:width], picture[-width:], picture[:, :width], picture[:, -width:] = colour, colour, colour, colour
+    return framed
+
+
 class _FrameRecorder(gym.Wrapper):
     """Renders and captions a frame at every reset and step; keeps the frames of finished episodes only (its VecEnv
-    resets it again after each episode: that unfinished episode is dropped)."""
+    resets it again after each episode: that unfinished episode is dropped).
+
+    ``frames`` holds the frames of the finished episodes one after the other, ``episode_lengths`` the number of
+    frames of each, ``outcomes`` how each ended (``"success"``, ``"failure"`` or ``"done"``) and ``picture_rows``
+    the height of its final frame's picture above the caption.
+    """
 
     def __init__(self, env: gym.Env, table: MissionTable | None) -> None:
         super().__init__(env)
         self.table = table
         self.frames: list[np.ndarray] = []
+        self.episode_lengths: list[int] = []
+        self.outcomes: list[str] = []
+        self.picture_rows: list[int] = []
+        self._picture_rows = 0
         self.episode = 0
         self.episode_seed = 0
         self._pending: list[np.ndarray] = []
@@ -136,22 +218,35 @@ class _FrameRecorder(gym.Wrapper):
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._step += 1
         self._total += float(reward)
-        outcome = "running"
+        outcome = ending = "running"
         if terminated or truncated:
             success = info.get("is_success")
-            outcome = "done" if success is None else ("success" if success else "failure")
+            outcome = ending = "done" if success is None else ("success" if success else "failure")
             if truncated and not terminated:
                 outcome += " (time limit)"
         self._pending.append(self._frame(float(reward), outcome))
         if terminated or truncated:
             self.frames.extend(self._pending)
+            self.episode_lengths.append(len(self._pending))
+            self.outcomes.append(ending)
+            self.picture_rows.append(self._picture_rows)
             self._pending = []
             self.episode += 1
         return observation, reward, terminated, truncated, info
 
+    def episodes(self) -> list[list[np.ndarray]]:
+        """``frames`` split by episode."""
+        ends = np.cumsum(self.episode_lengths)
+        return [self.frames[end - length : end] for end, length in zip(ends, self.episode_lengths, strict=True)]
+
     def _frame(self, reward: float, outcome: str) -> np.ndarray:
+        # mmrl envs caption their render with the instruction (and blank lines reserved for the longest one); the
+        # caption below writes it, so take their bare grid: the instruction is shown once, with no empty band
+        render_grid = getattr(self.env.unwrapped, "render_grid", None)
+        picture = _legible(render_grid() if callable(render_grid) else self.env.render())
+        self._picture_rows = picture.shape[0]
         return _annotate(
-            self.env.render(),
+            picture,
             self.episode,
             self._mission,
             self._shown,
@@ -172,11 +267,14 @@ def record_setup_video(
     ablate: Sequence[str] = (),
     shuffle_missions: bool = False,
     fps: int = DEFAULT_FPS,
+    hold_s: float = DEFAULT_HOLD_S,
 ) -> Path:
     """Record ``episodes`` episodes of a prepared :class:`EvalSetup`, played by
-    :func:`~mmrl.evaluation.runner.run_episodes` on one env (episode ``i`` seeded ``seed + i``)."""
+    :func:`~mmrl.evaluation.runner.run_episodes` on one env (episode ``i`` seeded ``seed + i``), each final frame
+    held ``hold_s`` seconds (:func:`compose_frames`)."""
     path = check_video_path(path)
     episodes = check_int("episodes", episodes, 1)
+    check_pace(fps, hold_s)
     if episodes > MAX_VIDEO_EPISODES:
         raise ValueError(f"a video holds at most {MAX_VIDEO_EPISODES} episodes, got {episodes}")
     table = MissionTable(setup.make_env()) if shuffle_missions else None
@@ -190,7 +288,9 @@ def record_setup_video(
         venv.close()
         if table is not None:
             table.env.close()
-    return write_frames(recorder.frames, path, fps)
+    return write_frames(
+        compose_frames(recorder.episodes(), recorder.outcomes, fps, hold_s, recorder.picture_rows), path, fps
+    )
 
 
 def _annotate(
@@ -204,17 +304,22 @@ def _annotate(
     outcome: str,
     table: MissionTable | None,
 ) -> np.ndarray:
-    if frame is None:
-        raise ValueError("the environment rendered no frame; it must support render_mode='rgb_array'")
     lines = [f"instruction: {mission}"]
     if table is not None:
         lines.append(f"shown: {shown}")
     lines += [f"episode {episode}  step {step}  reward {reward:+.2f}  return {total:.2f}", f"outcome: {outcome}"]
+    return caption(_legible(frame), lines, wrap=True)  # long instructions wrap; write_frames pads to one size
+
+
+def _legible(frame: Any) -> np.ndarray:
+    """``frame`` as uint8, upscaled (nearest neighbour) to at least 320 pixels wide so that its caption fits."""
+    if frame is None:
+        raise ValueError("the environment rendered no frame; it must support render_mode='rgb_array'")
     frame = np.asarray(frame, dtype=np.uint8)
-    if frame.shape[1] < 320:  # upscale so that the text is legible
+    if frame.shape[1] < 320:
         factor = int(np.ceil(320 / frame.shape[1]))
         frame = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
-    return caption(frame, lines, wrap=True)  # long instructions wrap; write_frames pads to one size
+    return frame
 
 
 def record_video(
@@ -230,6 +335,7 @@ def record_video(
     env_kwargs: dict[str, Any] | None = None,
     fps: int = DEFAULT_FPS,
     trust: bool = False,
+    hold_s: float = DEFAULT_HOLD_S,
 ) -> Path:
     """Record a few episodes of a trained model to ``path`` (``.mp4`` or ``.gif``).
 
@@ -238,7 +344,8 @@ def record_video(
             :func:`~mmrl.evaluation.evaluate.evaluate`.
         path: Destination, written atomically.
         episodes: Number of episodes, one after the other.
-        fps: Frames per second.
+        fps: Frames per second (default 3: one step every third of a second).
+        hold_s: Seconds each episode's final frame stays on screen, framed green (success) or red (failure).
 
     Returns:
         The path written.
@@ -249,4 +356,4 @@ def record_video(
     check_video_path(path)
     setup = prepare(model_or_run_dir, env_id, split, env_kwargs, trust)
     keys = normalize_ablate(ablate, setup.model.observation_space) if ablate else ()
-    return record_setup_video(setup, path, episodes, seed, deterministic, keys, shuffle_missions, fps)
+    return record_setup_video(setup, path, episodes, seed, deterministic, keys, shuffle_missions, fps, hold_s)
