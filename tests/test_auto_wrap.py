@@ -243,7 +243,10 @@ def test_make_wrapped_refuses_module_prefixes_and_names_the_missing_extra(monkey
     with pytest.raises(ValueError, match="not registered"):
         make_wrapped("Nothing-v0")
     monkeypatch.setitem(sys.modules, "minigrid", None)
-    with pytest.raises(ValueError, match=r"minigrid extra: pip install -c constraints-cpu.txt -e \"\.\[minigrid\]\""):
+    with pytest.raises(
+        ValueError,
+        match=r"minigrid package, which is not installed: pip install -c constraints-cpu.txt -e \"\.\[minigrid\]\"",
+    ):
         make_wrapped("BabyAI-NotRegisteredYet-v0")
 
 

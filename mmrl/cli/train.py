@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from mmrl.cli import non_negative_int, positive_int
 from mmrl.cli.choices import FUSION_CHOICES, TEXT_ENCODER_CHOICES
@@ -80,17 +82,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _show_wrapper_choice() -> None:
-    """Print the one line :func:`mmrl.wrappers.auto_wrap` logs about another package's env (what it applied)."""
+@contextlib.contextmanager
+def _wrapper_choice_shown() -> Iterator[None]:
+    """While training, print on stderr the one line :func:`mmrl.wrappers.auto_wrap` logs about another package's
+    env (what it applied); the logger is restored afterwards."""
     import logging
 
     logger = logging.getLogger("mmrl.wrappers.auto")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,25 +124,25 @@ def run(args: argparse.Namespace) -> int:
             )
     from mmrl.training import train
 
-    _show_wrapper_choice()
-    result = train(
-        args.algo,
-        args.env_id,
-        timesteps=args.timesteps,
-        seed=args.seed,
-        n_envs=args.n_envs,
-        preset=args.preset,
-        overrides=args.overrides,
-        fusion=args.fusion,
-        text_encoder=args.text_encoder,
-        run_dir=args.run_dir,
-        force=args.force,
-        resume=args.resume,
-        progress_bar=not args.no_progress,
-        eval_freq=args.eval_freq,
-        checkpoint_freq=args.checkpoint_freq,
-        stop_at=args.stop_at,
-    )
+    with _wrapper_choice_shown():
+        result = train(
+            args.algo,
+            args.env_id,
+            timesteps=args.timesteps,
+            seed=args.seed,
+            n_envs=args.n_envs,
+            preset=args.preset,
+            overrides=args.overrides,
+            fusion=args.fusion,
+            text_encoder=args.text_encoder,
+            run_dir=args.run_dir,
+            force=args.force,
+            resume=args.resume,
+            progress_bar=not args.no_progress,
+            eval_freq=args.eval_freq,
+            checkpoint_freq=args.checkpoint_freq,
+            stop_at=args.stop_at,
+        )
     metrics = result.metrics
     if result.interrupted:
         print(
