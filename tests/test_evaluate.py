@@ -439,3 +439,17 @@ def cli_parser_accepts_paraphrase() -> bool:
     from mmrl.cli import build_parser
 
     return build_parser().parse_args(["evaluate", "RUN", "--split", "paraphrase"]).split == "paraphrase"
+
+
+def test_model_best_picks_the_runs_best_model(ppo_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(ppo_run, run)
+    (run / "best_model.zip").unlink(missing_ok=True)
+    assert cli([str(run), "--model", "best", "--episodes", "1", "--no-baseline"]) == 1
+    assert "has no best_model.zip yet" in capsys.readouterr().err
+    shutil.copy(run / "model.zip", run / "best_model.zip")
+    assert cli([str(run), "--model", "best", "--episodes", "2", "--no-baseline"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.startswith(f"{run / 'best_model.zip'} (")
+    assert cli([str(run / "model.zip"), "--model", "best", "--episodes", "1"]) == 1
+    assert "--model best needs a run directory" in capsys.readouterr().err

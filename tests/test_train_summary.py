@@ -60,7 +60,7 @@ def test_summary_points_to_a_clearly_better_best_model():
     ]
     lines = summary_lines(_metrics(evaluations=evaluations), "runs/x")
     assert "best held-out evaluation was at 4,096 steps (success 100.0 %" in lines[-1]
-    assert "mmrl evaluate runs/x/best_model.zip" in lines[-1]
+    assert "saved as runs/x/best_model.zip" in lines[-1] and "mmrl evaluate runs/x --model best" in lines[-1]
     tabular = summary_lines(_metrics(algo="qlearning", evaluations=evaluations), "runs/q")
     assert "runs/q/best_model.npz" in tabular[-1]
 

@@ -12,6 +12,8 @@ from mmrl.cli.choices import ABLATION_CHOICES, DEFAULT_TABLE_ROWS, SPLIT_CHOICES
 
 #: Exit status after Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: Which model of a run directory ``--model`` picks.
+MODEL_CHOICES = ("final", "best")
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +31,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "target", metavar="RUN_DIR_OR_MODEL", help="run directory, model file (.zip / .npz) or policy bundle"
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODEL_CHOICES,
+        default="final",
+        help="with a run directory: its final model (default) or best_model, the best held-out evaluation's",
     )
     parser.add_argument("--env", dest="env_id", default=None, help="env id (default: the one trained on)")
     parser.add_argument(
@@ -92,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from mmrl.evaluation.evaluate import evaluate
 
     try:
+        target = args.target if args.model == "final" else best_model_of(args.target)
         report = evaluate(
-            args.target,
+            target,
             env_id=args.env_id,
             episodes=args.episodes,
             seed=args.seed,
@@ -122,3 +131,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json_path is not None:
         print(f"json: {args.json_path}")
     return 0
+
+
+def best_model_of(run_dir: str) -> str:
+    """The ``best_model`` file of a run directory (``--model best``).
+
+    Raises:
+        ValueError: If ``run_dir`` is not a run directory or holds no best model yet.
+    """
+    from pathlib import Path
+
+    from mmrl.training.run_dir import RunDir, model_suffix
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ValueError(f"--model best needs a run directory, got {run_dir}; pass the run directory or drop --model")
+    run = RunDir(path)
+    best = path / f"best_model{model_suffix(run.algo)}"
+    if not best.is_file():
+        raise ValueError(f"{path} has no {best.name} yet (no held-out evaluation finished); drop --model best")
+    return str(best)

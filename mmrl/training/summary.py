@@ -85,5 +85,5 @@ def _best_model_hint(metrics: dict[str, Any], run_dir: str | os.PathLike[str]) -
     path = os.path.join(os.fspath(run_dir), f"best_model{get_spec(str(metrics['algo'])).suffix}")
     return (
         f"the best held-out evaluation was at {int(best['timesteps']):,} steps ({what}, saved as {path}); "
-        f"use it with: mmrl evaluate {path}"
+        f"use it with: mmrl evaluate {os.fspath(run_dir)} --model best"
     )
