@@ -89,7 +89,7 @@ def test_training_records_the_random_baseline_and_tensorboard_evaluations(tmp_pa
         ENV,
         timesteps=64,
         n_envs=2,
-        overrides={**TINY, "eval_freq": 32},
+        overrides={**TINY, "eval_freq": 24},  # evaluations in the middle of rollouts of 16 steps
         run_dir=tmp_path / "run",
         progress_bar=False,
         eval_episodes=6,
@@ -109,6 +109,10 @@ def test_training_records_the_random_baseline_and_tensorboard_evaluations(tmp_pa
     assert {"eval/success_rate", "eval/mean_return", "eval/random_success_rate"} <= set(scalars)
     logged = [event.value for event in accumulator.Scalars("eval/success_rate")]
     assert logged == pytest.approx([entry["success_rate"] for entry in metrics["evaluations"]])
+    assert [event.step for event in accumulator.Scalars("eval/success_rate")] == [24, 48, 64]
+    # SB3's own scalars keep their steps (rollout ends): the evaluations do not flush SB3's pending values
+    train_steps = {event.step for tag in scalars if tag.startswith("train/") for event in accumulator.Scalars(tag)}
+    assert train_steps and all(step % 16 == 0 for step in train_steps)
 
 
 def test_cli_summary_end_to_end(tmp_path, capsys):

@@ -99,18 +99,25 @@ class BestModelTracker:
 
 
 def _log_evaluation(model: Any, entry: dict[str, Any], baseline: dict[str, Any]) -> None:
-    """Write one held-out evaluation (and the random policy's figures) to the model's TensorBoard logger."""
+    """Write one held-out evaluation (and the random policy's figures) to the model's TensorBoard writers.
+
+    The scalars go straight to the TensorBoard outputs of the model's SB3 logger, at the evaluation's step:
+    ``logger.dump`` would also flush (and clear) the values SB3 recorded for its own next dump, and print a table
+    on stdout for ``verbose=1``.
+    """
     try:
-        logger = model.logger
+        formats = model.logger.output_formats
     except AttributeError:  # a model that never started learning has no logger
         return
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+
     values = {
         "eval/mean_return": entry["mean_return"],
         "eval/success_rate": entry.get("success_rate"),
         "eval/random_mean_return": baseline["mean_return"],
         "eval/random_success_rate": baseline.get("success_rate"),
     }
-    for key, value in values.items():
-        if value is not None:
-            logger.record(key, float(value))
-    logger.dump(step=int(entry["timesteps"]))
+    scalars = {key: float(value) for key, value in values.items() if value is not None}
+    for output in formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            output.write(scalars, dict.fromkeys(scalars), step=int(entry["timesteps"]))
