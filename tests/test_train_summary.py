@@ -4,6 +4,7 @@ same seeds, resumed sessions, the best model; the progress bar's total; held-out
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,20 @@ def test_planned_total_is_where_sb3_really_stops(n_envs, n_steps, start, total, 
     assert planned_total(model, start, total) == expected
 
 
+def test_planned_total_of_dqn_counts_its_train_freq(tmp_path):
+    result = mmrl.train(
+        "dqn",
+        ENV,
+        timesteps=50,
+        n_envs=3,
+        overrides={"train_freq": 4, "learning_starts": 0, "buffer_size": 100, "features_dim": 16, "eval_freq": 0},
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        eval_episodes=1,
+    )
+    assert planned_total(result.model, 0, 50) == 60 == result.metrics["timesteps"]  # whole rollouts of 4 x 3 steps
+
+
 def test_training_records_the_random_baseline_and_tensorboard_evaluations(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -123,3 +138,12 @@ def test_cli_summary_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "held-out evaluation (" in printed and "greedy actions" in printed and "random policy" in printed
     assert "training episodes (last 100, sampled actions)" in printed
+
+
+def test_progress_bar_ends_at_100_percent(tmp_path, capsys):
+    torch.set_num_threads(1)
+    overrides = {**TINY, "eval_freq": 0}
+    mmrl.train("ppo", ENV, timesteps=50, n_envs=2, overrides=overrides, run_dir=tmp_path / "run", eval_episodes=1)
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    # 4 rollouts of 8 x 2 steps: the bar reads 64 of 64, not 64 of 50
+    assert final.startswith("100%") and re.search(r"\b64(\.0)?/64(\.0)? ", final), final

@@ -87,12 +87,17 @@ class EpisodeStats:
 
 
 def planned_total(model: Any, start: int, total: int) -> int:
-    """The step count training will really end at: SB3 collects whole rollouts of ``n_steps * n_envs`` steps
-    (on-policy) or whole vector steps of ``n_envs`` (off-policy), so it stops at the first multiple at or past
-    ``total``."""
+    """The step count training will really end at: SB3 collects whole rollouts and stops at the first rollout
+    end at or past ``total``. A rollout is ``n_steps * n_envs`` steps on-policy (PPO, A2C), ``train_freq *
+    n_envs`` off-policy with a ``train_freq`` in steps (DQN), ``n_envs`` otherwise (Q-learning; off-policy with a
+    ``train_freq`` in episodes, where the end cannot be known in advance: the bar is then clamped at its end)."""
     if total <= start:
         return total
-    chunk = int(getattr(model, "n_envs", 1) or 1) * int(getattr(model, "n_steps", 1) or 1)
+    vector_steps = int(getattr(model, "n_steps", 1) or 1)
+    train_freq = getattr(model, "train_freq", None)
+    if train_freq is not None and getattr(getattr(train_freq, "unit", None), "value", None) == "step":
+        vector_steps = int(train_freq.frequency)
+    chunk = int(getattr(model, "n_envs", 1) or 1) * vector_steps
     return start + -(-(total - start) // chunk) * chunk
 
 
