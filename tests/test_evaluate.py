@@ -395,11 +395,20 @@ def test_ablation_reports_the_paired_difference_with_an_interval() -> None:
 
 
 def test_paired_difference_interval() -> None:
-    from mmrl.evaluation.baseline import paired_difference
+    from mmrl.evaluation.stats import newcombe_paired_interval, paired_difference
 
     value, low, high = paired_difference([True] * 50, [False] * 40 + [True] * 10)
     assert value == pytest.approx(-0.8) and low < -0.8 < high and high < -0.6
-    assert paired_difference([True, True], [True, True]) == (0.0, 0.0, 0.0)
+    # Fagerland, Lydersen & Laake (2017), Cavo et al. 2012 table (59, 6 / 16, 80): -0.0621, -0.1186 to -0.0046
+    first = [True] * 59 + [True] * 6 + [False] * 16 + [False] * 80
+    second = [True] * 59 + [False] * 6 + [True] * 16 + [False] * 80
+    assert newcombe_paired_interval(second, first) == pytest.approx((-0.1186, -0.0046), abs=1e-4)
+    assert newcombe_paired_interval(first, second) == pytest.approx((0.0046, 0.1186), abs=1e-4)
+    # agreement on every episode is not certainty: the interval keeps a width (the normal approximation's is 0)
+    value, low, high = paired_difference([True] * 20, [True] * 20)
+    assert value == 0.0 and low < -0.1 and high > 0.1
+    value, low, high = paired_difference([0.5, 0.7, 0.9], [2.5, 2.7, 2.9])  # returns: not clipped to [-1, 1]
+    assert value == pytest.approx(2.0) and low == pytest.approx(2.0) == high
     assert paired_difference([None], [True]) is None
 
 

@@ -25,7 +25,8 @@ def register(subparsers: Any) -> None:
             "Evaluate a run directory or model file on reproducibly seeded episodes (episode i: seed + i) and print "
             "mean return, success rate with a 95 % Wilson interval, episode length, the random policy on the "
             "same seeds, and success per template and per instruction. With --ablate, the same episodes are also "
-            "played without the ablation and the paired difference is printed with its 95 % interval. "
+            "played without the ablation and the difference is printed with its 95 % interval (paired by seed; "
+            "Newcombe's interval for success rates). "
             "Nothing is written unless --json / --video name a file."
         ),
     )

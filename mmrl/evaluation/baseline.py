@@ -1,5 +1,5 @@
-"""Reference points for an evaluation: the uniformly random policy on the same seeds, and the paired difference
-between two evaluations of the same episodes (e.g. with and without the instruction).
+"""The reference point of an evaluation: the uniformly random policy on the same seeds (the paired difference
+between two evaluations of the same episodes is in :mod:`mmrl.evaluation.stats`).
 
 Every number mmrl prints about a policy comes with the random policy's figure on the same seeds, so "success 45 %"
 can be read at once: on ``mmrl/Level-Corridor-v0`` a random walk already succeeds 45 % of the time.
@@ -13,17 +13,14 @@ Example::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from mmrl.evaluation.runner import run_episodes
+from mmrl.evaluation.stats import paired_difference
 
 __all__ = ["RandomPolicy", "paired_difference", "random_baseline"]
-
-Z_95 = 1.959963984540054
 
 
 class RandomPolicy:
@@ -67,23 +64,3 @@ def random_baseline(venv: Any, episodes: int, seed: int) -> dict[str, Any]:
         "seed": int(seed),
         "deterministic": False,
     }
-
-
-def paired_difference(
-    first: Sequence[bool | float | None], second: Sequence[bool | float | None]
-) -> tuple[float, float, float] | None:
-    """Mean of ``second - first`` over paired episodes (same seeds) and its 95 % interval.
-
-    The interval is the normal approximation for the mean of paired differences (each episode contributes
-    ``second_i - first_i``), clipped to [-1, 1] for success rates; pairs where either side is None are dropped.
-
-    Returns:
-        ``(difference, low, high)``, or None when no pair is complete.
-    """
-    pairs = [(float(a), float(b)) for a, b in zip(first, second, strict=True) if a is not None and b is not None]
-    if not pairs:
-        return None
-    deltas = np.array([b - a for a, b in pairs])
-    mean = float(deltas.mean())
-    half = Z_95 * float(deltas.std(ddof=1)) / math.sqrt(len(deltas)) if len(deltas) > 1 else float("inf")
-    return mean, max(-1.0, mean - half), min(1.0, mean + half)

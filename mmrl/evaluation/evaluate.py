@@ -6,7 +6,6 @@ environment is rebuilt from the run directory (env id, env kwargs, tokenizer); `
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
@@ -21,9 +20,10 @@ import numpy as np
 from mmrl.atomic import write_json
 from mmrl.checks import check_int
 from mmrl.evaluation.ablation import VecAblateObservation, normalize_ablate
-from mmrl.evaluation.baseline import paired_difference, random_baseline
+from mmrl.evaluation.baseline import random_baseline
 from mmrl.evaluation.runner import EpisodeResults, MissionTable, run_episodes
 from mmrl.evaluation.setup import EvalSetup, ModelLike, prepare
+from mmrl.evaluation.stats import paired_difference, wilson_interval
 from mmrl.evaluation.video import MAX_VIDEO_EPISODES, check_video_path, record_setup_video
 from mmrl.limits import check_limit
 from mmrl.threads import default_threads
@@ -38,8 +38,6 @@ __all__ = [
     "wilson_interval",
 ]
 
-#: ``z`` of a two-sided 95 % normal interval.
-Z_95 = 1.959963984540054
 #: Rows of the per-instruction table that :meth:`EvaluationReport.format_table` prints by default.
 DEFAULT_TABLE_ROWS = 10
 #: Largest number of environments stepped in parallel by default.
@@ -47,19 +45,6 @@ DEFAULT_MAX_ENVS = 16
 #: Most episodes one evaluation runs (its per-episode lists grow with the episodes run).
 #: Default of the ``max_episodes`` limit (:mod:`mmrl.limits`; raise with ``MMRL_MAX_EPISODES``).
 MAX_EPISODES = 1_000_000
-
-
-# ---------------------------------------------------------------------------------------------------- statistics
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % by default); ``(0, 1)`` when ``trials == 0``."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denominator = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    # the interval contains p exactly; clamp so that rounding (e.g. 2.8e-17 at p = 0) cannot say otherwise
-    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def mission_template(mission: str) -> str:
@@ -142,7 +127,7 @@ class EvaluationReport:
     """The uniformly random policy on the same seeds (:func:`~mmrl.evaluation.baseline.random_baseline`)."""
     reference: dict[str, Any] | None = None
     """With ``ablate``: the same episodes without the ablation, and the paired difference (ablated minus
-    reference) with its 95 % interval (:func:`~mmrl.evaluation.baseline.paired_difference`)."""
+    reference) with its 95 % interval (:func:`~mmrl.evaluation.stats.paired_difference`)."""
 
     @classmethod
     def from_episodes(
@@ -252,9 +237,10 @@ def _reference_lines(reference: dict[str, Any], ablate: Sequence[str]) -> list[s
     if difference is not None:
         value, low, high = difference
         if reference.get("measure") == "success":
-            text = f"{100 * value:+.1f} points (95 % CI {100 * low:+.1f} to {100 * high:+.1f}, paired by seed)"
+            interval = f"95 % CI {100 * low:+.1f} to {100 * high:+.1f}, paired by seed, Newcombe"
+            text = f"{100 * value:+.1f} points ({interval})"
         else:
-            text = f"return {value:+.3f} (95 % CI {low:+.3f} to {high:+.3f}, paired by seed)"
+            text = f"return {value:+.3f} (95 % CI {low:+.3f} to {high:+.3f}, paired by seed, normal approx.)"
         lines.append(f"  difference      {text}")
     return lines
 
