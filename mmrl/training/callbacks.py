@@ -102,7 +102,8 @@ def planned_total(model: Any, start: int, total: int) -> int:
 
 
 class ProgressBarCallback(BaseCallback):
-    """A ``tqdm`` bar over environment steps with elapsed time, ETA, FPS, recent mean return and success rate.
+    """A ``tqdm`` bar over environment steps with elapsed time, ETA, FPS, and the recent training episodes' mean
+    return and success rate (``train_return``, ``train_success``: sampled actions, not the held-out evaluation).
 
     Args:
         total: Target ``num_timesteps`` at the end of training.
@@ -138,11 +139,11 @@ class ProgressBarCallback(BaseCallback):
         now = time.monotonic()
         if now - self._last_refresh >= self.refresh_s:
             self._last_refresh = now
-            postfix = {}
+            postfix = {}  # training episodes (sampled actions): named so, not to be read as the held-out figures
             if self.stats.mean_return is not None:
-                postfix["return"] = f"{self.stats.mean_return:.3f}"
+                postfix["train_return"] = f"{self.stats.mean_return:.3f}"
             if self.stats.success_rate is not None:
-                postfix["success"] = f"{self.stats.success_rate:.0%}"
+                postfix["train_success"] = f"{self.stats.success_rate:.0%}"
             self.bar.set_postfix(postfix, refresh=False)
         return True
 
