@@ -30,25 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def random_baseline(env_id: str, episodes: int, seed: int, env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mean return and success rate of the uniform random policy over ``episodes`` episodes."""
-    import numpy as np
-
-    from mmrl.training.best_model import evaluate_model
-
-    class RandomPolicy:
-        def __init__(self, action_space: Any, rng_seed: int) -> None:
-            self.n = int(action_space.n)
-            self.rng = np.random.default_rng(rng_seed)
-
-        def predict(self, obs: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
-            n_envs = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
-            return self.rng.integers(self.n, size=n_envs), None
-
+    """The uniform random policy on ``episodes`` episodes seeded ``seed, seed + 1, ...`` of ``env_id``
+    (:func:`mmrl.evaluation.baseline.random_baseline`, the figure ``mmrl train`` and ``mmrl evaluate`` print)."""
     from mmrl.envs.vec_env import make_vec_env
+    from mmrl.evaluation.baseline import random_baseline as play_random
 
     venv = make_vec_env(env_id, n_envs=min(8, episodes), seed=seed, env_kwargs=env_kwargs)
     try:
-        return evaluate_model(RandomPolicy(venv.action_space, seed), venv, episodes, seed)
+        return play_random(venv, episodes, seed)
     finally:
         venv.close()
 
@@ -81,14 +70,14 @@ def run(args: argparse.Namespace) -> int:
 
     seed = EVAL_SEED_OFFSET + 7
     print(
-        f"evaluating greedily on {args.episodes} held-out episodes (seeds {seed}-{seed + args.episodes - 1}), "
-        "then with the instruction blanked, then a random policy ...",
+        f"evaluating greedily on {args.episodes} held-out episodes (seeds {seed:,}-{seed + args.episodes - 1:,}), "
+        "with the instruction blanked, and a random policy on the same seeds ...",
         flush=True,
     )
-    report = evaluate(result.run_dir, episodes=args.episodes, seed=seed, deterministic=True)
-    trained = {"mean_return": report.mean_return, "success_rate": report.success_rate}
+    # one call plays the blanked episodes, the same episodes intact (report.reference) and the random policy
     blanked = evaluate(result.run_dir, episodes=args.episodes, seed=seed, deterministic=True, ablate="mission")
-    baseline = random_baseline(args.env_id, args.episodes, seed, dict(result.config.env_kwargs))
+    assert blanked.reference is not None and blanked.baseline is not None
+    trained, baseline = blanked.reference, blanked.baseline
     print("filming 3 episodes and plotting the learning curve ...", flush=True)
     video = record_video(result.run_dir, out / "agent.mp4", episodes=3, seed=seed)
     plot = plot_runs([result.run_dir], out / "curve.png")
@@ -102,9 +91,14 @@ def run(args: argparse.Namespace) -> int:
         f"{trained['mean_return']:.3f} (random policy: success {rate(baseline['success_rate'])}, "
         f"mean return {baseline['mean_return']:.3f}) over {args.episodes} held-out episodes, greedy actions"
     )
+    difference = blanked.reference.get("difference")
+    change = ""
+    if difference is not None and blanked.reference.get("measure") == "success":
+        value, low, high = (100 * x for x in difference)
+        change = f" ({value:+.0f} points, 95 % CI {low:+.0f} to {high:+.0f}, paired by seed)"
     print(
-        f"with the instruction blanked (--ablate mission): success {rate(blanked.success_rate)}; a drop means the "
-        "agent reads the instruction"
+        f"with the instruction blanked (--ablate mission): success {rate(blanked.success_rate)}{change}; a drop "
+        "means the agent reads the instruction"
     )
     print(f"run directory: {result.run_dir}")
     print(f"video: {video}")
