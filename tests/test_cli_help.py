@@ -43,3 +43,19 @@ def test_train_help_lists_the_fusions_and_text_encoders():
     text = " ".join(done.stdout.split())
     assert "concat, sum, weighted, product, gated, film, cross_attention" in text
     assert "bow, gru, lstm, conv, transformer, hf" in text
+
+
+def test_no_help_text_prints_a_doubled_percent_sign():
+    """argparse formats help with ``%``: a literal "95 %" must be written "95 %%" there and nowhere else, so every
+    subcommand's rendered help (the real output of ``mmrl COMMAND --help``) is checked."""
+    import argparse
+
+    from mmrl.cli import SUBCOMMANDS, build_parser
+
+    parser = build_parser()
+    (subparsers,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    assert set(SUBCOMMANDS) <= set(subparsers.choices)  # every subcommand is checked
+    for name, subparser in {"mmrl": parser, **subparsers.choices}.items():
+        text = subparser.format_help()
+        assert "%%" not in text and "%(" not in text, name
+    assert "95 % Wilson" in " ".join(subparsers.choices["evaluate"].format_help().split())

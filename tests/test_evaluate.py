@@ -422,18 +422,6 @@ def test_rows_caps_every_table() -> None:
     assert f"per instruction ({len(report.per_instruction)}):" in full
 
 
-def test_no_help_text_prints_a_doubled_percent_sign() -> None:
-    import subprocess
-    import sys
-
-    for command in ("train", "evaluate", "plot", "export", "inspect", "envs", "demo", "pretrain", "sweep"):
-        done = subprocess.run(
-            [sys.executable, "-m", "mmrl.cli", command, "--help"], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-        assert "%%" not in done.stdout and "%(" not in done.stdout, command
-
-
 def test_paraphrase_split_evaluates_on_unseen_words() -> None:
     from mmrl.envs.grammar import combos
 
