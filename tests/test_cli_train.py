@@ -68,9 +68,12 @@ def test_resume_continues_step_counter(tmp_path, capsys):
     base = ["train", "--algo", "ppo", "--env", ENV, "--run-dir", str(run_dir), *TINY, *ALGO_ARGS["ppo"]]
     assert main([*base, "--timesteps", "64", "--checkpoint-freq", "32"]) == 0
     first = RunDir(run_dir).latest_checkpoint().steps
+    capsys.readouterr()
     assert main(["train", "--resume", str(run_dir), "--timesteps", "128", "--no-progress"]) == 0
     run = RunDir(run_dir)
     assert run.metrics["timesteps"] >= 128 > first
+    total = run.metrics["timesteps"]  # the summary counts this session's steps and names the run's total
+    assert f"trained {total - first:,} more steps this session (total {total:,})" in capsys.readouterr().out
     assert load_model(run_dir).num_timesteps == run.metrics["timesteps"]
     lines = (run_dir / "monitor.csv").read_text().splitlines()
     assert sum(line.startswith("#") for line in lines) == 1  # appended, not truncated
