@@ -120,4 +120,4 @@ def _log_evaluation(model: Any, entry: dict[str, Any], baseline: dict[str, Any])
     scalars = {key: float(value) for key, value in values.items() if value is not None}
     for output in formats:
         if isinstance(output, TensorBoardOutputFormat):
-            output.write(scalars, dict.fromkeys(scalars), step=int(entry["timesteps"]))
+            output.write(scalars, {key: () for key in scalars}, step=int(entry["timesteps"]))
