@@ -473,7 +473,8 @@ def _run(
     metrics["session_timesteps"] = steps - start_steps
     metrics["eval_seed"] = config.seed + EVAL_SEED_OFFSET
     if tracker.evaluations:
-        metrics["random_baseline"] = tracker.baseline
+        with sigint_ignored():  # after a Ctrl-C it may still have to play its episodes; metrics.json comes next
+            metrics["random_baseline"] = tracker.baseline
     write_metrics(run_path, metrics)
     session.close()
     return TrainResult(run_dir=run_path, model=model, metrics=metrics, config=config)
