@@ -14,6 +14,7 @@ def test_demo_trains_evaluates_films_and_plots(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--timesteps", "2048", "--episodes", "10", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "random policy: success" in printed and f"video: {out / 'agent.mp4'}" in printed
+    assert "with the instruction blanked (--ablate mission): success" in printed and "paired by seed" in printed
     assert (out / "run" / "model.zip").is_file() and (out / "run" / "metrics.json").is_file()
     assert (out / "curve.png").stat().st_size > 0
     video = cv2.VideoCapture(str(out / "agent.mp4"))

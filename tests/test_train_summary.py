@@ -148,4 +148,3 @@ def test_progress_bar_ends_at_100_percent(tmp_path, capsys):
     # 4 rollouts of 8 x 2 steps: the bar reads 64 of 64, not 64 of 50
     assert final.startswith("100%") and re.search(r"\b64(\.0)?/64(\.0)? ", final), final
     assert "train_success=" in final  # the bar's figures are named as the training episodes'
-
