@@ -67,3 +67,19 @@ def test_unknown_and_module_prefixed_ids_are_refused(capsys):
     assert "not registered with Gymnasium" in capsys.readouterr().err
     assert main(["train", "--algo", "ppo", "--env", "evilmod:Thing-v0", "--timesteps", "64"]) == 1
     assert "names a module to import" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_stopped_babyai_run_resumes_with_its_recorded_wrappers(tmp_path, capsys):
+    """--resume rebuilds the env from config.yaml's env_wrappers: the checkpoint's observation space must match."""
+    pytest.importorskip("minigrid")
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    argv = ["train", "--algo", "PPO", "--env", "BabyAI-GoToObj-v0", "--timesteps", "256", "--n-envs", "2"]
+    assert main([*argv, "--no-progress", "--stop-at", "128", "--run-dir", str(run), *TINY]) == 0
+    assert "--resume" in capsys.readouterr().out
+    # SB3 refuses a checkpoint whose observation space differs from the env's: the unwrapped BabyAI env
+    # (direction key, 0..255 image, Text mission) would fail here.
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert "total 256" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["timesteps"] >= 256
