@@ -32,6 +32,14 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "other_envs.
 BABYAI = "BabyAI-GoToRedBall-v0"
 
 
+@pytest.fixture(autouse=True)
+def fresh_auto_wrap_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto_wrap logs each distinct choice once per process; each test starts with none logged."""
+    import mmrl.wrappers.auto as auto
+
+    monkeypatch.setattr(auto, "_LOGGED", set())
+
+
 def load_benchmark() -> ModuleType:
     spec = importlib.util.spec_from_file_location("other_envs_benchmark", BENCHMARK)
     assert spec is not None and spec.loader is not None

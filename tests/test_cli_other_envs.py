@@ -14,6 +14,14 @@ from mmrl.cli import main
 TINY = ["--set", "n_steps=32", "--set", "batch_size=64", "--set", "n_epochs=1", "--set", "eval_episodes=4"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_auto_wrap_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto_wrap logs each distinct choice once per process; each test starts with none logged."""
+    import mmrl.wrappers.auto as auto
+
+    monkeypatch.setattr(auto, "_LOGGED", set())
+
+
 def _train(tmp_path, env_id, capsys):
     torch.set_num_threads(1)
     run = tmp_path / "run"
