@@ -72,8 +72,6 @@ _MINIGRID_PIXEL_WRAPPERS = ("RGBImgObsWrapper", "RGBImgPartialObsWrapper")
 
 _LOGGED: set[str] = set()
 
-#: Env id prefixes whose registering package mmrl knows: ``(module to import, pip extra of mmrl-multimodal)``.
-
 
 # ---------------------------------------------------------------------------------------------------- the allow-list
 def _str_list(value: Any, name: str) -> list[str]:
