@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ class RandomPolicy:
     """
 
     def __init__(self, action_space: Any, seed: int = 0) -> None:
-        self.action_space = action_space
+        self.action_space = copy.deepcopy(action_space)  # its own generator: the env's space is left as it was
         self.action_space.seed(seed)
 
     def predict(
