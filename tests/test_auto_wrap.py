@@ -79,6 +79,7 @@ def test_babyai_one_line_path_chooses_symbolic_grid_tokens_and_drops_direction(
 
     spec = wrap_spec(env)
     assert [step["wrapper"] for step in spec["wrappers"]] == [
+        "MiniGridSuccess",
         "FilterObservation",
         "MiniGridSymbolicImage",
         "TokenizeText",
@@ -278,3 +279,24 @@ def test_one_line_path_beats_the_plain_baseline_on_babyai(minigrid: ModuleType) 
         rates[name] = benchmark.train_and_evaluate(BABYAI, name, seed=0, frames=frames, eval_episodes=episodes)
     print(f"{BABYAI} after {frames} frames: {rates} ({time.perf_counter() - start:.0f} s)")
     assert rates["one-line"] >= rates["plain"] + 0.08
+
+
+def test_minigrid_success_is_read_from_the_reward() -> None:
+    pytest.importorskip("minigrid")
+    from mmrl.wrappers.minigrid import MiniGridSuccess
+
+    env = auto_wrap(gym.make("BabyAI-GoToObj-v0"), log=False)
+    assert wrap_spec(env)["wrappers"][0] == {"wrapper": "MiniGridSuccess"}
+    outcomes = []
+    for seed in range(6):
+        env.reset(seed=seed)
+        done, info, reward = False, {}, 0.0
+        while not done:
+            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            done = terminated or truncated
+        assert "is_success" in info
+        outcomes.append((info["is_success"], terminated and reward > 0))
+    assert all(success == expected for success, expected in outcomes)
+    kept = MiniGridSuccess(gym.make("BabyAI-GoToObj-v0"))
+    assert apply_wrap_spec(gym.make("BabyAI-GoToObj-v0"), wrap_spec(env)).observation_space == env.observation_space
+    assert isinstance(kept, gym.Wrapper)

@@ -38,7 +38,8 @@ def test_babyai_level_trains_evaluates_and_exports_with_its_recorded_wrappers(tm
     assert "mmrl auto_wrap:" in captured.err and "cells embedded" in captured.err
     config = yaml.safe_load((run / "config.yaml").read_text())
     names = [step["wrapper"] for step in config["env_wrappers"]["wrappers"]]
-    assert names == ["FilterObservation", "MiniGridSymbolicImage", "TokenizeText"]
+    assert names == ["MiniGridSuccess", "FilterObservation", "MiniGridSymbolicImage", "TokenizeText"]
+    assert "held-out evaluation" in captured.out and "success n/a" not in captured.out  # read from the reward
     assert "channels_first" not in config["env_kwargs"]  # mmrl-only env arguments are not passed on
     out = tmp_path / "report.json"
     assert main(["evaluate", str(run), "--episodes", "3", "--json", str(out)]) == 0

@@ -46,7 +46,7 @@ from gymnasium.wrappers import FilterObservation
 
 from mmrl.env_packages import ensure_registered
 from mmrl.wrappers.image import TransposeImage
-from mmrl.wrappers.minigrid import MiniGridSymbolicImage
+from mmrl.wrappers.minigrid import MiniGridSuccess, MiniGridSymbolicImage
 from mmrl.wrappers.tokenize_text import TokenizeText
 from mmrl.wrappers.vocabulary import find_text_keys, is_text_space
 
@@ -103,6 +103,12 @@ def _build_symbolic(env: gym.Env, args: Mapping[str, Any]) -> gym.Env:
     return MiniGridSymbolicImage(env, key=_optional_key(args.get("key"), "MiniGridSymbolicImage.key"))
 
 
+def _build_success(env: gym.Env, args: Mapping[str, Any]) -> gym.Env:
+    if set(args) - {"wrapper"}:
+        raise ValueError("wrap spec: MiniGridSuccess takes no arguments")
+    return MiniGridSuccess(env)
+
+
 def _build_transpose(env: gym.Env, args: Mapping[str, Any]) -> gym.Env:
     to = args.get("to", "last")
     if to not in ("first", "last"):
@@ -125,6 +131,7 @@ WRAPPERS: dict[str, Callable[[gym.Env, Mapping[str, Any]], gym.Env]] = {
     "MiniGridSymbolicImage": _build_symbolic,
     "TransposeImage": _build_transpose,
     "TokenizeText": _build_tokenize,
+    "MiniGridSuccess": _build_success,
 }
 """The only wrappers a spec may name, each built from checked JSON arguments."""
 
@@ -209,6 +216,11 @@ def auto_wrap(
     wrapped = env
     space = env.observation_space
     space_keys = list(space.spaces) if isinstance(space, spaces.Dict) else None
+
+    # 0. MiniGrid reports no is_success: read it from the reward at the end of an episode (innermost wrapper)
+    if "MiniGridEnv" in _class_names(env.unwrapped):
+        wrapped = _apply(wrapped, steps, "MiniGridSuccess", {})
+        notes.append("is_success from the reward")
 
     # 1. drop redundant keys (MiniGrid's direction) or keep what the caller names
     keys = space_keys

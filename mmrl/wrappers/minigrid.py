@@ -86,3 +86,21 @@ class MiniGridSymbolicImage(gym.ObservationWrapper):
                 "symbolic encoding (or a newer MiniGrid added indices): wrap the raw image without "
                 "MiniGridSymbolicImage or report the new index range"
             )
+
+
+class MiniGridSuccess(gym.Wrapper):
+    """Adds ``info["is_success"]`` to the last step of a MiniGrid episode: MiniGrid rewards only success (``1 -
+    0.9 * steps / max_steps`` > 0), so an episode that terminates with a positive reward succeeded, and one that
+    terminates without reward or is truncated did not. mmrl's training and evaluation then report success rates on
+    BabyAI levels as they do on their own envs. An ``is_success`` the env already sets is kept.
+
+    Example::
+
+        env = MiniGridSuccess(gym.make("BabyAI-GoToObj-v0"))
+    """
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if (terminated or truncated) and "is_success" not in info:
+            info = {**info, "is_success": bool(terminated and float(reward) > 0)}
+        return observation, reward, terminated, truncated, info
