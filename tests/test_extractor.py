@@ -29,6 +29,7 @@ from mmrl.extractor import (
     image_channel_axis,
     policy_kwargs,
 )
+from mmrl.extractor.fusion import read_out
 from mmrl.extractor.text_cache import encode_text
 from mmrl.tokenizer import PAD_ID
 
@@ -115,7 +116,7 @@ OTHER_CONTRACTS = {
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature"])
+@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise"])
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
     space = OTHER_CONTRACTS[contract]
@@ -219,7 +220,7 @@ def test_image_scaling():
     assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
 
 
-@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala"])
+@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala", "pointwise"])
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients."""
     space = spaces.Dict({"image": spaces.Box(0, 255, (3, 40, 40), np.uint8)})
@@ -506,7 +507,8 @@ def test_conditioning_fusions_need_image_and_text(fusion: str):
     [
         ("fusion", "concat, sum, weighted, product, gated, film, cross_attention"),
         ("text_encoder", "bow, gru, lstm, conv, transformer"),
-        ("image_encoder", "auto, patch, small, nature, impala"),
+        ("image_encoder", "auto, patch, small, nature, impala, pointwise"),
+        ("image_pool", "none, max, mean, sum, max_sum"),
     ],
 )
 def test_bad_option_names_list_the_choices(option: str, choices: str):
@@ -514,6 +516,93 @@ def test_bad_option_names_list_the_choices(option: str, choices: str):
         MultimodalExtractor(contract_space(), **{option: "foo"})
     with pytest.raises(ValueError, match=f"unknown {option} 'foo'; valid choices: {choices}"):
         policy_kwargs(**{option: "foo"})
+
+
+# ------------------------------------------------------------------------------------------------------- pooling
+
+
+@pytest.mark.parametrize("pool", ["none", "max", "mean", "sum", "max_sum"])
+def test_read_out_flattens_or_pools_each_channel_over_positions(pool: str):
+    feature_map_BCHW = torch.randn(2, 3, 4, 5)
+    cells_BCP = feature_map_BCHW.reshape(2, 3, 20)
+    scaled_sum = cells_BCP.sum(dim=2) / 20**0.5  # the scale of one cell's features times sqrt(positions)
+    expected = {
+        "none": feature_map_BCHW.reshape(2, 60),
+        "max": cells_BCP.max(dim=2).values,
+        "mean": cells_BCP.mean(dim=2),
+        "sum": scaled_sum,
+        "max_sum": torch.cat([cells_BCP.max(dim=2).values, scaled_sum], dim=1),
+    }[pool]
+    assert torch.allclose(read_out(feature_map_BCHW, pool), expected)
+
+
+def symbolic_scene_space() -> spaces.Dict:
+    """A 7x7 integer-coded scene (kind, colour, state codes) and token ids, as VisualQuery's symbolic view."""
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, np.array([10, 5, 3], dtype=np.uint8)[:, None, None] * np.ones((3, 7, 7), np.uint8)),
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("pool", ["max", "mean", "sum", "max_sum"])
+def test_pooled_maps_do_not_depend_on_where_the_objects_are(fusion: str, pool: str):
+    """With the per-cell encoder and a pooled read-out, moving objects to other cells changes nothing."""
+    torch.manual_seed(0)
+    extractor = MultimodalExtractor(
+        symbolic_scene_space(), fusion=fusion, image_encoder="pointwise", image_pool=pool, text_encoder="bow"
+    )
+    extractor.eval()
+    image = torch.zeros(1, 3, 7, 7)
+    image[0, 0] = 1  # empty floor
+    image[0, :, 2, 3] = torch.tensor([6.0, 2.0, 0.0])  # a blue ball
+    image[0, :, 5, 1] = torch.tensor([5.0, 0.0, 0.0])  # a red key
+    moved = image.clone()
+    moved[0, :, 2, 3], moved[0, :, 5, 1] = image[0, :, 1, 1], image[0, :, 1, 1]
+    moved[0, :, 4, 4], moved[0, :, 1, 5] = image[0, :, 2, 3], image[0, :, 5, 1]
+    mission = tokens(3, 4, 5).float()
+    with torch.no_grad():
+        features = extractor({"image": image, "mission": mission})
+        features_moved = extractor({"image": moved, "mission": mission})
+    if fusion == "cross_attention":  # learned position embeddings: positions matter by design
+        assert not torch.allclose(features, features_moved)
+    else:
+        assert torch.allclose(features, features_moved, atol=1e-5)
+
+
+def test_sum_pool_counts_objects_with_the_pointwise_encoder():
+    """Each added object adds the same vector to the summed map: the read-out is linear in the count."""
+    torch.manual_seed(0)
+    extractor = MultimodalExtractor(
+        symbolic_scene_space(), fusion="concat", image_encoder="pointwise", image_pool="sum", features_dim=None
+    )
+    image_maps = []
+    for count in range(4):
+        image = torch.zeros(1, 3, 7, 7)
+        image[0, 0] = 1
+        for column in range(count):
+            image[0, :, 3, 1 + column] = torch.tensor([6.0, 2.0, 0.0])
+        encoder = extractor.image_encoders[0]
+        with torch.no_grad():
+            image_maps.append(read_out(encoder.trunk(image), "sum"))
+    steps = [image_maps[i + 1] - image_maps[i] for i in range(3)]
+    assert torch.allclose(steps[0], steps[1], atol=1e-4) and torch.allclose(steps[1], steps[2], atol=1e-4)
+    assert steps[0].abs().sum() > 0
+
+
+def test_pointwise_encoder_never_mixes_neighbouring_cells():
+    torch.manual_seed(0)
+    encoder = IMAGE_ENCODERS["pointwise"]((3, 7, 7))
+    image = torch.rand(1, 3, 7, 7)
+    changed = image.clone()
+    changed[0, :, 3, 3] += 1.0
+    with torch.no_grad():
+        difference = (encoder(image) - encoder(changed)).abs().sum(dim=1)[0]
+    assert difference[3, 3] > 0
+    difference[3, 3] = 0
+    assert torch.all(difference == 0)
 
 
 # -------------------------------------------------------------------------------------------------- SB3 integration

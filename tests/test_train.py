@@ -134,6 +134,36 @@ def test_train_sb3_symbolic_images(tmp_path):
     assert actions.shape == (2,)
 
 
+def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
+    """The VisualQuery preset's extractor settings reach the model and survive a reload."""
+    config = resolve_config("ppo", "mmrl/VisualQuery-Colour-v0")
+    assert (config.image_encoder, config.image_pool, config.fusion) == ("pointwise", "max_sum", "film")
+    result = mmrl.train(
+        "ppo",
+        "mmrl/VisualQuery-Colour-v0",
+        timesteps=64,
+        n_envs=2,
+        overrides={"n_steps": 16, "batch_size": 16, "n_epochs": 1, "image_pool": "max"},
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        eval_episodes=2,
+    )
+    assert RunDir(result.run_dir).config["image_pool"] == "max"
+    extractor = load_model(result.run_dir).policy.features_extractor
+    assert extractor.fusion.image_pool == "max" and type(extractor.image_encoders[0]).__name__ == "PointwiseCNN"
+    with pytest.raises(ValueError, match="unknown image_pool 'avg'; valid choices: none, max, mean, sum, max_sum"):
+        mmrl.train(
+            "ppo",
+            "mmrl/VisualQuery-Colour-v0",
+            timesteps=64,
+            n_envs=2,
+            overrides={"image_pool": "avg"},
+            run_dir=tmp_path / "bad",
+            progress_bar=False,
+        )
+    assert not (tmp_path / "bad").exists()
+
+
 def test_torch_threads_apply_while_training_and_are_restored(tmp_path, monkeypatch):
     import mmrl.training.trainer as trainer
 

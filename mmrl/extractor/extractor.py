@@ -17,7 +17,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from mmrl.extractor.fusion import FUSIONS, Fusion
+from mmrl.extractor.fusion import FUSIONS, IMAGE_POOLS, Fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
 from mmrl.extractor.limits import (
     check_choice,
@@ -113,8 +113,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
-        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"`` or ``"impala"``. ``"auto"`` picks
-            ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
+        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"`` or ``"pointwise"``.
+            ``"auto"`` picks ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
         fusion: ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
             ``"cross_attention"`` (the last three need an image key and a text key).
@@ -140,6 +140,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             (``--method bc``) whose weights are loaded (:func:`mmrl.pretrain.loading.load_into`).
         freeze: Parts that get no gradient: ``"none"``, ``"image"``, ``"text"`` or ``"all"`` (every encoder and the
             fusion).
+        image_pool: How the fusion reads each image feature map: ``"none"`` flattens it (positions kept: where
+            things are, for navigation), ``"max"``, ``"mean"`` or ``"sum"`` pool every channel over the positions
+            (what is in the scene, wherever it is: questions about a whole scene; ``"sum"`` can count).
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -171,8 +174,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         text_vocabulary: list[str] | None = None,
         pretrained: str | None = None,
         freeze: str = "none",
+        image_pool: str = "none",
     ) -> None:
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
+        check_choice("image_pool", image_pool, IMAGE_POOLS)
         check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
         check_choice("fusion", fusion, tuple(FUSIONS))
         if features_dim is not None:
@@ -231,6 +236,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             [encoder.output_dim for _, encoder in text_inputs],
             [vector_dim] * len(vector_inputs),
             fusion_dim,
+            image_pool=image_pool,
         )
 
         expected_shapes = {key: tensor_shape(subspaces[key]) for key in subspaces}

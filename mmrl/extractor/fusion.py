@@ -39,6 +39,29 @@ from mmrl.extractor.image_encoders import Modulation
 from mmrl.extractor.limits import check_layer_parameters
 from mmrl.extractor.text_encoders import TextEncoding
 
+#: How a fusion turns an image feature map into a vector: ``"none"`` flattens it (every position keeps its own
+#: features: where things are, what navigation needs); the others pool each channel over all positions (what is
+#: in the scene, wherever it is): ``"max"`` (BabyAI 1.1, Hui et al. 2020, max-pools after its FiLM layers),
+#: ``"mean"``, ``"sum"`` (divided by ``sqrt(H * W)``: linear in the number of objects, so it counts, at the scale of
+#: a few cells, which keeps the policy's tanh layer out of saturation), and ``"max_sum"`` (both, concatenated:
+#: max-pooling learns "is there" fastest, the sum counts).
+IMAGE_POOLS = ("none", "max", "mean", "sum", "max_sum")
+
+
+def read_out(feature_map_BCHW: torch.Tensor, pool: str) -> torch.Tensor:
+    """``feature_map_BCHW`` as ``(B, C*H*W)`` (``pool="none"``), pooled over positions to ``(B, C)``, or
+    ``(B, 2C)`` for ``"max_sum"`` (see :data:`IMAGE_POOLS`)."""
+    if pool == "none":
+        return feature_map_BCHW.flatten(1)
+    if pool == "max":
+        return feature_map_BCHW.amax(dim=(2, 3))
+    if pool == "mean":
+        return feature_map_BCHW.mean(dim=(2, 3))
+    scaled_sum_BC = feature_map_BCHW.sum(dim=(2, 3)) * (feature_map_BCHW.shape[2] * feature_map_BCHW.shape[3]) ** -0.5
+    if pool == "sum":
+        return scaled_sum_BC
+    return torch.cat([feature_map_BCHW.amax(dim=(2, 3)), scaled_sum_BC], dim=1)
+
 
 class Fusion(nn.Module):
     """Base class of the fusions.
@@ -49,6 +72,7 @@ class Fusion(nn.Module):
         text_dims: Sentence-vector width of each text key.
         vector_dims: Width of each encoded other key.
         fusion_dim: Width of the projections / attention model where the fusion has one.
+        image_pool: How each image map becomes a vector (:data:`IMAGE_POOLS`).
     """
 
     #: Whether the fusion needs at least one image key and one text key.
@@ -61,6 +85,7 @@ class Fusion(nn.Module):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
     ) -> None:
         super().__init__()
         if self.needs_image_and_text and (not map_shapes or not text_dims):
@@ -69,8 +94,18 @@ class Fusion(nn.Module):
                 f"fusion={name!r} conditions images on text and needs at least one image key and one text key, got "
                 f"{len(map_shapes)} image key(s) and {len(text_dims)} text key(s); use fusion='concat' otherwise"
             )
+        if image_pool not in IMAGE_POOLS:
+            raise ValueError(f"unknown image_pool {image_pool!r}; valid choices: {', '.join(IMAGE_POOLS)}")
         self.map_shapes = [tuple(shape) for shape in map_shapes]
         self.instruction_dim = sum(text_dims)
+        self.image_pool = image_pool
+        #: Width of each image key's read-out (:meth:`read_out`).
+        widths = {"none": lambda c, h, w: c * h * w, "max_sum": lambda c, h, w: 2 * c}
+        self.read_out_dims = [widths.get(image_pool, lambda c, h, w: c)(c, h, w) for c, h, w in self.map_shapes]
+
+    def read_out(self, feature_map_BCHW: torch.Tensor) -> torch.Tensor:
+        """One image key's map as a vector: flattened (``image_pool="none"``) or pooled over positions."""
+        return read_out(feature_map_BCHW, self.image_pool)
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None] | None:
         """Per image key, one FiLM modulation or ``None`` per encoder stage (``None`` overall: no modulation)."""
@@ -98,7 +133,7 @@ class ConcatFusion(Fusion):
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
-        parts = [feature_map.flatten(1) for feature_map in image_maps]
+        parts = [self.read_out(feature_map) for feature_map in image_maps]
         parts += [text.sentence_BD for text in texts]
         # A lone sentence vector may be the text memo's own tensor: copy it rather than hand it out.
         return torch.cat(parts + vectors, dim=1) if texts else _concatenate(parts + vectors)
@@ -116,9 +151,10 @@ class _ProjectedFusion(Fusion):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
     ) -> None:
-        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
-        input_dims = [c * h * w for c, h, w in map_shapes] + list(text_dims) + list(vector_dims)
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim, image_pool)
+        input_dims = self.read_out_dims + list(text_dims) + list(vector_dims)
         for input_dim in input_dims:
             check_layer_parameters("a fusion projection (flattened input -> fusion_dim)", input_dim, fusion_dim)
         self.projections = nn.ModuleList(
@@ -129,7 +165,7 @@ class _ProjectedFusion(Fusion):
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
         """Stacked projections, ``modalities_BMF``."""
-        inputs = [feature_map.flatten(1) for feature_map in image_maps] + [text.sentence_BD for text in texts]
+        inputs = [self.read_out(feature_map) for feature_map in image_maps] + [text.sentence_BD for text in texts]
         inputs += vectors
         return torch.stack([projection(x) for projection, x in zip(self.projections, inputs, strict=True)], dim=1)
 
@@ -164,8 +200,9 @@ class WeightedFusion(_ProjectedFusion):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
     ) -> None:
-        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim, image_pool)
         self.modality_logits = nn.Parameter(torch.zeros(len(self.projections)))
 
     def forward(
@@ -187,8 +224,9 @@ class GatedAttentionFusion(Fusion):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
     ) -> None:
-        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim, image_pool)
         self.gates = nn.ModuleList(nn.Linear(self.instruction_dim, channels) for channels, _, _ in map_shapes)
 
     def forward(
@@ -198,7 +236,7 @@ class GatedAttentionFusion(Fusion):
         parts = []
         for gate, feature_map_BCHW in zip(self.gates, image_maps, strict=True):
             gate_BC = torch.sigmoid(gate(instruction_BT))
-            parts.append((feature_map_BCHW * gate_BC[:, :, None, None]).flatten(1))
+            parts.append(self.read_out(feature_map_BCHW * gate_BC[:, :, None, None]))
         return _concatenate(parts + vectors)
 
 
@@ -218,8 +256,9 @@ class FiLMFusion(Fusion):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
     ) -> None:
-        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim, image_pool)
         # Modulated stages: all but the stem, or the only stage of a one-stage encoder.
         self.modulated_channels = [list(channels[1:]) or list(channels) for channels in stage_channels]
         self.n_stages = [len(channels) for channels in stage_channels]
@@ -253,7 +292,7 @@ class FiLMFusion(Fusion):
     def forward(
         self, image_maps: list[torch.Tensor], texts: list[TextEncoding], vectors: list[torch.Tensor]
     ) -> torch.Tensor:
-        return _concatenate([feature_map.flatten(1) for feature_map in image_maps] + vectors)
+        return _concatenate([self.read_out(feature_map) for feature_map in image_maps] + vectors)
 
 
 class CrossAttentionFusion(Fusion):
@@ -291,9 +330,10 @@ class CrossAttentionFusion(Fusion):
         text_dims: list[int],
         vector_dims: list[int],
         fusion_dim: int,
+        image_pool: str = "none",
         n_heads: int = 4,
     ) -> None:
-        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim)
+        super().__init__(map_shapes, stage_channels, text_dims, vector_dims, fusion_dim, image_pool)
         if fusion_dim % n_heads:
             raise ValueError(f"fusion_dim={fusion_dim} must be divisible by n_heads={n_heads} for cross_attention")
         self.n_heads = n_heads
@@ -377,7 +417,7 @@ class CrossAttentionFusion(Fusion):
             )
         assert pooled_patches_BD is not None  # there is at least one image key
         image_BD = self.image_norm(pooled_patches_BD)
-        maps = [feature_map_BCHW.flatten(1) for feature_map_BCHW in image_maps]
+        maps = [self.read_out(feature_map_BCHW) for feature_map_BCHW in image_maps]
         return torch.cat([*maps, image_BD, pooled_tokens_BD, *vectors], dim=1)
 
 

@@ -22,6 +22,8 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   It needs images of at least 36x36 pixels.
 * ``"impala"``: the residual encoder of Espeholt et al. (2018), "IMPALA: Scalable Distributed Deep-RL with
   Importance Weighted Actor-Learner Architectures" (three stacks of conv, max-pool and two residual blocks).
+* ``"pointwise"``: two 1x1 layers of 64 channels, every cell encoded on its own; with a pooled read-out
+  (``image_pool``, :mod:`mmrl.extractor.fusion`) for questions about a scene seen whole (mmrl/VisualQuery-*).
 
 :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller image side is
 below :data:`AUTO_NATURE_MIN_SIDE` (64) pixels, otherwise ``"nature"``.
@@ -242,6 +244,28 @@ class PatchCNN(ImageEncoder):
         self.stage_channels.extend(channels)
 
 
+class PointwiseCNN(ImageEncoder):
+    """Per-cell network: 1x1 convolutions only, so every position is encoded on its own.
+
+    For scenes seen whole where the question is about what is in them, not where (mmrl/VisualQuery-*): each cell
+    gets the same small MLP, the instruction can FiLM-modulate every layer after the first, and the fusion pools
+    the cells (``image_pool="sum"`` counts them). Neighbouring cells never mix, so a count is never blurred.
+
+    Args:
+        image_shape: ``(channels, height, width)``.
+        channels: Output channels of each 1x1 layer.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__(image_shape)
+        in_channels = image_shape[0]
+        for index, out_channels in enumerate(channels):
+            conv_class = InputConv2d if index == 0 else nn.Conv2d
+            self.stages.append(conv_class(in_channels, out_channels, kernel_size=1))
+            in_channels = out_channels
+        self.stage_channels.extend(channels)
+
+
 class NatureCNN(ImageEncoder):
     """The convolutional part of the DQN network (Mnih et al., 2015): 32x8x8/4, 64x4x4/2, 64x3x3/1.
 
@@ -316,6 +340,7 @@ IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
     "small": SmallCNN,
     "nature": NatureCNN,
     "impala": ImpalaCNN,
+    "pointwise": PointwiseCNN,
 }
 IMAGE_ENCODER_CHOICES = ("auto", *IMAGE_ENCODERS)
 

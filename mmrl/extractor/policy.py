@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mmrl.extractor.extractor import MultimodalExtractor, _check_choice
-from mmrl.extractor.fusion import FUSIONS
+from mmrl.extractor.fusion import FUSIONS, IMAGE_POOLS
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES
 from mmrl.extractor.text_encoders import TEXT_ENCODER_CHOICES
 
@@ -67,7 +67,7 @@ def policy_kwargs(
         net_arch: SB3 ``net_arch`` of the heads (default ``[64]``).
         **extractor_kwargs: Further :class:`MultimodalExtractor` arguments (``image_keys``, ``text_keys``,
             ``ignore_keys``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cache_text``, ``normalized_images``,
-            ``embed_cells``, ``cell_dim``).
+            ``embed_cells``, ``cell_dim``, ``image_pool``).
 
     Returns:
         ``{"features_extractor_class": MultimodalExtractor, "features_extractor_kwargs": {...}, "net_arch": ...,
@@ -79,6 +79,8 @@ def policy_kwargs(
     _check_choice("fusion", fusion, tuple(FUSIONS))
     _check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
     _check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
+    if "image_pool" in extractor_kwargs:
+        _check_choice("image_pool", extractor_kwargs["image_pool"], IMAGE_POOLS)
     normalized_images = bool(extractor_kwargs.pop("normalized_images", False))
     return {
         "features_extractor_class": MultimodalExtractor,

@@ -82,7 +82,10 @@ def describe_extractor(extractor: Any) -> dict[str, Any]:
         }
         for key, encoder in zip(extractor.text_keys, extractor.text_encoders, strict=True)
     ]
-    return {"image": images, "text": texts, "fusion": {"class": type(extractor.fusion).__name__}}
+    fusion: dict[str, Any] = {"class": type(extractor.fusion).__name__}
+    if extractor.fusion.image_pool != "none":  # bundles written before image_pool existed read as "none"
+        fusion["image_pool"] = extractor.fusion.image_pool
+    return {"image": images, "text": texts, "fusion": fusion}
 
 
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:

@@ -39,6 +39,9 @@ class TrainConfig:
     """Extractor output width; ignored by qlearning."""
     net_arch: list[int] | None = None
     """Hidden layers of the policy / value heads; ignored by qlearning."""
+    image_pool: str | None = None
+    """How the extractor reads image feature maps: ``"none"`` (flattened, positions kept), ``"max"``, ``"mean"`` or
+    ``"sum"`` (pooled over positions); ignored by qlearning."""
     pretrained: str | None = None
     """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
     freeze: str | None = None

@@ -57,6 +57,7 @@ CONFIG_KEYS: dict[str, str] = {
     "image_encoder": _S,
     "features_dim": _I,
     "net_arch": "list[int]",
+    "image_pool": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
     "checkpoint_freq": _I,

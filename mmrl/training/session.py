@@ -120,7 +120,15 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
 
         extractor = {
             key: getattr(config, key)
-            for key in ("fusion", "text_encoder", "image_encoder", "features_dim", "net_arch", *PRETRAIN_KEYS)
+            for key in (
+                "fusion",
+                "text_encoder",
+                "image_encoder",
+                "image_pool",
+                "features_dim",
+                "net_arch",
+                *PRETRAIN_KEYS,
+            )
             if getattr(config, key) is not None
         }
         policy, kwargs = spec.dict_policy, policy_kwargs(**extractor)
