@@ -30,6 +30,7 @@ SCRIPTS = (
     ("tabular.py", "Tabular Q-learning"),
     ("memory.py", "Memory"),
     ("sample_efficiency.py", "Sample efficiency"),
+    ("scene_readout.py", "Scene read-outs (supervised probe)"),
 )
 
 

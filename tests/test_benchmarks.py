@@ -65,3 +65,17 @@ def test_text_encoder_costs_cover_every_encoder_and_the_references(tmp_path: Pat
     assert rows["GRU"]["x GRU (train)"] == pytest.approx(1.0) == rows["GRU"]["x GRU (rollout)"]
     assert all(row["train us"] > 0 and row["rollout us"] > 0 for row in rows.values())
     assert rows["image-only network"]["train x image-only network"] == pytest.approx(1.0)
+
+
+def test_scene_readout_probe_reports_every_read_out(tmp_path: Path):
+    payload = run_script("scene_readout.py", "--quick", tmp_path=tmp_path)
+    rows = payload["tables"][0]["rows"]
+    assert [row["read-out"].split(",")[0] for row in rows] == [
+        "patch CNN",
+        "per-cell (pointwise)",
+        "per-cell",
+        "per-cell",
+        "per-cell",
+        "per-cell",
+    ]
+    assert all(0.0 <= row["epoch 2"] <= 1.0 for row in rows)

@@ -63,6 +63,12 @@ def read_out(feature_map_BCHW: torch.Tensor, pool: str) -> torch.Tensor:
     return torch.cat([feature_map_BCHW.amax(dim=(2, 3)), scaled_sum_BC], dim=1)
 
 
+def read_out_width(map_shape: tuple[int, ...], pool: str) -> int:
+    """Width of :func:`read_out` for a ``(C, H, W)`` map."""
+    channels, height, width = map_shape
+    return channels * height * width if pool == "none" else 2 * channels if pool == "max_sum" else channels
+
+
 class Fusion(nn.Module):
     """Base class of the fusions.
 
@@ -100,8 +106,7 @@ class Fusion(nn.Module):
         self.instruction_dim = sum(text_dims)
         self.image_pool = image_pool
         #: Width of each image key's read-out (:meth:`read_out`).
-        widths = {"none": lambda c, h, w: c * h * w, "max_sum": lambda c, h, w: 2 * c}
-        self.read_out_dims = [widths.get(image_pool, lambda c, h, w: c)(c, h, w) for c, h, w in self.map_shapes]
+        self.read_out_dims = [read_out_width(shape, image_pool) for shape in self.map_shapes]
 
     def read_out(self, feature_map_BCHW: torch.Tensor) -> torch.Tensor:
         """One image key's map as a vector: flattened (``image_pool="none"``) or pooled over positions."""
