@@ -31,6 +31,7 @@ SCRIPTS = (
     ("memory.py", "Memory"),
     ("sample_efficiency.py", "Sample efficiency"),
     ("scene_readout.py", "Scene read-outs (supervised probe)"),
+    ("memory_need.py", "Memory need (planner demonstrations)"),
 )
 
 

@@ -223,3 +223,16 @@ def test_extra_callbacks_see_every_step(tmp_path: Path) -> None:
     assert extra.steps == 32 and extra.rollouts == 4
     with pytest.raises(TypeError, match="callbacks must be a list"):
         mmrl.train("a2c", ENV_ID, timesteps=64, run_dir=tmp_path / "other", callbacks=extra)  # type: ignore[arg-type]
+
+
+def test_recurrent_preset_gives_the_5x5_family_symbolic_cells_and_sequence_a_word_order_encoder():
+    from mmrl.training.presets import load_preset
+
+    def preset(env_id: str) -> dict:
+        return load_preset(preset_path("recurrent_ppo"), "recurrent_ppo", env_id)
+
+    for env_id in ("mmrl/GoTo-5x5-v0", "mmrl/PickUp-5x5-v0", "mmrl/Sequence-5x5-v0"):
+        assert preset(env_id)["env_kwargs"]["image_mode"] == "symbolic" and preset(env_id)["n_epochs"] == 8
+    assert preset("mmrl/Sequence-5x5-v0")["text_encoder"] == "gru"
+    assert preset("mmrl/Sequence-5x5-v0")["timesteps"] == 300_000
+    assert preset("mmrl/GoTo-v0")["env_kwargs"].get("image_mode") is None

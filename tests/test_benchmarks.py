@@ -79,3 +79,15 @@ def test_scene_readout_probe_reports_every_read_out(tmp_path: Path):
         "per-cell",
     ]
     assert all(0.0 <= row["epoch 2"] <= 1.0 for row in rows)
+
+
+def test_memory_need_reports_every_env(tmp_path: Path):
+    payload = run_script("memory_need.py", "--quick", tmp_path=tmp_path)
+    rows = {row["env"]: row for row in payload["tables"][0]["rows"]}
+    assert set(rows) == {"mmrl/GoTo-5x5-v0", "mmrl/PickUp-5x5-v0", "mmrl/Sequence-5x5-v0"}
+    assert all(row["planner success"] >= 0.99 for row in rows.values())
+    assert all(0.0 <= row["forced errors"] <= row["ambiguous frames"] <= 1.0 for row in rows.values())
+    # the order task is the one a reactive policy cannot copy: its view does not show the progress made
+    assert rows["mmrl/Sequence-5x5-v0"]["forced errors"] > 1.5 * rows["mmrl/GoTo-5x5-v0"]["forced errors"]
+    assert rows["mmrl/Sequence-5x5-v0"]["frames whose action depends on progress"] > 0.05
+    assert rows["mmrl/GoTo-5x5-v0"]["frames whose action depends on progress"] == 0.0

@@ -29,11 +29,12 @@ EVAL_SEED = 100_000
 TARGET = 0.90
 ABLATION_DROP = 0.30
 
-#: Known gaps (issue 16): env id -> (the measured figure, a floor 0.10 below it that must still hold, so that a
-#: regression fails even while the 0.90 target is not met).
+#: Known gaps (issue 16): (algo, env id) -> (the measured figure, a floor 0.10 below it that must still hold, so
+#: that a regression fails even while the 0.90 target is not met).
 SHORT = {
-    "mmrl/PickUp-5x5-v0": ("200k frames: greedy 0.91 (0.91-0.94, 3 seeds) on 200 held-out episodes", 0.80),
-    "mmrl/Sequence-5x5-v0": ("200k frames: greedy 0.35 on 200 held-out episodes, random 0.31: not learned", 0.22),
+    ("ppo", "mmrl/PickUp-5x5-v0"): ("200k frames: greedy 0.91 (0.91-0.94, 3 seeds) on 200 held-out episodes", 0.80),
+    # a reactive policy cannot solve it (benchmarks/memory_need.py); recurrent PPO reaches 0.885-0.945 at 300k
+    ("ppo", "mmrl/Sequence-5x5-v0"): ("200k frames: greedy 0.35, random 0.31: needs memory", 0.22),
 }
 
 #: (algo, env id, seed, whether blanking the instruction must cost ABLATION_DROP)
@@ -64,8 +65,8 @@ def test_default_preset_solves_held_out_episodes(algo, env_id, seed, reads, tmp_
     )
     if reads:
         assert blank <= greedy - ABLATION_DROP
-    if greedy < TARGET and algo == "ppo" and env_id in SHORT:
-        figure, floor = SHORT[env_id]
+    if greedy < TARGET and (algo, env_id) in SHORT:
+        figure, floor = SHORT[(algo, env_id)]
         assert greedy >= floor, f"{env_id}: greedy {greedy:.2f} fell below {floor} (measured: {figure})"
         pytest.xfail(f"{env_id}: greedy {greedy:.2f} < {TARGET} (known gap, {figure})")
     assert greedy >= TARGET

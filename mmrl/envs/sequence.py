@@ -36,6 +36,10 @@ class SequenceEnv(GridEnv):
     objects it picks succeeds with probability at most ``1 / (k * (k - 1))`` for ``k = 2 + n_distractors``
     objects (0.5 with no distractor: the order is a coin flip). Truncates after ``max_steps``.
 
+    The task needs memory: the egocentric view does not show whether the first target has been reached, so a
+    reactive policy (``mmrl train --algo ppo``) stays near the coin flip; train a recurrent one
+    (``mmrl train --algo recurrent_ppo``; figures in ``benchmarks/RESULTS.md``).
+
     ## Arguments
     ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``2 * size**2``), ``wrong_object``
     (``"fail"``, the default, as above; ``"continue"``: wrong objects do nothing, so visiting every object in
