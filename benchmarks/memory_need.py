@@ -49,7 +49,11 @@ def planner_frames(env_id: str, frames: int, seed: int) -> tuple[list[tuple[Key,
         world = env.unwrapped.batch.world  # type: ignore[attr-defined]
         layout = world.layout(0)
         goals = tuple((int(goal.verb), int(goal.kind), int(goal.colour)) for goal in layout.goals)
-        for action in expert_plan(env) or []:
+        actions = expert_plan(env)
+        if actions is None:
+            env.close()
+            raise ValueError(f"the planner cannot solve {env_id} (question tasks have no plan); pick a navigation env")
+        for action in actions:
             rows.append(((observation["image"].tobytes(), goals), int(action), episodes, int(world.stage_N[0])))
             observation, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:

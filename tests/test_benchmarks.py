@@ -91,3 +91,11 @@ def test_memory_need_reports_every_env(tmp_path: Path):
     assert rows["mmrl/Sequence-5x5-v0"]["forced errors"] > 1.5 * rows["mmrl/GoTo-5x5-v0"]["forced errors"]
     assert rows["mmrl/Sequence-5x5-v0"]["frames whose action depends on progress"] > 0.05
     assert rows["mmrl/GoTo-5x5-v0"]["frames whose action depends on progress"] == 0.0
+
+
+def test_memory_need_refuses_an_env_the_planner_cannot_solve():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.memory_need import ambiguity
+
+    with pytest.raises(ValueError, match="planner cannot solve"):
+        ambiguity("mmrl/VisualQuery-Colour-v0", 100, 0)
