@@ -151,7 +151,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if metrics.get("stopped"):
+    if metrics.get("stopped_on_success") is not None:
+        print(
+            f"stopped at {metrics['timesteps']:,} steps: the held-out evaluation at "
+            f"{metrics['stopped_on_success']:,} steps reached stop_success={result.config.stop_success}"
+        )
+    elif metrics.get("stopped"):
         print(f"stopped at {metrics['timesteps']:,} steps (--stop-at); continue with --resume {result.run_dir}")
     from mmrl.training.summary import summary_lines
 

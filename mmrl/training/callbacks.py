@@ -173,7 +173,8 @@ class PeriodicCallback(BaseCallback):
     written there (unless one was just written at that step) and then, for rollout algorithms,
     :class:`StopAtBoundary` is raised from ``on_rollout_start`` (no env step is taken); with
     ``checkpoint_on_step``, ``on_step`` returns False. :attr:`stopped_at` and :attr:`last_checkpoint_steps` tell
-    the caller what happened.
+    the caller what happened. With ``stop_success``, an evaluation whose success rate reaches it sets ``stop_at``
+    to the current step, so training stops at the next boundary (:attr:`stopped_on_success` records the step).
 
     Args:
         stats: Episode statistics to update.
@@ -183,6 +184,8 @@ class PeriodicCallback(BaseCallback):
         checkpoint_freq: Steps between checkpoints (0: never).
         checkpoint_on_step: Check for a due checkpoint after every step.
         stop_at: Stop at the first boundary at or after this many steps (None: never).
+        stop_success: Stop after the first evaluation with ``result["success_rate"] >= stop_success`` (None:
+            never; ``evaluate`` must then return the result dict).
         stop_requested: ``stop_requested() -> bool``, asked after every step; True ends training there (``on_step``
             returns False, after :func:`complete_interrupted_step`, so that the model's last observation, the
             replay buffer and the env agree): the trainer's first Ctrl-C.
@@ -198,6 +201,7 @@ class PeriodicCallback(BaseCallback):
         checkpoint_on_step: bool = False,
         stop_at: int | None = None,
         stop_requested: Callable[[], bool] | None = None,
+        stop_success: float | None = None,
     ) -> None:
         super().__init__()
         self.stats = stats
@@ -212,6 +216,9 @@ class PeriodicCallback(BaseCallback):
         self.stop_at = stop_at
         self.stopped_at: int | None = None
         """``num_timesteps`` where ``stop_at`` stopped training (None if it did not)."""
+        self.stop_success = stop_success
+        self.stopped_on_success: int | None = None
+        """``num_timesteps`` of the evaluation that reached ``stop_success`` (None if none did)."""
         self.last_checkpoint_steps: int | None = None
         """``num_timesteps`` of the last checkpoint this callback wrote (None if none)."""
 
@@ -242,6 +249,16 @@ class PeriodicCallback(BaseCallback):
         self.stopped_at = int(self.model.num_timesteps)
         return True
 
+    def _check_success(self, result: object) -> None:
+        """After an evaluation: stop at the next boundary if its success rate reached ``stop_success``."""
+        if self.stop_success is None or self.stopped_on_success is not None or not isinstance(result, dict):
+            return
+        success = result.get("success_rate")
+        if success is not None and success >= self.stop_success:
+            steps = int(self.model.num_timesteps)
+            self.stopped_on_success = steps
+            self.stop_at = steps if self.stop_at is None else min(self.stop_at, steps)
+
     def _on_rollout_start(self) -> None:
         reset_inference_memos(self.model)
         self._maybe_checkpoint()
@@ -254,8 +271,9 @@ class PeriodicCallback(BaseCallback):
             complete_interrupted_step(self.model, self.locals)
             return False
         if self._next_eval is not None and self.model.num_timesteps >= self._next_eval:
-            self.evaluate(self.model)
+            result = self.evaluate(self.model)
             self._next_eval = self._next_multiple(self.eval_freq)
+            self._check_success(result)
         if self.checkpoint_on_step:
             self._maybe_checkpoint()
             if self._should_stop():

@@ -55,6 +55,11 @@ class TrainConfig:
     the end)."""
     eval_episodes: int | None = None
     """Episodes per evaluation."""
+    stop_success: float | None = None
+    """Stop training at the first periodic evaluation (every ``eval_freq`` steps, greedy, held-out seeds) whose
+    success rate is at least this, in (0, 1]; the run then ends as usual (final evaluation, ``metrics.json``) with
+    ``metrics["stopped_on_success"]`` set to the step count. None: train for ``timesteps``. Envs that report no
+    success never stop early."""
     checkpoint_freq: int | None = None
     """Write a checkpoint every this many steps (0: only at the end and on Ctrl-C)."""
     device: str = "cpu"

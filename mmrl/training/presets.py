@@ -15,11 +15,12 @@ A preset file maps an env id, a shell-style pattern (``fnmatch``, e.g. ``mmrl/Go
 
 Entry keys are :class:`~mmrl.training.config.TrainConfig` fields (``timesteps``, ``n_envs``, ``env_kwargs``,
 ``fusion``, ``text_encoder``, ``image_encoder``, ``features_dim``, ``net_arch``, ``eval_freq``, ``eval_episodes``,
-``checkpoint_freq``) or constructor arguments of the algorithm (:data:`HYPERPARAMS`). ``env_kwargs`` entries are
-merged key by key. Overrides (``--set key=value``) use the same keys, plus ``env_kwargs.<name>=value``; values are
-parsed as YAML (``--set n_steps=64`` gives an int). Unknown keys, wrong types, non-finite floats (``nan``,
-``inf``) and sizes over the limits of :mod:`mmrl.limits` raise a ``ValueError`` naming the key and the file;
-nothing is ever evaluated (YAML is read by :mod:`mmrl.yaml_io`: ``safe_load`` semantics, aliases refused).
+``stop_success``, ``checkpoint_freq``, ...) or constructor arguments of the algorithm (:data:`HYPERPARAMS`).
+``env_kwargs`` entries are merged key by key. Overrides (``--set key=value``) use the same keys, plus
+``env_kwargs.<name>=value``; values are parsed as YAML (``--set n_steps=64`` gives an int). Unknown keys, wrong
+types, non-finite floats (``nan``, ``inf``) and sizes over the limits of :mod:`mmrl.limits` raise a ``ValueError``
+naming the key and the file; nothing is ever evaluated (YAML is read by :mod:`mmrl.yaml_io`: ``safe_load``
+semantics, aliases refused).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ CONFIG_KEYS: dict[str, str] = {
     "image_pool": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
+    "stop_success": "float|None",
     "checkpoint_freq": _I,
     "device": _S,
     "torch_threads": _I,
@@ -231,6 +233,8 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(f"{source}: {key} must be >= 0, got {value}")
     if key in _UNIT_INTERVAL and not 0.0 <= value <= 1.0:
         raise ValueError(f"{source}: {key} must be in [0, 1], got {value}")
+    if key == "stop_success" and not 0.0 < value <= 1.0:
+        raise ValueError(f"{source}: stop_success must be in (0, 1] (a success rate), got {value}")
     if key == "gradient_steps" and value < -1:
         raise ValueError(f"{source}: gradient_steps must be >= 0, or -1 (as many as env steps), got {value}")
     if key == "device":
@@ -451,6 +455,11 @@ def resolve_config(
     for key, value in defaults.items():
         if getattr(config, key) is None:
             setattr(config, key, value)
+    if config.stop_success is not None and not config.eval_freq:
+        raise ValueError(
+            f"stop_success={config.stop_success} is checked at the periodic evaluations, but eval_freq is 0: set "
+            "eval_freq (e.g. --eval-freq 10000) or drop stop_success"
+        )
     n_steps = config.hyperparams.get("n_steps")
     if isinstance(n_steps, int) and isinstance(config.n_envs, int):
         check_limit(f"n_steps x n_envs ({n_steps} x {config.n_envs})", n_steps * config.n_envs, "max_rollout_steps")

@@ -13,6 +13,7 @@ Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmm
                              (``best_model.npz`` for qlearning)
         metrics.json         final evaluation: mean_return, std_return, success_rate, episodes, timesteps,
                              wall_time_s, fps, interrupted (true when stopped with Ctrl-C; no evaluation then),
+                             stopped (at ``stop_at`` or ``stop_success``), stopped_on_success (the step, or null),
                              best_mean_return, evaluations (list of periodic {timesteps, mean_return, success_rate})
         tokenizer.json       the env's ``tokenizer.to_config()`` (``mmrl.tokenizer.Tokenizer.from_config``)
         monitor.csv          episode log (r, l, t, and is_success where the env reports it;

@@ -414,6 +414,7 @@ def _run(
         checkpoint_on_step=spec.checkpoint_on_step,
         stop_at=stop_at,
         stop_requested=lambda: interrupt.requested,
+        stop_success=config.stop_success,
     )
     bar = ProgressBarCallback(int(config.timesteps), stats) if progress_bar else None
     callbacks = [
@@ -459,6 +460,7 @@ def _run(
         "fps": (steps - start_steps) / max(learn_time, 1e-9),
         "interrupted": interrupted,
         "stopped": stopped,
+        "stopped_on_success": periodic.stopped_on_success,
         "train_mean_return": stats.mean_return,
         "train_success_rate": stats.success_rate,
     }
