@@ -10,10 +10,14 @@ One thread; median of ``--repeats`` interleaved rounds::
 
     python benchmarks/pretraining.py text-cost [--text-model DIR] [--repeats 5]
 
-``compare``: short PPO runs on one env, from scratch and with pre-trained encoders / behaviour cloning, each
-evaluated greedily on held-out seeds (one process, one thread, sequential)::
+``compare``: PPO with the env's preset, from scratch and after each pre-training source (autoencoders per modality,
+the fused autoencoder, a frozen language model, behaviour cloning of the planner), until the periodic greedy
+evaluation reaches ``--stop-success`` (default 0.95) or the preset's budget; frames and wall time to 0.95 count the
+pre-training time; then 200 held-out episodes greedy on the train, test (held-out combinations) and paraphrase
+splits and with the instruction blanked. One thread; resumable (``results.jsonl``); run two processes on disjoint
+seeds with the same ``--out`` to use two cores::
 
-    python benchmarks/pretraining.py compare --env mmrl/GoTo-5x5-v0 --timesteps 20000 --seeds 0
+    python benchmarks/pretraining.py compare --env mmrl/GoTo-5x5-v0 --seeds 0 1 2 --text-model DIR
 """
 
 from __future__ import annotations
@@ -110,27 +114,100 @@ def text_cost(args: argparse.Namespace) -> None:
         )
 
 
-#: Variants of ``compare``: (pre-training method or None, extra ``--set`` overrides of the training run).
-VARIANTS: dict[str, tuple[str | None, dict[str, Any]]] = {
-    "scratch": (None, {}),
-    "scratch-gru": (None, {"text_encoder": "gru"}),
-    "hf": (None, {"text_encoder": "hf"}),
-    "autoencoder": ("autoencoder", {}),
-    "autoencoder-frozen-image": ("autoencoder", {"freeze": "image"}),
-    "bc": ("bc", {}),
+#: Variants of ``compare``: (pre-training method or None, autoencoder parts, extra ``--set`` overrides of the run).
+VARIANTS: dict[str, tuple[str | None, tuple[str, ...], dict[str, Any]]] = {
+    "scratch": (None, (), {}),
+    "scratch-gru": (None, (), {"text_encoder": "gru"}),
+    "hf": (None, (), {"text_encoder": "hf"}),
+    "autoencoder": ("autoencoder", ("image", "text"), {}),
+    "fused-autoencoder": ("autoencoder", ("image", "text", "fused"), {}),
+    "autoencoder-frozen-image": ("autoencoder", ("image", "text"), {"freeze": "image"}),
+    "bc": ("bc", (), {}),
 }
+DEFAULT_VARIANTS = ("scratch", "scratch-gru", "hf", "autoencoder", "fused-autoencoder", "bc")
 
 
-def _frames_to(evaluations: list[dict[str, Any]], threshold: float) -> int | None:
-    return next((e["timesteps"] for e in evaluations if (e.get("success_rate") or 0) >= threshold), None)
+def _has_split(env_id: str, split: str) -> bool:
+    """Whether ``mission_split=split`` exists for the env and changes its episodes (VisualQuery's colour questions,
+    for one, accept every split but name no colour/object pair and have no paraphrases)."""
+    import gymnasium as gym
+
+    import mmrl  # noqa: F401  (registers the mmrl/ ids)
+
+    def episodes(chosen: str) -> list[tuple[bytes, str]]:
+        env = gym.make(env_id, mission_split=chosen)
+        try:
+            firsts = [env.reset(seed=seed) for seed in range(20)]
+            return [(observation["image"].tobytes(), info.get("mission", "")) for observation, info in firsts]
+        finally:
+            env.close()
+
+    try:
+        return split == "train" or episodes(split) != episodes("train")
+    except (TypeError, ValueError):
+        return False
+
+
+def _run_variant(args: argparse.Namespace, env_id: str, variant: str, seed: int, out: Path) -> dict[str, Any] | None:
+    """Pre-train (timed), train PPO until ``--stop-success`` or the budget, evaluate; one results row."""
+    import mmrl
+    from benchmarks.zoo import time_to
+    from mmrl.pretrain.cloning import clone_planner
+    from mmrl.pretrain.trainer import pretrain_autoencoder
+
+    method, parts, extra = VARIANTS[variant]
+    overrides: dict[str, Any] = {"torch_threads": 1, "eval_freq": args.eval_freq, "eval_episodes": 50, **extra}
+    if args.stop_success:
+        overrides["stop_success"] = args.stop_success
+    if extra.get("text_encoder") == "hf":
+        if not args.text_model:
+            print(f"skipping {variant}: needs --text-model")
+            return None
+        overrides["text_model"] = args.text_model
+    tag = f"{env_id.split('/')[-1]}-{variant}-{seed}"
+    row: dict[str, Any] = {"env": env_id, "variant": variant, "seed": seed}
+    started = time.perf_counter()
+    if method == "autoencoder":
+        bundle = pretrain_autoencoder(
+            env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed, parts=parts,
+            out=out / f"{tag}-bundle", progress=False,
+        )  # fmt: skip
+        overrides["pretrained"] = str(bundle.resolve())
+    elif method == "bc":
+        try:
+            run_dir = clone_planner(
+                env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed,
+                out=out / f"{tag}-bc", progress=False, force=True,
+            )  # fmt: skip
+        except ValueError as error:  # question tasks have no planner to clone
+            print(f"skipping {variant} on {env_id}: {error}")
+            return None
+        overrides["pretrained"] = str(run_dir.resolve())
+    row["pretrain_s"] = round(time.perf_counter() - started, 1)
+    if method == "bc":
+        row["cloned_success"] = mmrl.evaluate(run_dir, episodes=args.episodes, seed=100_000).success_rate
+    result = mmrl.train(
+        "ppo", env_id, timesteps=args.timesteps, seed=seed, overrides=overrides, run_dir=out / f"{tag}-run",
+        force=True, progress_bar=False,
+    )  # fmt: skip
+    evaluations = result.metrics.get("evaluations", [])
+    row["timesteps"] = int(result.metrics["timesteps"])
+    row["train_s"] = round(float(result.metrics["wall_time_s"]), 1)
+    for threshold in (0.9, 0.95):
+        frames, seconds = time_to(evaluations, result.run_dir, threshold)
+        row[f"frames_to_{threshold}"] = frames
+        row[f"wall_to_{threshold}"] = None if seconds is None else round(row["pretrain_s"] + seconds, 1)
+    for split in ("train", "test", "paraphrase"):
+        if _has_split(env_id, split):
+            report = mmrl.evaluate(result.run_dir, episodes=args.episodes, seed=100_000, split=split)
+            row[f"success_{split}"] = report.success_rate
+    blank = mmrl.evaluate(result.run_dir, episodes=args.episodes, seed=100_000, ablate="mission")
+    row["success_blank"] = blank.success_rate  # instruction blanked: what a policy gets without reading
+    return row
 
 
 def compare(args: argparse.Namespace) -> None:
     import json
-
-    import mmrl
-    from mmrl.pretrain.cloning import clone_planner
-    from mmrl.pretrain.trainer import pretrain_autoencoder
 
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -141,56 +218,16 @@ def compare(args: argparse.Namespace) -> None:
         for line in results_path.read_text().splitlines():
             row = json.loads(line)
             done[(row["env"], row["variant"], row["seed"])] = row
-    for env_id in args.env or [ENV_ID]:
+    for env_id in [] if args.table else args.env or [ENV_ID]:
         for seed in args.seeds:
             for variant in args.variants:
                 key = (env_id, variant, seed)
                 if key in done:
                     continue
-                method, extra = VARIANTS[variant]
-                overrides = {"torch_threads": 1, "eval_freq": max(args.timesteps // 8, 1), "eval_episodes": 50, **extra}
-                if extra.get("text_encoder") == "hf":
-                    if not args.text_model:
-                        print(f"skipping {variant}: needs --text-model")
-                        continue
-                    overrides["text_model"] = args.text_model
-                tag = f"{env_id.split('/')[-1]}-{variant}-{seed}"
-                started = time.perf_counter()
-                pretrain_metrics: dict[str, Any] = {}
-                if method == "autoencoder":
-                    bundle = pretrain_autoencoder(
-                        env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed,
-                        out=out / f"{tag}-bundle", progress=False,
-                    )  # fmt: skip
-                    overrides["pretrained"] = str(bundle.resolve())
-                elif method == "bc":
-                    run_dir = clone_planner(
-                        env_id, frames=args.pretrain_frames, updates=args.pretrain_updates, seed=seed,
-                        out=out / f"{tag}-bc", progress=False,
-                    )  # fmt: skip
-                    overrides["pretrained"] = str(run_dir.resolve())
-                    cloned = mmrl.evaluate(run_dir, episodes=args.episodes, seed=100_000)
-                    pretrain_metrics["cloned_success"] = cloned.success_rate
-                pretrain_s = time.perf_counter() - started
-                result = mmrl.train(
-                    "ppo", env_id, timesteps=args.timesteps, seed=seed, overrides=overrides,
-                    run_dir=out / f"{tag}-run", force=True, progress_bar=False,
-                )  # fmt: skip
-                train_s = time.perf_counter() - started - pretrain_s
-                row = {
-                    "env": env_id, "variant": variant, "seed": seed, "timesteps": args.timesteps,
-                    "pretrain_s": round(pretrain_s, 1), "train_s": round(train_s, 1), **pretrain_metrics,
-                    "frames_to_0.9": _frames_to(result.metrics.get("evaluations", []), 0.9),
-                    "frames_to_0.95": _frames_to(result.metrics.get("evaluations", []), 0.95),
-                }  # fmt: skip
-                for split in ("train", "paraphrase"):
-                    report = mmrl.evaluate(
-                        result.run_dir, episodes=args.episodes, seed=100_000, env_kwargs={"mission_split": split}
-                    )
-                    row[f"success_{split}"] = report.success_rate
-                blank = mmrl.evaluate(result.run_dir, episodes=args.episodes, seed=100_000, ablate="mission")
-                row["success_blank"] = blank.success_rate  # instruction blanked: what a policy gets without reading
-                with open(results_path, "a") as handle:
+                row = _run_variant(args, env_id, variant, seed, out)
+                if row is None:
+                    continue
+                with open(results_path, "a") as handle:  # one short append per row: safe for parallel workers
                     handle.write(json.dumps(row) + "\n")
                 done[key] = row
                 print(json.dumps(row), flush=True)
@@ -198,21 +235,35 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """Markdown table of ``compare`` rows (one per env, variant and seed)."""
-
-    def cell(value: Any) -> str:
-        if value is None:
-            return "-"
-        return f"{value:.2f}" if isinstance(value, float) else str(value)
+    """Markdown table of ``compare`` rows: per env and variant, the median over seeds (and the range)."""
+    from benchmarks.zoo import _cell
 
     columns = [
-        "env", "variant", "seed", "timesteps", "pretrain_s", "train_s", "cloned_success", "frames_to_0.9",
-        "frames_to_0.95", "success_train", "success_paraphrase", "success_blank",
+        ("seeds", None), ("pre-train s", "pretrain_s"), ("clone alone", "cloned_success"),
+        ("frames to 0.95", "frames_to_0.95"), ("wall to 0.95 (pre-training included)", "wall_to_0.95"),
+        ("greedy", "success_train"), ("held-out combos", "success_test"), ("paraphrase", "success_paraphrase"),
+        ("blank text", "success_blank"),
     ]  # fmt: skip
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "---|" * len(columns))
+    kinds = {"pretrain_s": "seconds", "frames_to_0.95": "frames", "wall_to_0.95": "seconds"}
+    print("| env | variant | " + " | ".join(name for name, _ in columns) + " |")
+    print("|" + "---|" * (len(columns) + 2))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r["env"], list(VARIANTS).index(r["variant"]), r["seed"])):
-        print("| " + " | ".join(cell(row.get(column)) for column in columns) + " |")
+        groups.setdefault((row["env"], row["variant"]), []).append(row)
+    for (env_id, variant), runs in groups.items():
+        cells = []
+        for _, key in columns:
+            if key is None:
+                cells.append(str(len(runs)))
+                continue
+            values = [run.get(key) for run in runs]
+            if key in ("pretrain_s", "cloned_success", "success_test", "success_paraphrase") and all(
+                v is None or v == 0 for v in values
+            ):
+                cells.append("-")
+                continue
+            cells.append(_cell(values, kinds.get(key, "rate")))
+        print(f"| {env_id.removeprefix('mmrl/').removesuffix('-v0')} | {variant} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,14 +277,20 @@ def main(argv: list[str] | None = None) -> None:
     cost.set_defaults(run=text_cost)
     versus = commands.add_parser("compare", help="PPO from scratch vs with pre-training, greedy held-out success")
     versus.add_argument("--env", action="append", default=None, help="env id (repeatable; default GoTo-5x5)")
-    versus.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    versus.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     versus.add_argument("--seeds", nargs="+", type=int, default=[0])
-    versus.add_argument("--timesteps", type=int, default=20_000, help="PPO steps per run (default 20000)")
-    versus.add_argument("--pretrain-frames", type=int, default=5_000, help="frames collected for pre-training")
-    versus.add_argument("--pretrain-updates", type=int, default=400, help="pre-training gradient steps")
+    versus.add_argument("--timesteps", type=int, default=None, help="PPO budget per run (default: the preset's)")
+    versus.add_argument("--eval-freq", type=int, default=10_000, help="steps between periodic evaluations")
+    versus.add_argument(
+        "--stop-success", type=float, default=0.95,
+        help="stop a run at the first periodic evaluation with this greedy success (0: train to the budget)",
+    )  # fmt: skip
+    versus.add_argument("--pretrain-frames", type=int, default=20_000, help="frames collected for pre-training")
+    versus.add_argument("--pretrain-updates", type=int, default=1_500, help="pre-training gradient steps")
     versus.add_argument("--episodes", type=int, default=200, help="held-out evaluation episodes (seeds 100000+)")
     versus.add_argument("--text-model", help="local Hugging Face model directory for the hf variant")
     versus.add_argument("--out", default="runs/pretraining-compare", help="run folder; results.jsonl resumes")
+    versus.add_argument("--table", action="store_true", help="only print the table of the runs in --out")
     versus.set_defaults(run=compare)
     args = parser.parse_args(argv)
     args.run(args)

@@ -99,3 +99,28 @@ def test_memory_need_refuses_an_env_the_planner_cannot_solve():
 
     with pytest.raises(ValueError, match="planner cannot solve"):
         ambiguity("mmrl/VisualQuery-Colour-v0", 100, 0)
+
+
+def test_pretraining_compare_counts_pretraining_time_and_writes_a_row_per_run(tmp_path: Path):
+    """Tiny budgets: every variant trains, evaluates every split the env has, and the table prints one line per
+    variant; a second call resumes (nothing retrained)."""
+    args = [
+        sys.executable, str(REPO / "benchmarks" / "pretraining.py"), "compare", "--env", "mmrl/GoTo-5x5-v0",
+        "--variants", "scratch", "fused-autoencoder", "bc", "--timesteps", "1024", "--eval-freq", "512",
+        "--pretrain-frames", "256", "--pretrain-updates", "4", "--episodes", "4", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    first = subprocess.run(args, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [row["variant"] for row in rows] == ["scratch", "fused-autoencoder", "bc"]
+    for row in rows:
+        assert {"success_train", "success_test", "success_paraphrase", "success_blank"} <= set(row)
+        assert 0 < row["timesteps"] <= 1024 + 16 * 64
+        if row["frames_to_0.95"] is not None:  # the wall time to a mark includes the pre-training time
+            assert row["wall_to_0.95"] >= row["pretrain_s"]
+    assert rows[0]["pretrain_s"] < rows[1]["pretrain_s"] and rows[2]["cloned_success"] is not None
+    manifest = json.loads((tmp_path / "out" / "GoTo-5x5-v0-fused-autoencoder-0-bundle" / "manifest.json").read_text())
+    assert manifest["autoencoders"] == ["image", "text", "fused"]
+    assert "| GoTo-5x5 | fused-autoencoder | 1 |" in first.stdout
+    second = subprocess.run(args, check=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert not any(line.startswith("{") for line in second.stdout.splitlines())  # resumed: no run again
+    assert "| GoTo-5x5 | bc | 1 |" in second.stdout
