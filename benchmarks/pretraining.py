@@ -23,6 +23,7 @@ seeds with the same ``--out`` to use two cores::
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -127,6 +128,7 @@ VARIANTS: dict[str, tuple[str | None, tuple[str, ...], dict[str, Any]]] = {
 DEFAULT_VARIANTS = ("scratch", "scratch-gru", "hf", "autoencoder", "fused-autoencoder", "bc")
 
 
+@functools.cache
 def _has_split(env_id: str, split: str) -> bool:
     """Whether ``mission_split=split`` exists for the env and changes its episodes (VisualQuery's colour questions,
     for one, accept every split but name no colour/object pair and have no paraphrases)."""
