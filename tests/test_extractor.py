@@ -505,7 +505,7 @@ def test_conditioning_fusions_need_image_and_text(fusion: str):
 @pytest.mark.parametrize(
     ("option", "choices"),
     [
-        ("fusion", "concat, sum, weighted, product, gated, film, cross_attention"),
+        ("fusion", "auto, concat, sum, weighted, product, gated, film, cross_attention"),
         ("text_encoder", "bow, gru, lstm, conv, transformer"),
         ("image_encoder", "auto, patch, small, nature, impala, pointwise"),
         ("image_pool", "none, max, mean, sum, max_sum"),
@@ -779,3 +779,19 @@ def test_cross_attention_equals_attention_over_projected_patches():
     image = fusion.image_norm((residual + read).mean(dim=1))
     expected = torch.cat([feature_map.flatten(1), image, pooled_tokens], dim=1)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
+    from mmrl.extractor.fusion import ConcatFusion, GatedAttentionFusion
+
+    assert policy_kwargs()["features_extractor_kwargs"]["fusion"] == "auto"
+    both = MultimodalExtractor(contract_space(), **policy_kwargs()["features_extractor_kwargs"])
+    assert isinstance(both.fusion, GatedAttentionFusion)
+    image_only = spaces.Dict({"image": contract_space()["image"]})
+    assert isinstance(MultimodalExtractor(image_only, fusion="auto").fusion, ConcatFusion)
+    text_only = spaces.Dict({"mission": contract_space()["mission"]})
+    assert isinstance(MultimodalExtractor(text_only).fusion, ConcatFusion)  # the extractor's default is "auto" too
+    with pytest.raises(ValueError, match="needs at least one image key and one text key"):
+        MultimodalExtractor(image_only, fusion="gated")
+    with pytest.raises(ValueError, match="auto"):  # the message lists the choices, "auto" among them
+        policy_kwargs(fusion="automatic")

@@ -17,7 +17,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from mmrl.extractor.fusion import FUSIONS, IMAGE_POOLS, Fusion
+from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
 from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
 from mmrl.extractor.limits import (
     check_choice,
@@ -116,8 +116,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"`` or ``"pointwise"``.
             ``"auto"`` picks ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
-        fusion: ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
-            ``"cross_attention"`` (the last three need an image key and a text key).
+        fusion: ``"auto"``, ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
+            ``"cross_attention"`` (the last three need an image key and a text key). ``"auto"`` is ``"gated"``
+            with an image key and a text key, ``"concat"`` otherwise
+            (:func:`~mmrl.extractor.fusion.resolve_fusion`).
         image_keys: Image keys (``None``: detect).
         text_keys: Token-id keys (``None``: detect; ``[]``: no text).
         ignore_keys: Keys to leave out entirely.
@@ -159,7 +161,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         features_dim: int | None = 128,
         image_encoder: str = "auto",
         text_encoder: str = "gru",
-        fusion: str = "gated",
+        fusion: str = "auto",
         image_keys: list[str] | None = None,
         text_keys: list[str] | None = None,
         ignore_keys: list[str] | None = None,
@@ -179,7 +181,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         check_choice("image_pool", image_pool, IMAGE_POOLS)
         check_choice("text_encoder", text_encoder, TEXT_ENCODER_CHOICES)
-        check_choice("fusion", fusion, tuple(FUSIONS))
+        check_choice("fusion", fusion, FUSION_CHOICES)
         if features_dim is not None:
             features_dim = check_dimension("features_dim", features_dim, none_allowed=True)
         text_dim = check_dimension("text_dim", text_dim)
@@ -230,6 +232,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             vector_inputs.append((key, nn.Sequential(nn.Flatten(), nn.Linear(flat_dim, vector_dim), nn.ReLU())))
         if not image_inputs and not text_inputs and not vector_inputs:
             raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
+        fusion = resolve_fusion(fusion, len(image_inputs), len(text_inputs))
         fusion_module = FUSIONS[fusion](
             [encoder.output_shape for _, _, encoder in image_inputs],
             [list(encoder.stage_channels) for _, _, encoder in image_inputs],
