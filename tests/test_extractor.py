@@ -795,3 +795,36 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
         MultimodalExtractor(image_only, fusion="gated")
     with pytest.raises(ValueError, match="auto"):  # the message lists the choices, "auto" among them
         policy_kwargs(fusion="automatic")
+
+
+# ------------------------------------------------------------------------------------------------- encoder width
+
+
+@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise"])
+def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
+    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
+    space = spaces.Dict(
+        {
+            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),  # integer-coded cells: embedded
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+    extractor = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=48, cell_dim=24)
+    image_encoder = extractor.image_encoders[0]
+    assert list(image_encoder.stage_channels) == [48] * len(image_encoder.stage_channels)
+    convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert convolutions[0].in_channels == 24  # the cell vectors
+    assert {conv.out_channels for conv in convolutions} == {48}
+    features_BF = extractor(random_observations(space, 3))
+    assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
+    narrower = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=8, cell_dim=24)
+    assert sum(p.numel() for p in extractor.parameters()) > sum(p.numel() for p in narrower.parameters())
+
+
+def test_image_channels_is_checked_before_anything_is_built():
+    with pytest.raises(ValueError, match="fixed widths 32, 64, 64"):
+        MultimodalExtractor(contract_space(), image_encoder="nature", image_channels=64)
+    with pytest.raises(TypeError, match="image_channels must be a positive int or None"):
+        MultimodalExtractor(contract_space(), image_channels=1.5)
+    with pytest.raises(ValueError, match=r"image_channels would be a .* layer"):
+        MultimodalExtractor(contract_space(), image_channels=60_000)

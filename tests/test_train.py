@@ -134,6 +134,54 @@ def test_train_sb3_symbolic_images(tmp_path):
     assert actions.shape == (2,)
 
 
+def test_image_channels_and_cell_dim_reach_the_model_and_survive_a_reload(tmp_path):
+    result = mmrl.train(
+        "ppo",
+        "mmrl/GoTo-5x5-v0",
+        timesteps=64,
+        n_envs=2,
+        overrides={"n_steps": 16, "batch_size": 16, "n_epochs": 1, "image_channels": 40, "cell_dim": 12},
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        eval_episodes=2,
+    )
+    assert (RunDir(result.run_dir).config["image_channels"], RunDir(result.run_dir).config["cell_dim"]) == (40, 12)
+    encoder = load_model(result.run_dir).policy.features_extractor.image_encoders[0]
+    assert list(encoder.stage_channels) == [40, 40] and encoder.cell_embedding.embedding.embedding_dim == 12
+    with pytest.raises(ValueError, match="image_channels"):
+        resolve_config("ppo", "mmrl/GoTo-5x5-v0", overrides={"image_channels": 0})
+
+
+def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_path):
+    result = mmrl.train(
+        "ppo",
+        "mmrl/GoTo-5x5-v0",
+        timesteps=128,
+        n_envs=2,
+        overrides={
+            "n_steps": 16,
+            "batch_size": 16,
+            "n_epochs": 1,
+            "learning_rate": 0.002,
+            "learning_rate_schedule": "linear",
+        },
+        run_dir=tmp_path / "run",
+        progress_bar=False,
+        eval_episodes=2,
+    )
+    model = load_model(result.run_dir)
+    assert model.lr_schedule(1.0) == pytest.approx(0.002) and model.lr_schedule(0.25) == pytest.approx(0.0005)
+    # SB3 sets the rate before each update from the progress after its rollout: the 4th and last is at 128 / 128
+    assert model.policy.optimizer.param_groups[0]["lr"] == 0.0
+    assert RunDir(result.run_dir).config["learning_rate_schedule"] == "linear"
+    constant = resolve_config("ppo", "mmrl/GoTo-5x5-v0")
+    assert constant.learning_rate_schedule is None
+    with pytest.raises(ValueError, match="unknown learning_rate_schedule 'cosine'; valid choices: constant, linear"):
+        resolve_config("ppo", "mmrl/GoTo-5x5-v0", overrides={"learning_rate_schedule": "cosine"})
+    with pytest.raises(ValueError, match="is for the SB3 algorithms"):
+        resolve_config("qlearning", "mmrl/Level-Corridor-v0", overrides={"learning_rate_schedule": "linear"})
+
+
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
     """The VisualQuery preset's extractor settings reach the model and survive a reload."""
     config = resolve_config("ppo", "mmrl/VisualQuery-Colour-v0")

@@ -18,7 +18,12 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
-from mmrl.extractor.image_encoders import IMAGE_ENCODER_CHOICES, IMAGE_ENCODERS, ImageEncoder, resolve_image_encoder
+from mmrl.extractor.image_encoders import (
+    IMAGE_ENCODER_CHOICES,
+    ImageEncoder,
+    build_image_encoder,
+    resolve_image_encoder,
+)
 from mmrl.extractor.limits import (
     check_choice,
     check_dimension,
@@ -145,6 +150,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         image_pool: How the fusion reads each image feature map: ``"none"`` flattens it (positions kept: where
             things are, for navigation), ``"max"``, ``"mean"`` or ``"sum"`` pool every channel over the positions
             (what is in the scene, wherever it is: questions about a whole scene; ``"sum"`` can count).
+        image_channels: Width of every convolution of the image encoders (``None``: each encoder's own, e.g. 16
+            for ``"patch"``; not settable for ``"nature"``).
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -177,6 +184,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         pretrained: str | None = None,
         freeze: str = "none",
         image_pool: str = "none",
+        image_channels: int | None = None,
     ) -> None:
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         check_choice("image_pool", image_pool, IMAGE_POOLS)
@@ -188,6 +196,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         vector_dim = check_dimension("vector_dim", vector_dim)
         fusion_dim = check_dimension("fusion_dim", fusion_dim)
         cell_dim = check_dimension("cell_dim", cell_dim)
+        if image_channels is not None:
+            image_channels = check_dimension("image_channels", image_channels, none_allowed=True)
+            check_layer_parameters("a 3x3 convolution of image_channels", 9 * image_channels, image_channels)
         text_encoder_class(text_encoder).check_dimensions(text_dim)
         text_options: dict[str, Any] = {"text_model": text_model, "vocabulary": text_vocabulary}
         text_options = {key: value for key, value in text_options.items() if value is not None}
@@ -212,11 +223,12 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             image_input = image_input_of(image_space, normalized_images, embed_cells)
             encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
             if image_input.categories is None:
-                encoder = IMAGE_ENCODERS[encoder_name](image_input.shape_CHW)
+                encoder = build_image_encoder(encoder_name, image_input.shape_CHW, image_channels)
                 encoder.input_scale = image_input.scale
             else:
                 _, height, width = image_input.shape_CHW
-                encoder = IMAGE_ENCODERS[encoder_name]((cell_dim, height, width)).embed_cells(image_input.categories)
+                encoder = build_image_encoder(encoder_name, (cell_dim, height, width), image_channels)
+                encoder = encoder.embed_cells(image_input.categories)
             image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:

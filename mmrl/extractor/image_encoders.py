@@ -25,12 +25,14 @@ Encoders (see :data:`IMAGE_ENCODERS`):
 * ``"pointwise"``: two 1x1 layers of 64 channels, every cell encoded on its own; with a pooled read-out
   (``image_pool``, :mod:`mmrl.extractor.fusion`) for questions about a scene seen whole (mmrl/VisualQuery-*).
 
-:func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller image side is
-below :data:`AUTO_NATURE_MIN_SIDE` (64) pixels, otherwise ``"nature"``.
+:func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
+128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller
+image side is below :data:`AUTO_NATURE_MIN_SIDE` (64) pixels, otherwise ``"nature"``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -343,6 +345,30 @@ IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
     "pointwise": PointwiseCNN,
 }
 IMAGE_ENCODER_CHOICES = ("auto", *IMAGE_ENCODERS)
+
+
+def build_image_encoder(name: str, image_shape: tuple[int, int, int], channels: int | None = None) -> ImageEncoder:
+    """Builds the concrete encoder ``name`` (see :func:`resolve_image_encoder`) for ``(C, H, W)`` images.
+
+    Args:
+        name: A key of :data:`IMAGE_ENCODERS`.
+        image_shape: ``(channels, height, width)`` of what the encoder reads (cell vectors for embedded grids).
+        channels: Width of every convolution (``None``: the encoder's own widths, e.g. 16 and 16 for ``"patch"``).
+            BabyAI 1.1 (Hui et al., 2020) uses 128 channels on MiniGrid's 7x7 views.
+
+    Raises:
+        ValueError: If ``channels`` is given for ``"nature"``, whose widths are fixed.
+    """
+    encoder_class = IMAGE_ENCODERS[name]
+    if channels is None:
+        return encoder_class(image_shape)
+    if encoder_class is NatureCNN:
+        raise ValueError(
+            "image_encoder='nature' has the fixed widths 32, 64, 64; leave image_channels unset or use "
+            "image_encoder='small', 'patch' or 'impala'"
+        )
+    n_stages = len(inspect.signature(encoder_class).parameters["channels"].default)
+    return encoder_class(image_shape, channels=(channels,) * n_stages)  # type: ignore[call-arg]
 
 
 def resolve_image_encoder(name: str, image_shape: tuple[int, int, int]) -> str:

@@ -6,7 +6,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: TrainConfig fields that shape the extractor.
-EXTRACTOR_FIELDS = ("fusion", "text_encoder", "image_encoder", "image_pool", "features_dim", "net_arch", "text_model")
+EXTRACTOR_FIELDS = (
+    "fusion",
+    "text_encoder",
+    "image_encoder",
+    "image_pool",
+    "image_channels",
+    "cell_dim",
+    "features_dim",
+    "net_arch",
+    "text_model",
+)
 
 
 @dataclass

@@ -42,12 +42,20 @@ class TrainConfig:
     image_pool: str | None = None
     """How the extractor reads image feature maps: ``"none"`` (flattened, positions kept), ``"max"``, ``"mean"`` or
     ``"sum"`` (pooled over positions); ignored by qlearning."""
+    image_channels: int | None = None
+    """Width of every convolution of the image encoder (``None``: the encoder's own, 16 for ``"patch"``); ignored
+    by qlearning."""
+    cell_dim: int | None = None
+    """Width of the cell embeddings of symbolic grids (``None``: 16); ignored by qlearning."""
     pretrained: str | None = None
     """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
     freeze: str | None = None
     """Extractor parts frozen after loading ``pretrained``: ``"none"``, ``"image"``, ``"text"`` or ``"all"``."""
     text_model: str | None = None
     """Local Hugging Face model directory for ``text_encoder="hf"``."""
+    learning_rate_schedule: str | None = None
+    """``"constant"`` (default) or ``"linear"``: the learning rate decays to 0 at ``timesteps``
+    (:mod:`mmrl.training.learning_rate`); SB3 algorithms only."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """Algorithm constructor arguments (``learning_rate``, ``n_steps``, ``batch_size``, ``gamma``, ...)."""
     eval_freq: int | None = None

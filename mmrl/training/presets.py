@@ -33,6 +33,7 @@ from typing import Any
 from mmrl.algorithms import ALGORITHMS, get_spec
 from mmrl.limits import check_finite, check_limit, check_net_arch, max_torch_threads, short_repr
 from mmrl.training.config import TrainConfig
+from mmrl.training.learning_rate import LEARNING_RATE_SCHEDULES
 
 __all__ = [
     "CONFIG_KEYS",
@@ -59,6 +60,9 @@ CONFIG_KEYS: dict[str, str] = {
     "features_dim": _I,
     "net_arch": "list[int]",
     "image_pool": _S,
+    "image_channels": _I,
+    "cell_dim": _I,
+    "learning_rate_schedule": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
     "stop_success": "float|None",
@@ -79,6 +83,8 @@ _POSITIVE = {
     "timesteps",
     "n_envs",
     "features_dim",
+    "image_channels",
+    "cell_dim",
     "eval_episodes",
     "n_steps",
     "batch_size",
@@ -106,6 +112,8 @@ _UPPER_LIMITS = {
     "batch_size": ("batch_size", "max_rollout_steps"),
     "buffer_size": ("buffer_size", "max_buffer_size"),
     "features_dim": ("features_dim", "max_layer_width"),
+    "image_channels": ("image_channels", "max_layer_width"),
+    "cell_dim": ("cell_dim", "max_layer_width"),
     "eval_episodes": ("eval_episodes", "max_episodes"),
 }
 _UNIT_INTERVAL = {
@@ -239,6 +247,17 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(f"{source}: gradient_steps must be >= 0, or -1 (as many as env steps), got {value}")
     if key == "device":
         check_device(value, source)
+    if key == "learning_rate_schedule":
+        if value not in LEARNING_RATE_SCHEDULES:
+            raise ValueError(
+                f"{source}: unknown learning_rate_schedule {short_repr(value)}; valid choices: "
+                f"{', '.join(LEARNING_RATE_SCHEDULES)}"
+            )
+        if value != "constant" and algo is not None and not get_spec(algo).sb3:
+            raise ValueError(
+                f"{source}: learning_rate_schedule={value} is for the SB3 algorithms; {algo} keeps its own step-size "
+                "schedule (see agents/README.md)"
+            )
 
 
 def check_device(value: Any, source: str = "device") -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import pickle
 import warnings
@@ -22,6 +23,7 @@ import numpy as np
 from mmrl.algorithms import get_spec
 from mmrl.training.checkpointing import restore_rng_states
 from mmrl.training.config import TrainConfig
+from mmrl.training.learning_rate import make_learning_rate
 from mmrl.training.run_dir import METRICS_FILE, TB_DIR, Checkpoint, load_env_state, load_model
 
 __all__ = ["EVAL_SEED_OFFSET", "Session", "base_env", "build_model", "build_session"]
@@ -113,6 +115,10 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     if str(config.device).split(":")[0] == "meta":
         raise ValueError("device=meta holds no tensor data, so no model can train on it; use cpu, cuda or auto")
     hyperparams = dict(config.hyperparams)
+    if config.learning_rate_schedule not in (None, "constant"):
+        default_rate = inspect.signature(model_class).parameters["learning_rate"].default
+        rate = hyperparams.get("learning_rate", default_rate)
+        hyperparams["learning_rate"] = make_learning_rate(config.learning_rate_schedule, rate)
     policy_extra = {key: hyperparams.pop(key) for key in spec.policy_hyperparams if key in hyperparams}
     kwargs: dict[str, Any]
     if isinstance(venv.observation_space, spaces.Dict):
@@ -125,6 +131,8 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
                 "text_encoder",
                 "image_encoder",
                 "image_pool",
+                "image_channels",
+                "cell_dim",
                 "features_dim",
                 "net_arch",
                 *PRETRAIN_KEYS,
