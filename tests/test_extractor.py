@@ -116,7 +116,7 @@ OTHER_CONTRACTS = {
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise"])
+@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise", "factored"])
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
     space = OTHER_CONTRACTS[contract]
@@ -220,7 +220,7 @@ def test_image_scaling():
     assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
 
 
-@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala", "pointwise"])
+@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored"])
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients."""
     space = spaces.Dict({"image": spaces.Box(0, 255, (3, 40, 40), np.uint8)})
@@ -507,7 +507,7 @@ def test_conditioning_fusions_need_image_and_text(fusion: str):
     [
         ("fusion", "auto, concat, sum, weighted, product, gated, film, cross_attention"),
         ("text_encoder", "bow, gru, lstm, conv, transformer"),
-        ("image_encoder", "auto, patch, small, nature, impala, pointwise"),
+        ("image_encoder", "auto, patch, small, nature, impala, pointwise, factored"),
         ("image_pool", "none, max, mean, sum, max_sum"),
     ],
 )
@@ -800,7 +800,7 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
 # ------------------------------------------------------------------------------------------------- encoder width
 
 
-@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise"])
+@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise", "factored"])
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
     high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
     space = spaces.Dict(
@@ -813,7 +813,8 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     image_encoder = extractor.image_encoders[0]
     assert list(image_encoder.stage_channels) == [48] * len(image_encoder.stage_channels)
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
-    assert convolutions[0].in_channels == 24  # the cell vectors
+    # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
+    assert convolutions[0].in_channels == (3 * 24 if encoder == "factored" else 24)
     assert {conv.out_channels for conv in convolutions} == {48}
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
@@ -828,3 +829,29 @@ def test_image_channels_is_checked_before_anything_is_built():
         MultimodalExtractor(contract_space(), image_channels=1.5)
     with pytest.raises(ValueError, match=r"image_channels would be a .* layer"):
         MultimodalExtractor(contract_space(), image_channels=60_000)
+
+
+def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_them():
+    """The first layer of ``image_encoder="factored"``: changing a cell's colour id moves only the colour group's
+    channels at that cell; the second layer (after FiLM) then mixes the groups."""
+    torch.manual_seed(0)
+    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
+    space = spaces.Dict(
+        {
+            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+    extractor = MultimodalExtractor(space, image_encoder="factored", fusion="film", image_channels=48)
+    encoder = extractor.image_encoders[0]
+    assert encoder.stage_channels == [48, 48] and encoder.stages[0].groups == 3
+    image = torch.ones(1, 3, 7, 7)
+    image[0, :, 2, 3] = torch.tensor([6.0, 2.0, 0.0])  # a blue ball
+    recoloured = image.clone()
+    recoloured[0, 1, 2, 3] = 4.0  # the same ball, another colour
+    first = [encoder.stages[0](encoder.cell_embedding(x)) for x in (image, recoloured)]
+    changed_C = (first[0] - first[1]).abs().amax(dim=(0, 2, 3)) > 0
+    assert changed_C.tolist() == [False] * 16 + [True] * 16 + [False] * 16  # kind, colour, state groups
+    assert (first[0] - first[1]).abs()[0, 16:32].sum(dim=0).nonzero().tolist() == [[2, 3]]
+    features_BF = extractor(random_observations(space, 2))
+    assert features_BF.shape == (2, 128) and torch.isfinite(features_BF).all()

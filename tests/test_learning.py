@@ -32,7 +32,6 @@ ABLATION_DROP = 0.30
 #: Known gaps (issue 16): (algo, env id) -> (the measured figure, a floor 0.10 below it that must still hold, so
 #: that a regression fails even while the 0.90 target is not met).
 SHORT = {
-    ("ppo", "mmrl/PickUp-5x5-v0"): ("200k frames: greedy 0.91 (0.91-0.94, 3 seeds) on 200 held-out episodes", 0.80),
     # a reactive policy cannot solve it (benchmarks/memory_need.py); recurrent PPO reaches 0.885-0.945 at 300k
     ("ppo", "mmrl/Sequence-5x5-v0"): ("200k frames: greedy 0.21-0.35 on two machines, random 0.31: needs memory", 0.15),
 }

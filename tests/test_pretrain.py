@@ -25,9 +25,9 @@ REPO_ROOT = str(Path(__file__).resolve().parents[1])
 torch.set_num_threads(1)
 
 
-#: Preset overrides that keep the env's RGB pictures (the bundle then matches policy_kwargs(fusion="gated",
-#: text_encoder="bow") on channel-first RGB, the PPO preset's network).
-RGB = ["env_kwargs.image_mode=rgb"]
+#: Preset overrides that keep the env's RGB pictures and the PPO default network (the bundle then matches
+#: policy_kwargs(fusion="gated", text_encoder="bow") on channel-first RGB; the 5x5 preset's own is factored + FiLM).
+RGB = ["env_kwargs.image_mode=rgb", "image_encoder=auto", "fusion=gated", "image_channels=null"]
 
 
 @pytest.fixture(scope="module")

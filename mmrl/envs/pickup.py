@@ -23,8 +23,9 @@ class PickUpEnv(GridEnv):
 
     ## Description
     A room holds the target and ``n_distractors`` other keys, balls and boxes. The instruction names the
-    target ("pick up the blue key", "grab the blue key", ...). Picking up any other object ends the episode
-    as a failure, so the instruction must be read.
+    target ("pick up the blue key", "grab the blue key", ...). Facing any other object (stepping or turning
+    so that it is in front) ends the episode as a failure, as in :class:`~mmrl.envs.goto.GoToEnv`, so the
+    instruction must be read and the agent must route around the distractors.
 
     ## Action Space
     ``Discrete(4)``: 0 left, 1 right, 2 forward, 3 pick up (the object in front).
@@ -36,7 +37,8 @@ class PickUpEnv(GridEnv):
     ``1 - 0.9 * steps / max_steps`` on success, 0 otherwise.
 
     ## Episode End
-    Terminates when the agent picks up an object (success if it is the target); truncates after ``max_steps``.
+    Terminates when the agent picks up the target (success) or faces another object (failure); truncates after
+    ``max_steps``.
 
     ## Arguments
     ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``size**2``), and

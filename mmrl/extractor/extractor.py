@@ -118,7 +118,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
-        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"`` or ``"pointwise"``.
+        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"`` or
+            ``"factored"``.
             ``"auto"`` picks ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
         fusion: ``"auto"``, ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or

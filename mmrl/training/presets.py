@@ -60,7 +60,7 @@ CONFIG_KEYS: dict[str, str] = {
     "features_dim": _I,
     "net_arch": "list[int]",
     "image_pool": _S,
-    "image_channels": _I,
+    "image_channels": "int|None",  # null: the encoder's own widths
     "cell_dim": _I,
     "learning_rate_schedule": _S,
     "eval_freq": _I,
