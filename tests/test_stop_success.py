@@ -38,6 +38,8 @@ def test_ppo_stops_at_the_next_rollout_boundary_and_can_resume(tmp_path: Path) -
     """PPO (2 envs x 32 steps): an evaluation at 64 steps that reaches the target ends training at that boundary,
     with a checkpoint there; resuming continues the run (to its next evaluation that reaches it)."""
     overrides = {"n_steps": 32, "batch_size": 32, "n_epochs": 1, "stop_success": 0.01, "eval_episodes": 10}
+    # the default network (patch CNN + gated attention), whose untrained greedy policy reaches an object sometimes
+    overrides |= {"image_encoder": "patch", "fusion": "gated", "image_channels": None}
     result = mmrl.train(
         "ppo", "mmrl/GoTo-5x5-v0", timesteps=1_024, n_envs=2, eval_freq=64, progress_bar=False,
         run_dir=tmp_path / "run", overrides=overrides,

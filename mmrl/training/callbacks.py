@@ -139,13 +139,16 @@ class ProgressBarCallback(BaseCallback):
         now = time.monotonic()
         if now - self._last_refresh >= self.refresh_s:
             self._last_refresh = now
-            postfix = {}  # training episodes (sampled actions): named so, not to be read as the held-out figures
-            if self.stats.mean_return is not None:
-                postfix["train_return"] = f"{self.stats.mean_return:.3f}"
-            if self.stats.success_rate is not None:
-                postfix["train_success"] = f"{self.stats.success_rate:.0%}"
-            self.bar.set_postfix(postfix, refresh=False)
+            self._set_postfix()
         return True
+
+    def _set_postfix(self) -> None:
+        postfix = {}  # training episodes (sampled actions): named so, not to be read as the held-out figures
+        if self.stats.mean_return is not None:
+            postfix["train_return"] = f"{self.stats.mean_return:.3f}"
+        if self.stats.success_rate is not None:
+            postfix["train_success"] = f"{self.stats.success_rate:.0%}"
+        self.bar.set_postfix(postfix, refresh=False)
 
     def _on_training_end(self) -> None:
         self.close()
@@ -153,9 +156,10 @@ class ProgressBarCallback(BaseCallback):
     def close(self) -> None:
         """Close the bar (also called after Ctrl-C, when ``_on_training_end`` does not run)."""
         if self.bar is not None:
+            self._set_postfix()  # the last figures, however short the run (refreshes are rate-limited)
             if self.bar.n > self.bar.total:  # never "4.1k of 4.0k": a finished bar reads 100 %
                 self.bar.total = self.bar.n
-                self.bar.refresh()
+            self.bar.refresh()
             self.bar.close()
             self.bar = None
 
