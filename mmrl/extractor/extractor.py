@@ -25,6 +25,7 @@ from mmrl.extractor.image_encoders import (
     resolve_image_encoder,
 )
 from mmrl.extractor.limits import (
+    MAX_LAYER_PARAMETERS,
     check_choice,
     check_dimension,
     check_key_sizes,
@@ -199,7 +200,13 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         cell_dim = check_dimension("cell_dim", cell_dim)
         if image_channels is not None:
             image_channels = check_dimension("image_channels", image_channels, none_allowed=True)
-            check_layer_parameters("a 3x3 convolution of image_channels", 9 * image_channels, image_channels)
+            if 9 * image_channels**2 > MAX_LAYER_PARAMETERS:
+                raise ValueError(
+                    f"image_channels={image_channels:,} would give 3x3 convolutions of {9 * image_channels**2:,} "
+                    f"weights, more than the limit of {MAX_LAYER_PARAMETERS:,} "
+                    f"(mmrl.extractor.limits.MAX_LAYER_PARAMETERS); use image_channels <= "
+                    f"{math.isqrt(MAX_LAYER_PARAMETERS // 9):,} (BabyAI uses 128)"
+                )
         text_encoder_class(text_encoder).check_dimensions(text_dim)
         text_options: dict[str, Any] = {"text_model": text_model, "vocabulary": text_vocabulary}
         text_options = {key: value for key, value in text_options.items() if value is not None}

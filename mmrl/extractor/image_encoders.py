@@ -27,7 +27,7 @@ Encoders (see :data:`IMAGE_ENCODERS`):
 * ``"factored"``: ``"pointwise"`` whose first layer reads each attribute of an integer-coded cell (kind, colour,
   state) on its own, so that FiLM conditions every attribute separately and only the second layer combines them:
   on mmrl/GoTo-5x5-v0 it found objects whose colour and kind were never seen together in training far more often
-  than the other encoders (benchmarks/RESULTS.md, "Held-out combinations").
+  than the other encoders (benchmarks/RESULTS.md, "The 5x5 preset: encoders and held-out combinations").
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
 128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller
@@ -157,6 +157,8 @@ class CellEmbedding(nn.Module):
     Args:
         categories: Number of values of each channel (``high + 1`` of the channel's bounds).
         dim: Width of the cell vectors (the channels the image encoder then sees).
+        combine: ``"sum"`` adds a cell's channel vectors (``dim`` output channels); ``"concat"`` keeps them side
+            by side (``len(categories) * dim`` channels, for :class:`FactoredCNN`).
     """
 
     offsets_1C11: torch.Tensor
