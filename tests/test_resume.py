@@ -30,8 +30,8 @@ DQN_SMALL = {
 }
 
 
-def _train(algo: str, run_dir: Path, timesteps: int, **kwargs):
-    overrides = {"ppo": PPO_SMALL, "dqn": DQN_SMALL, "qlearning": {}}[algo]
+def _train(algo: str, run_dir: Path, timesteps: int, overrides: dict | None = None, **kwargs):
+    overrides = overrides or {"ppo": PPO_SMALL, "dqn": DQN_SMALL, "qlearning": {}}[algo]
     options = {"eval_freq": 0, "eval_episodes": 2, "checkpoint_freq": 0, **kwargs}
     return mmrl.train(
         algo, ENV, timesteps=timesteps, n_envs=2, seed=5, run_dir=run_dir, progress_bar=False,
@@ -200,3 +200,18 @@ def test_resume_with_more_timesteps_updates_config(tmp_path):
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["timesteps"] == 128
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_linear_learning_rate_continues_on_the_same_curve_after_a_stop_and_resume(tmp_path):
+    """A stopped run keeps the full ``timesteps`` horizon: after the resume it ends on the weights (and the rate)
+    of the uninterrupted run."""
+    schedule = {"learning_rate_schedule": "linear", "learning_rate": 0.002}
+    straight = _train("ppo", tmp_path / "straight", 256, overrides={**PPO_SMALL, **schedule})
+    _train("ppo", tmp_path / "split", 256, stop_at=128, overrides={**PPO_SMALL, **schedule})
+    halfway = load_model(tmp_path / "split").policy.optimizer.param_groups[0]["lr"]
+    assert halfway == pytest.approx(0.002 * (1 - 128 / 256))  # set from the progress after the second rollout
+    mmrl.train(resume=tmp_path / "split", algo=None, progress_bar=False)
+    models = [load_model(path) for path in (straight.run_dir, tmp_path / "split")]
+    assert [model.policy.optimizer.param_groups[0]["lr"] for model in models] == [0.0, 0.0]
+    for left, right in zip(models[0].policy.parameters(), models[1].policy.parameters(), strict=True):
+        assert torch.equal(left, right)
