@@ -233,6 +233,6 @@ def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) 
     status = main(
         ["train", "--algo", "ppo", "--env", ENV_ID, "--timesteps", "256", "--run-dir", str(fine_tuned),
          "--no-progress", "--set", f"pretrained={run}", "--set", "n_steps=16", "--set", "eval_episodes=5",
-         "--set", RGB[0]]
+         *(arg for setting in RGB for arg in ("--set", setting))]
     )  # fmt: skip
     assert status == 0 and (fine_tuned / "model.zip").is_file()
