@@ -5,19 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: TrainConfig fields that shape the extractor.
-EXTRACTOR_FIELDS = (
-    "fusion",
-    "text_encoder",
-    "image_encoder",
-    "image_pool",
-    "image_channels",
-    "cell_dim",
-    "features_dim",
-    "net_arch",
-    "text_model",
-)
-
 
 @dataclass
 class PretrainSetup:
@@ -49,6 +36,7 @@ def resolve_setup(env_id: str, overrides: list[str] | dict[str, Any] | None = No
         ValueError: For an unknown env id or bad overrides (as ``mmrl train``), or ``pretrained``/``freeze`` among
             them (pre-training starts from fresh weights).
     """
+    from mmrl.training.config import EXTRACTOR_FIELDS
     from mmrl.training.presets import resolve_config
 
     config = resolve_config("ppo", env_id, seed=seed, overrides=overrides)

@@ -6,7 +6,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TrainConfig"]
+__all__ = ["EXTRACTOR_FIELDS", "TrainConfig"]
+
+#: TrainConfig fields that shape the extractor, passed to ``mmrl.policy_kwargs`` as they are (``mmrl train`` adds
+#: ``pretrained`` and ``freeze``; ``mmrl pretrain`` builds the same network from them).
+EXTRACTOR_FIELDS = (
+    "fusion",
+    "text_encoder",
+    "image_encoder",
+    "image_pool",
+    "image_channels",
+    "cell_dim",
+    "features_dim",
+    "net_arch",
+    "text_model",
+)
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 
 from mmrl.algorithms import get_spec
 from mmrl.training.checkpointing import restore_rng_states
-from mmrl.training.config import TrainConfig
+from mmrl.training.config import EXTRACTOR_FIELDS, TrainConfig
 from mmrl.training.learning_rate import make_learning_rate
 from mmrl.training.run_dir import METRICS_FILE, TB_DIR, Checkpoint, load_env_state, load_model
 
@@ -96,8 +96,8 @@ def foreign_env(config: TrainConfig) -> Any:
     return env
 
 
-#: TrainConfig fields passed to the extractor as they are (mmrl.pretrain).
-PRETRAIN_KEYS = ("pretrained", "freeze", "text_model")
+#: TrainConfig fields passed to the extractor as they are: its settings and the pre-trained weights (mmrl.pretrain).
+EXTRACTOR_KEYS = (*EXTRACTOR_FIELDS, "pretrained", "freeze")
 
 
 def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
@@ -124,21 +124,7 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     if isinstance(venv.observation_space, spaces.Dict):
         from mmrl.extractor import policy_kwargs
 
-        extractor = {
-            key: getattr(config, key)
-            for key in (
-                "fusion",
-                "text_encoder",
-                "image_encoder",
-                "image_pool",
-                "image_channels",
-                "cell_dim",
-                "features_dim",
-                "net_arch",
-                *PRETRAIN_KEYS,
-            )
-            if getattr(config, key) is not None
-        }
+        extractor = {key: getattr(config, key) for key in EXTRACTOR_KEYS if getattr(config, key) is not None}
         policy, kwargs = spec.dict_policy, policy_kwargs(**extractor)
     else:
         policy, kwargs = spec.flat_policy, ({"net_arch": config.net_arch} if config.net_arch else {})
