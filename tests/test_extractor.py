@@ -30,6 +30,7 @@ from mmrl.extractor import (
     policy_kwargs,
 )
 from mmrl.extractor.fusion import read_out
+from mmrl.extractor.image_encoders import FiLMStage
 from mmrl.extractor.text_cache import encode_text
 from mmrl.tokenizer import PAD_ID
 
@@ -116,7 +117,9 @@ OTHER_CONTRACTS = {
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise", "factored"])
+@pytest.mark.parametrize(
+    "image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise", "factored", "factored_words"]
+)
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
     space = OTHER_CONTRACTS[contract]
@@ -220,7 +223,9 @@ def test_image_scaling():
     assert scale_of(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32)) == 1.0
 
 
-@pytest.mark.parametrize("image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored"])
+@pytest.mark.parametrize(
+    "image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored", "factored_words"]
+)
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients."""
     space = spaces.Dict({"image": spaces.Box(0, 255, (3, 40, 40), np.uint8)})
@@ -659,7 +664,7 @@ def test_film_starts_near_identity_after_sb3_orthogonal_init():
         "MultiInputPolicy", ContractEnv(), n_steps=8, batch_size=8, policy_kwargs=policy_kwargs(fusion="film"), seed=0
     )
     extractor = model.policy.features_extractor
-    assert all(not generator.bias.any() for generator in extractor.fusion.generators)  # re-initialised by SB3
+    assert all(not generator.bias.any() for generator in extractor.fusion.generators.values())  # SB3 re-init
     observations = random_observations(extractor._observation_space, 16)
     with torch.no_grad():
         texts = [extractor.encode_text("mission", observations["mission"])]
@@ -800,7 +805,7 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
 # ------------------------------------------------------------------------------------------------- encoder width
 
 
-@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise", "factored"])
+@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise", "factored", "factored_words"])
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
     high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
     space = spaces.Dict(
@@ -814,7 +819,7 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     assert list(image_encoder.stage_channels) == [48] * len(image_encoder.stage_channels)
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
     # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
-    assert convolutions[0].in_channels == (3 * 24 if encoder == "factored" else 24)
+    assert convolutions[0].in_channels == (3 * 24 if encoder.startswith("factored") else 24)
     assert {conv.out_channels for conv in convolutions} == {48}
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
@@ -855,3 +860,54 @@ def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_
     assert (first[0] - first[1]).abs()[0, 16:32].sum(dim=0).nonzero().tolist() == [[2, 3]]
     features_BF = extractor(random_observations(space, 2))
     assert features_BF.shape == (2, 128) and torch.isfinite(features_BF).all()
+
+
+def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_to():
+    """With ``image_encoder="factored"`` on cells, FiLM modulates the first stage only (from the sentence vector);
+    with ``"factored_words"``, each of its attribute groups from the words it attends to (a group attending to one
+    word ignores the others); other encoders keep the BabyAI layout (every stage but the stem)."""
+    torch.manual_seed(0)
+    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
+    space = spaces.Dict(
+        {
+            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+    observations = random_observations(space, 2)
+    layouts = {
+        "factored_words": [FiLMStage(48, 3), None],
+        "factored": [FiLMStage(48, 1), None],
+        "pointwise": [None, FiLMStage(48)],
+        "patch": [None, FiLMStage(48)],
+    }
+    for encoder_name, expected in layouts.items():
+        extractor = MultimodalExtractor(space, image_encoder=encoder_name, fusion="film", image_channels=48)
+        assert extractor.image_encoders[0].film_stages() == expected, encoder_name
+        with torch.no_grad():
+            texts = [extractor.encode_text("mission", observations["mission"])]
+            modulations = extractor.fusion.modulations(texts)[0]
+        shapes = [None if m is None else (m[0].shape, m[1].shape) for m in modulations]
+        assert shapes == [None if e is None else ((2, 48, 1, 1), (2, 48, 1, 1)) for e in expected], encoder_name
+
+    extractor = MultimodalExtractor(space, image_encoder="factored_words", fusion="film", image_channels=48)
+    attribute_film = extractor.fusion.attribute_films["0_0"]
+    # Two instructions sharing word 5 and differing in their second word (6 vs 7), and a blanked one.
+    tokens_BL = torch.zeros(3, MAX_LENGTH, dtype=torch.int64)
+    tokens_BL[0, :2] = torch.tensor([5, 6])
+    tokens_BL[1, :2] = torch.tensor([5, 7])
+    with torch.no_grad():
+        for parameter in attribute_film.generators.parameters():
+            parameter.normal_()
+        texts = [extractor.encode_text("mission", tokens_BL)]
+        word_D = texts[0].tokens_BLD[0, 0]
+        attribute_film.queries[0][1] = 100.0 * word_D / word_D.norm()  # group 1 (colour) attends to word 5 only
+        gamma_BC11, beta_BC11 = extractor.fusion.modulations(texts)[0][0]
+    colour = slice(16, 32)
+    assert torch.allclose(gamma_BC11[0, colour], gamma_BC11[1, colour], atol=1e-5)
+    assert torch.allclose(beta_BC11[0, colour], beta_BC11[1, colour], atol=1e-5)
+    assert not torch.allclose(gamma_BC11[0, :16], gamma_BC11[1, :16])  # the kind group still reads word 6 vs 7
+    # A blanked instruction attends to nothing: gamma = 1 + bias, beta = bias, finite.
+    assert torch.isfinite(gamma_BC11[2]).all() and torch.isfinite(beta_BC11[2]).all()
+    bias_C = torch.cat([generator.bias.chunk(2)[0] for generator in attribute_film.generators])
+    assert torch.allclose(gamma_BC11[2].flatten(), 1.0 + bias_C)

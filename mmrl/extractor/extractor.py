@@ -119,8 +119,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
-        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"`` or
-            ``"factored"``.
+        image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"``,
+            ``"factored"`` or ``"factored_words"``.
             ``"auto"`` picks ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
         fusion: ``"auto"``, ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
@@ -255,7 +255,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         fusion = resolve_fusion(fusion, len(image_inputs), len(text_inputs))
         fusion_module = FUSIONS[fusion](
             [encoder.output_shape for _, _, encoder in image_inputs],
-            [list(encoder.stage_channels) for _, _, encoder in image_inputs],
+            [encoder.film_stages() for _, _, encoder in image_inputs],
             [encoder.output_dim for _, encoder in text_inputs],
             [vector_dim] * len(vector_inputs),
             fusion_dim,
