@@ -227,7 +227,10 @@ def test_image_scaling():
     "image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored", "factored_words"]
 )
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
-    """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients."""
+    """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients, the latter up to
+    1 % of each gradient's largest entry (float32 rounding can flip a ReLU whose input is near 0: up to 0.1 % over
+    30 seeds; a wrong scale would be off by a factor of 255)."""
+    torch.manual_seed(0)
     space = spaces.Dict({"image": spaces.Box(0, 255, (3, 40, 40), np.uint8)})
     folded = MultimodalExtractor(space, fusion="concat", image_encoder=image_encoder, normalized_images=False)
     divided = MultimodalExtractor(space, fusion="concat", image_encoder=image_encoder, normalized_images=True)
@@ -239,7 +242,7 @@ def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder
     out_folded.square().sum().backward()
     out_divided.square().sum().backward()
     for (name, a), (_, b) in zip(folded.named_parameters(), divided.named_parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad, msg=name)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-2 * float(b.grad.abs().max()), msg=name)
 
 
 def test_policy_kwargs_leave_the_division_to_the_extractor():
