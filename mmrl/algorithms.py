@@ -186,6 +186,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
                 "gamma": _F,
                 "train_freq": _I,
                 "gradient_steps": _I,
+                "n_steps": _I,
                 "target_update_interval": _I,
                 "exploration_fraction": _F,
                 "exploration_initial_eps": _F,
