@@ -126,6 +126,12 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
 
         extractor = {key: getattr(config, key) for key in EXTRACTOR_KEYS if getattr(config, key) is not None}
         policy, kwargs = spec.dict_policy, policy_kwargs(**extractor)
+        if spec.replay_buffer and int(hyperparams.get("n_steps", 1)) > 1:  # SB3 refuses n-step on Dict spaces
+            from mmrl.agents.replay_buffer import NStepDictReplayBuffer
+
+            gamma = hyperparams.get("gamma", inspect.signature(model_class).parameters["gamma"].default)
+            hyperparams["replay_buffer_class"] = NStepDictReplayBuffer
+            hyperparams["replay_buffer_kwargs"] = {"n_steps": hyperparams.pop("n_steps"), "gamma": gamma}
     else:
         policy, kwargs = spec.flat_policy, ({"net_arch": config.net_arch} if config.net_arch else {})
     kwargs.update(policy_extra)
