@@ -234,5 +234,5 @@ def test_recurrent_preset_gives_the_5x5_family_symbolic_cells_and_sequence_a_wor
     for env_id in ("mmrl/GoTo-5x5-v0", "mmrl/PickUp-5x5-v0", "mmrl/Sequence-5x5-v0"):
         assert preset(env_id)["env_kwargs"]["image_mode"] == "symbolic" and preset(env_id)["n_epochs"] == 8
     assert preset("mmrl/Sequence-5x5-v0")["text_encoder"] == "gru"
-    assert preset("mmrl/Sequence-5x5-v0")["timesteps"] == 300_000
+    assert preset("mmrl/Sequence-5x5-v0")["timesteps"] == 200_000 and preset("mmrl/Sequence-5x5-v0")["gamma"] == 0.9
     assert preset("mmrl/GoTo-v0")["env_kwargs"].get("image_mode") is None
