@@ -440,3 +440,55 @@ def _walk_to_mask(env: gym.Env, target_RC: np.ndarray):
 def test_wrong_object_is_checked():
     with pytest.raises(ValueError, match="wrong_object must be one of"):
         gym.make("mmrl/GoTo-5x5-v0", wrong_object="ignore")
+
+
+@pytest.mark.parametrize("image_mode", ["symbolic", "rgb"])
+@pytest.mark.parametrize("view", ["agent", "full"])
+def test_show_progress_marks_the_sub_goals_done_in_the_agents_cell_only(image_mode, view):
+    kwargs = {"image_mode": image_mode, "view": view}
+    marked = gym.make("mmrl/Sequence-5x5-v0", show_progress=True, **kwargs).unwrapped
+    plain = gym.make("mmrl/Sequence-5x5-v0", **kwargs).unwrapped
+    tile = 1 if image_mode == "symbolic" else marked.batch.tile_size
+    stages_seen = set()
+    for seed in range(8):
+        obs, _ = marked.reset(seed=seed)
+        plain_obs, _ = plain.reset(seed=seed)
+        for action in plan(marked.batch.world.layout(0)):
+            stage = int(marked.batch.world.stage_N[0])
+            stages_seen.add(stage)
+            row, col = (6, 3) if view == "agent" else tuple(marked.batch.world.agent_pos_N2[0])
+            cell = np.s_[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile]
+            differs = obs["image"] != plain_obs["image"]
+            if stage == 0:
+                assert not differs.any()
+            else:
+                assert differs[cell].any()
+                outside = differs.copy()
+                outside[cell] = False
+                assert not outside.any(), "only the agent's cell may change"
+                if image_mode == "symbolic":
+                    assert tuple(obs["image"][row, col]) == (Kind.AGENT, stage, plain_obs["image"][row, col][2])
+            assert marked.observation_space.contains(obs)
+            obs, _, terminated, _, _ = marked.step(action)
+            plain_obs, *_ = plain.step(action)
+            if terminated:
+                break
+    assert stages_seen == {0, 1}
+
+
+def test_show_progress_reaches_vector_envs_and_is_refused_where_it_cannot_apply():
+    kwargs = {"show_progress": True, "image_mode": "symbolic"}
+    venv = mmrl.make_vec_env("mmrl/Sequence-5x5-v0", n_envs=2, seed=3, env_kwargs=kwargs)
+    single = gym.make("mmrl/Sequence-5x5-v0", **kwargs)
+    obs = venv.reset()
+    single_obs, _ = single.reset(seed=3)
+    actions = plan(single.unwrapped.batch.world.layout(0))
+    for action in actions[:-1]:  # the last action ends the episode (the vector env then resets the world)
+        assert np.array_equal(obs["image"][0], single_obs["image"])
+        obs, *_ = venv.step(np.array([action, 0]))
+        single_obs, *_ = single.step(action)
+    assert single.unwrapped.batch.world.stage_N[0] == 1 and obs["image"][0][6, 3, 1] == 1
+    with pytest.raises(ValueError, match="question tasks have none"):
+        gym.make("mmrl/VisualQuery-Colour-v0", show_progress=True)
+    with pytest.raises((TypeError, ValueError), match="show_progress"):
+        gym.make("mmrl/Sequence-5x5-v0", show_progress="yes")

@@ -6,6 +6,11 @@
 
 Each view comes as RGB (tiles from :mod:`mmrl.engine.atlas`) or symbolic (``kind, colour, state`` per cell, with
 MiniGrid's codes; in the full view the agent's cell reads ``(AGENT, 0, heading)``).
+
+``show_progress=True`` marks the sub-goals done (``stage_N``) in the agent's own cell, which every view shows:
+symbolic images write it in the cell's colour channel (``(AGENT, stage, heading)``), RGB images draw the agent on
+a floor tile of colour ``stage`` (none while no sub-goal is done). It gives a policy without memory what it
+cannot otherwise see in a multi-step task.
 """
 
 from __future__ import annotations
@@ -115,14 +120,29 @@ def symbolic_image(codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return image
 
 
-def observe(world: WorldState, view: str, view_size: int, image_mode: str, tile_size: int) -> np.ndarray:
-    """The image observation of every world."""
-    codes = cell_codes(world, view, view_size)
+def observe(
+    world: WorldState, view: str, view_size: int, image_mode: str, tile_size: int, show_progress: bool = False
+) -> np.ndarray:
+    """The image observation of every world (``show_progress``: the sub-goals done, in the agent's cell)."""
+    if image_mode not in IMAGE_MODES:
+        raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
+    base, overlay = cell_codes(world, view, view_size)
+    worlds = np.arange(world.n_worlds)
+    if view == "agent":
+        agent_rows, agent_cols = np.full(world.n_worlds, view_size - 1), np.full(world.n_worlds, view_size // 2)
+    else:
+        agent_rows, agent_cols = world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1]
     if image_mode == "rgb":
-        return rgb_image(codes, tile_size)
-    if image_mode == "symbolic":
-        return symbolic_image(codes)
-    raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
+        if show_progress:
+            floor = (Kind.FLOOR * N_COLOURS + world.stage_N) * N_STATES
+            base[worlds, agent_rows, agent_cols] = np.where(
+                world.stage_N > 0, floor, base[worlds, agent_rows, agent_cols]
+            )
+        return rgb_image((base, overlay), tile_size)
+    image = symbolic_image((base, overlay))
+    if show_progress:
+        image[worlds, agent_rows, agent_cols, 1] = world.stage_N
+    return image
 
 
 CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX

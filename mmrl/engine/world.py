@@ -88,7 +88,7 @@ class WorldState:
     """
 
     #: The arrays an image observation reads.
-    VIEW_ARRAY_NAMES = ("kind_NHW", "colour_NHW", "state_NHW", "agent_pos_N2", "agent_dir_N", "answer_N")
+    VIEW_ARRAY_NAMES = ("kind_NHW", "colour_NHW", "state_NHW", "agent_pos_N2", "agent_dir_N", "answer_N", "stage_N")
 
     ARRAY_NAMES = (
         "kind_NHW",

@@ -38,6 +38,8 @@ class GridBatch:
         observation: ``"image"`` for ``{"image", "mission"}`` dicts, ``"compact"`` for a small integer vector
             (agent row, column, heading, carried kind and colour, sub-goals done, instruction index, then door
             states and object presence at the cells a fixed level names): a compact state for tabular learners.
+        show_progress: Mark the sub-goals done in the agent's cell of image observations
+            (:func:`mmrl.engine.view.observe`).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class GridBatch:
         tile_size: int = 8,
         channels_first: bool = False,
         observation: str = "image",
+        show_progress: bool = False,
     ) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -62,6 +65,9 @@ class GridBatch:
         if check_int("tile_size", tile_size, 1) > 64:
             raise ValueError(f"tile_size must be an int in [1, 64], got {tile_size!r}")
         check_bool("channels_first", channels_first, " (True for (3, H, W) images, False for (H, W, 3))")
+        check_bool("show_progress", show_progress, " (True marks the sub-goals done in the agent's cell)")
+        if show_progress and task.is_question:
+            raise ValueError("show_progress=True needs an agent to draw on; question tasks have none: leave it False")
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         check_limit("grid side", max(task.height, task.width), "max_grid_side")
@@ -73,6 +79,7 @@ class GridBatch:
         self.tile_size = tile_size
         self.channels_first = bool(channels_first)
         self.observation = observation
+        self.show_progress = bool(show_progress)
         self.tokenizer = make_tokenizer()
         self.world = WorldState(n_worlds, task.height, task.width)
         self.rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n_worlds)]
@@ -176,7 +183,7 @@ class GridBatch:
             world = self.world.subset(indices, WorldState.VIEW_ARRAY_NAMES)
         if self.observation == "compact":
             return self.compact(world)
-        image = observe(world, self.view, self.view_size, self.image_mode, self.tile_size)
+        image = observe(world, self.view, self.view_size, self.image_mode, self.tile_size, self.show_progress)
         if self.channels_first:
             image = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
         tokens = self.tokens_NL.copy() if indices is None else self.tokens_NL[indices]

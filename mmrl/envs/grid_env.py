@@ -45,6 +45,9 @@ class GridEnv(gym.Env):
         channels_first: Emit ``(3, H, W)`` images (saves Stable-Baselines3 a transpose).
         observation: ``"image"`` (the Dict above) or ``"compact"`` (a small integer state vector for tabular
             learners; see :class:`~mmrl.envs.batch.GridBatch`).
+        show_progress: Mark the sub-goals done in the agent's own cell of the image (symbolic: its colour channel
+            reads the count; RGB: the agent stands on a floor tile of that colour). A policy without memory needs it
+            for multi-step instructions (``mmrl/Sequence-*``), where the view does not show what is done.
         render_mode: ``None`` or ``"rgb_array"``: a top-down frame with the instruction written under it, wrapped
             onto as many lines as the frame's width needs (room for the longest instruction is kept, so frames
             keep one size).
@@ -61,6 +64,7 @@ class GridEnv(gym.Env):
         tile_size: int = 8,
         channels_first: bool = False,
         observation: str = "image",
+        show_progress: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -73,6 +77,7 @@ class GridEnv(gym.Env):
             "tile_size": tile_size,
             "channels_first": channels_first,
             "observation": observation,
+            "show_progress": show_progress,
         }
         self.batch = GridBatch(task, 1, **self.observation_config)
         self.configure_batch(self.batch)
