@@ -37,13 +37,15 @@ class SequenceEnv(GridEnv):
     objects (0.5 with no distractor: the order is a coin flip). Truncates after ``max_steps``.
 
     The task needs memory: the egocentric view does not show whether the first target has been reached, so a
-    reactive policy (``mmrl train --algo ppo``) stays near the coin flip; train a recurrent one
-    (``mmrl train --algo recurrent_ppo``; figures in ``benchmarks/RESULTS.md``).
+    reactive policy stays near the coin flip. Either train a recurrent one (``mmrl train --algo recurrent_ppo``)
+    or show the progress: with ``show_progress=True`` the agent's own cell shows the sub-goals done (see
+    :class:`~mmrl.envs.grid_env.GridEnv`), and the PPO and DQN presets turn it on for
+    ``mmrl/Sequence-5x5-v0``. Figures in ``benchmarks/RESULTS.md``.
 
     ## Arguments
     ``size``, ``n_distractors``, ``mission_split``, ``max_steps`` (default ``2 * size**2``), ``wrong_object``
     (``"fail"``, the default, as above; ``"continue"``: wrong objects do nothing, so visiting every object in
-    every order also succeeds), view options.
+    every order also succeeds), view options (``show_progress`` among them).
 
     ## Version History
     * v0: initial version; an object out of order ends the episode as a failure (``wrong_object="fail"``).
