@@ -127,22 +127,23 @@ def observe(
     if image_mode not in IMAGE_MODES:
         raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
     base, overlay = cell_codes(world, view, view_size)
-    worlds = np.arange(world.n_worlds)
-    if view == "agent":
-        agent_rows, agent_cols = np.full(world.n_worlds, view_size - 1), np.full(world.n_worlds, view_size // 2)
-    else:
-        agent_rows, agent_cols = world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1]
+    agent_cell = _agent_cell(world, view, view_size) if show_progress else None
     if image_mode == "rgb":
-        if show_progress:
+        if agent_cell is not None:
             floor = (Kind.FLOOR * N_COLOURS + world.stage_N) * N_STATES
-            base[worlds, agent_rows, agent_cols] = np.where(
-                world.stage_N > 0, floor, base[worlds, agent_rows, agent_cols]
-            )
+            base[agent_cell] = np.where(world.stage_N > 0, floor, base[agent_cell])
         return rgb_image((base, overlay), tile_size)
     image = symbolic_image((base, overlay))
-    if show_progress:
-        image[worlds, agent_rows, agent_cols, 1] = world.stage_N
+    if agent_cell is not None:
+        image[agent_cell + (1,)] = world.stage_N
     return image
+
+
+def _agent_cell(world: WorldState, view: str, view_size: int) -> tuple:
+    """Index of the agent's cell in every world's ``(N, h, w)`` view."""
+    if view == "agent":
+        return (slice(None), view_size - 1, view_size // 2)
+    return (np.arange(world.n_worlds), world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1])
 
 
 CAPTION_FONT = cv2.FONT_HERSHEY_SIMPLEX
