@@ -476,6 +476,26 @@ def test_show_progress_marks_the_sub_goals_done_in_the_agents_cell_only(image_mo
     assert stages_seen == {0, 1}
 
 
+def test_show_progress_is_drawn_in_rendered_frames():
+    marked = gym.make("mmrl/Sequence-5x5-v0", show_progress=True, render_mode="rgb_array").unwrapped
+    plain = gym.make("mmrl/Sequence-5x5-v0", render_mode="rgb_array").unwrapped
+    marked.reset(seed=5)
+    plain.reset(seed=5)
+    for action in plan(marked.batch.world.layout(0)):
+        if marked.batch.world.stage_N[0] > 0:
+            break
+        assert np.array_equal(marked.render(), plain.render())
+        marked.step(action)
+        plain.step(action)
+    assert marked.batch.world.stage_N[0] == 1
+    differs = (marked.render_grid() != plain.render_grid()).any(axis=2)
+    rows, cols = np.nonzero(differs)
+    tile = rows.max() - rows.min() + 1
+    row, col = marked.batch.world.agent_pos_N2[0]
+    assert tile == cols.max() - cols.min() + 1 and (rows.min() // tile, cols.min() // tile) == (row, col)
+    assert marked.render().shape == plain.render().shape
+
+
 def test_show_progress_reaches_vector_envs_and_is_refused_where_it_cannot_apply():
     kwargs = {"show_progress": True, "image_mode": "symbolic"}
     venv = mmrl.make_vec_env("mmrl/Sequence-5x5-v0", n_envs=2, seed=3, env_kwargs=kwargs)

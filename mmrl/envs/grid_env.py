@@ -45,12 +45,12 @@ class GridEnv(gym.Env):
         channels_first: Emit ``(3, H, W)`` images (saves Stable-Baselines3 a transpose).
         observation: ``"image"`` (the Dict above) or ``"compact"`` (a small integer state vector for tabular
             learners; see :class:`~mmrl.envs.batch.GridBatch`).
-        show_progress: Mark the sub-goals done in the agent's own cell of the image (symbolic: its colour channel
-            reads the count; RGB: the agent stands on a floor tile of that colour). A policy without memory needs it
-            for multi-step instructions (``mmrl/Sequence-*``), where the view does not show what is done.
         render_mode: ``None`` or ``"rgb_array"``: a top-down frame with the instruction written under it, wrapped
             onto as many lines as the frame's width needs (room for the longest instruction is kept, so frames
             keep one size).
+        show_progress: Mark the sub-goals done in the agent's own cell of the image (symbolic: its colour channel
+            reads the count; RGB: the agent stands on a floor tile of that colour). A policy without memory needs it
+            for multi-step instructions (``mmrl/Sequence-*``), where the view does not show what is done.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -64,8 +64,8 @@ class GridEnv(gym.Env):
         tile_size: int = 8,
         channels_first: bool = False,
         observation: str = "image",
-        show_progress: bool = False,
         render_mode: str | None = None,
+        show_progress: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -149,7 +149,9 @@ class GridEnv(gym.Env):
     def render_grid(self) -> np.ndarray:
         """The top-down ``(H, W, 3)`` uint8 frame of :meth:`render` without the instruction written under it (for
         callers that caption frames themselves, e.g. :mod:`mmrl.evaluation.video`)."""
-        return observe(self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE)[0]
+        return observe(
+            self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE, self.batch.show_progress
+        )[0]
 
     # ------------------------------------------------------------------ checkpoints
     def get_state(self) -> dict:
