@@ -15,6 +15,7 @@ from mmrl.engine.constants import DIRECTION_DELTAS, Action, Kind
 from mmrl.engine.planner import navigate, plan
 from mmrl.envs import VOCABULARY, env_ids
 from mmrl.envs.grammar import HELD_OUT, parse_instruction
+from mmrl.envs.grid_env import RENDER_TILE_SIZE
 from mmrl.envs.level_file import LevelFileError, parse_level
 from mmrl.tokenizer import UNK_ID
 
@@ -489,10 +490,13 @@ def test_show_progress_is_drawn_in_rendered_frames():
         plain.step(action)
     assert marked.batch.world.stage_N[0] == 1
     differs = (marked.render_grid() != plain.render_grid()).any(axis=2)
-    rows, cols = np.nonzero(differs)
-    tile = rows.max() - rows.min() + 1
     row, col = marked.batch.world.agent_pos_N2[0]
-    assert tile == cols.max() - cols.min() + 1 and (rows.min() // tile, cols.min() // tile) == (row, col)
+    agent_tile = np.s_[
+        row * RENDER_TILE_SIZE : (row + 1) * RENDER_TILE_SIZE, col * RENDER_TILE_SIZE : (col + 1) * RENDER_TILE_SIZE
+    ]
+    assert differs[agent_tile].any(), "the agent's tile shows the mark"
+    differs[agent_tile] = False
+    assert not differs.any(), "only the agent's tile may change"
     assert marked.render().shape == plain.render().shape
 
 
