@@ -192,7 +192,9 @@ def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
     """The VisualQuery preset's extractor settings reach the model and survive a reload."""
     config = resolve_config("ppo", "mmrl/VisualQuery-Colour-v0")
-    assert (config.image_encoder, config.image_pool, config.fusion) == ("pointwise", "max_sum", "film")
+    assert (config.image_encoder, config.image_pool, config.fusion) == ("factored_words", "max_sum", "film")
+    assert config.learning_rate_schedule == "linear"
+    assert resolve_config("ppo", "mmrl/VisualQuery-v0").learning_rate_schedule == "constant"
     result = mmrl.train(
         "ppo",
         "mmrl/VisualQuery-Colour-v0",
@@ -205,7 +207,7 @@ def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
     )
     assert RunDir(result.run_dir).config["image_pool"] == "max"
     extractor = load_model(result.run_dir).policy.features_extractor
-    assert extractor.fusion.image_pool == "max" and type(extractor.image_encoders[0]).__name__ == "PointwiseCNN"
+    assert extractor.fusion.image_pool == "max" and type(extractor.image_encoders[0]).__name__ == "FactoredWordsCNN"
     with pytest.raises(ValueError, match="unknown image_pool 'avg'; valid choices: none, max, mean, sum, max_sum"):
         mmrl.train(
             "ppo",

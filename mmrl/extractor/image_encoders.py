@@ -29,7 +29,8 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   mmrl/GoTo-5x5-v0 it found objects whose colour and kind were never seen together in training far more often
   than the other encoders (benchmarks/RESULTS.md, "The 5x5 preset: encoders and held-out combinations").
 * ``"factored_words"``: ``"factored"`` whose attribute groups are each conditioned on the words they attend to
-  (the best on mmrl/PickUp-5x5-v0's held-out combinations).
+  (the best on mmrl/PickUp-5x5-v0's held-out combinations; the mmrl/VisualQuery-* preset, with a pooled read-out:
+  held-out colour/kind questions of VisualQuery-v0 answered at 0.95, against 0.49 with ``"pointwise"``).
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
 128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller
