@@ -7,8 +7,10 @@ only). A variant is an env path and a network:
   ``VecTransposeImage``); ``MiniGrid``: the path without mmrl's env: ``BabyAI-GoToRedBall-v0`` with the RGB
   partial view (``RGBImgPartialObsWrapper(tile_size=8)``, 56x56) and ``mmrl.wrappers.TokenizeText``, in SB3's
   ``DummyVecEnv`` (SB3 adds ``VecTransposeImage``).
-* networks: ``gated+bow (preset)``: what ``mmrl train`` builds for the GoTo family (``agents/*.yaml``: gated
-  attention, bag-of-words instruction encoder, patch CNN); ``gated+gru (default)``: ``mmrl.policy_kwargs()``'s
+* networks: ``gated+bow (preset)``: what the presets' ``default`` entry builds for RGB views (``agents/*.yaml``:
+  gated attention, bag-of-words instruction encoder, patch CNN; PPO's own entries for GoTo-v0 and the other
+  rooms read symbolic cells instead, measured in ``benchmarks/RESULTS.md``'s benchmark table);
+  ``gated+gru (default)``: ``mmrl.policy_kwargs()``'s
   library defaults (GRU instruction encoder, for instructions whose word order matters); ``gated+conv``: gated
   attention with the word n-gram encoder (order-aware, cheaper than the GRU; mmrl path only); ``image-only``: the
   same patch CNN with the instruction ignored (``text_keys=[]``, ``ignore_keys=["mission"]``, concat fusion).

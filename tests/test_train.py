@@ -189,6 +189,22 @@ def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_
         resolve_config("qlearning", "mmrl/Level-Corridor-v0", overrides={"learning_rate_schedule": "linear"})
 
 
+def test_room_presets_read_symbolic_cells_with_a_short_horizon():
+    """The 8x8 rooms and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and a budget that solved them
+    (benchmarks/RESULTS.md, "The 8x8 rooms"); the 5x5 family's own entries are unchanged."""
+    budgets = {"mmrl/GoTo-v0": 500_000, "mmrl/PickUp-v0": 500_000, "mmrl/Open-v0": 300_000}
+    budgets["mmrl/Level-TwoRooms-v0"] = 300_000
+    for env_id, budget in budgets.items():
+        config = resolve_config("ppo", env_id)
+        assert config.env_kwargs["image_mode"] == "symbolic", env_id
+        assert (config.image_encoder, config.fusion, config.image_channels) == ("factored", "film", 48), env_id
+        assert config.hyperparams["gamma"] == 0.9 and config.hyperparams["n_epochs"] == 8, env_id
+        assert config.timesteps == budget, env_id
+    assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").timesteps == 200_000
+    assert resolve_config("ppo", "mmrl/Level-Corridor-v0").hyperparams["gamma"] == 0.9
+    assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").env_kwargs.get("image_mode") is None  # not measured yet
+
+
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
     """The VisualQuery preset's extractor settings reach the model and survive a reload."""
     config = resolve_config("ppo", "mmrl/VisualQuery-Colour-v0")
