@@ -190,8 +190,8 @@ def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_
 
 
 def test_room_presets_read_symbolic_cells_with_a_short_horizon():
-    """The 8x8 rooms and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and a budget that solved them
-    (benchmarks/RESULTS.md, "The 8x8 rooms"); the 5x5 family's own entries are unchanged."""
+    """The 8x8 rooms and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and their measured budgets
+    (benchmarks/RESULTS.md, the status table); the 5x5 family's own entries are unchanged."""
     budgets = {"mmrl/GoTo-v0": 500_000, "mmrl/PickUp-v0": 500_000, "mmrl/Open-v0": 300_000}
     budgets["mmrl/Level-TwoRooms-v0"] = 300_000
     for env_id, budget in budgets.items():
