@@ -49,6 +49,9 @@ COLOUR_SQUARES_ID = "other_envs/GoToColourSquare-v0"
 HELD_OUT_SEED = 1_000_000
 THRESHOLD = 0.90
 WINDOW = 200
+#: BabyAI's criterion (Hui et al., 2020): 99 % success over the last 100 training episodes.
+BABYAI_THRESHOLD = 0.99
+BABYAI_WINDOW = 100
 PPO_SETTINGS = {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "ent_coef": 0.01}
 N_ENVS = 16
 
@@ -243,10 +246,16 @@ def held_out_success(model: Any, make_env: Any, episodes: int, blank: bool = Fal
     return successes / episodes
 
 
-def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_threshold: bool = True) -> dict[str, Any]:
+def train(
+    env_id: str, config_name: str, seed: int, max_frames: int, stop_at_threshold: bool = True, until: str = "0.90"
+) -> dict[str, Any]:
     """Train one configuration for up to ``max_frames`` frames (stopping at the threshold when asked).
 
-    Returns ``{"model", "make_env", "frames_to_90", "window", "seconds"}``.
+    ``until="0.90"`` stops at 0.90 over the last 200 episodes; ``until="babyai"`` goes on to BabyAI's criterion,
+    0.99 over the last 100 episodes (both are recorded either way).
+
+    Returns ``{"model", "make_env", "frames_to_90", "episodes_to_90", "frames_to_99", "episodes_to_99", "window",
+    "curve", "seconds"}``.
     """
     import torch
     from stable_baselines3 import PPO
@@ -263,6 +272,9 @@ def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_thr
             super().__init__()
             self.window: deque[bool] = deque(maxlen=WINDOW)
             self.reached: int | None = None
+            self.reached_episodes: int | None = None
+            self.babyai: tuple[int, int] | None = None  # (frames, episodes) at 0.99 over the last 100
+            self.episodes = 0
             self.curve: list[tuple[int, float]] = []
 
         def _on_rollout_end(self) -> None:
@@ -273,9 +285,16 @@ def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_thr
             for info in self.locals["infos"]:
                 if "episode" in info:
                     self.window.append(info["episode"]["r"] > 0)
+                    self.episodes += 1
             if self.reached is None and len(self.window) == WINDOW and np.mean(self.window) >= THRESHOLD:
-                self.reached = self.num_timesteps
-                return not stop_at_threshold
+                self.reached, self.reached_episodes = self.num_timesteps, self.episodes
+                if until == "0.90":
+                    return not stop_at_threshold
+            last = list(self.window)[-BABYAI_WINDOW:]
+            if self.babyai is None and len(last) == BABYAI_WINDOW and np.mean(last) >= BABYAI_THRESHOLD:
+                self.babyai = (self.num_timesteps, self.episodes)
+                if until == "babyai":
+                    return not stop_at_threshold
             return True
 
     callback = Threshold()
@@ -286,6 +305,10 @@ def train(env_id: str, config_name: str, seed: int, max_frames: int, stop_at_thr
         "model": model,
         "make_env": make_env,
         "frames_to_90": callback.reached,
+        "episodes_to_90": callback.reached_episodes,
+        "frames_to_99": callback.babyai[0] if callback.babyai else None,
+        "episodes_to_99": callback.babyai[1] if callback.babyai else None,
+        "episodes": callback.episodes,
         "window": list(callback.window),
         "curve": callback.curve[3::4],
         "seconds": seconds,
@@ -298,15 +321,22 @@ def train_and_evaluate(env_id: str, config_name: str, seed: int, frames: int, ev
     return held_out_success(result["model"], result["make_env"], eval_episodes)
 
 
-def run(env_id: str, config_name: str, seed: int, max_frames: int, eval_episodes: int) -> dict[str, Any]:
+def run(
+    env_id: str, config_name: str, seed: int, max_frames: int, eval_episodes: int, until: str = "0.90"
+) -> dict[str, Any]:
     """Train one configuration until the threshold or ``max_frames``; returns the row of the table (JSON)."""
-    result = train(env_id, config_name, seed, max_frames)
+    result = train(env_id, config_name, seed, max_frames, until=until)
     model, window = result["model"], result["window"]
     return {
         "env": env_id,
         "config": config_name,
         "seed": seed,
+        "until": until,
         "frames_to_90": result["frames_to_90"],
+        "episodes_to_90": result["episodes_to_90"],
+        "frames_to_99": result["frames_to_99"],
+        "episodes_to_99": result["episodes_to_99"],
+        "episodes": result["episodes"],
         "frames_trained": int(model.num_timesteps),
         "train_success_last_200": float(np.mean(window)) if window else 0.0,
         "held_out_success": held_out_success(model, result["make_env"], eval_episodes),
@@ -328,8 +358,8 @@ def table(path: Path) -> str:
     marks = " | ".join(f"frames to {mark:.2f}" for mark in MARKS)
     lines = [
         f"| env | config | seed | {marks} | frames to 0.90 (train, last 200) | training success at the end | "
-        "held-out success (sampled) | held-out, instruction blanked | wall s |",
-        "|---|---|---|" + "---|" * len(MARKS) + "---|---|---|---|---|",
+        "held-out success (sampled) | held-out, instruction blanked | episodes (frames) to 0.99 over 100 | wall s |",
+        "|---|---|---|" + "---|" * len(MARKS) + "---|---|---|---|---|---|",
     ]
     for row in rows:
         reached = f"{row['frames_to_90']:,}" if row["frames_to_90"] else f"> {row['frames_trained']:,}"
@@ -338,10 +368,14 @@ def table(path: Path) -> str:
             first = next((frames for frames, success in row["curve"] if success >= mark), None)
             cells.append(f"{first:,}" if first is not None else "-")
         blank = f"{row['held_out_blank']:.2f}" if "held_out_blank" in row else "-"
+        if row.get("episodes_to_99"):
+            babyai = f"{row['episodes_to_99']:,} ({row['frames_to_99']:,})"
+        else:
+            babyai = f"> {row['episodes']:,} ({row['frames_trained']:,})" if row.get("until") == "babyai" else "-"
         lines.append(
             f"| {row['env']} | {row['config']} | {row['seed']} | {' | '.join(cells)} | {reached} | "
             f"{row['train_success_last_200']:.2f} | {row['held_out_success']:.2f} ({row['eval_episodes']} ep.) | "
-            f"{blank} | {row['wall_s']:.0f} |"
+            f"{blank} | {babyai} | {row['wall_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -357,6 +391,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--max-frames", type=int, default=150_000, help="frame budget per run")
     parser.add_argument("--eval-episodes", type=int, default=100, help="held-out episodes per run")
+    parser.add_argument(
+        "--until",
+        choices=["0.90", "babyai"],
+        default="0.90",
+        help="stop at 0.90 over the last 200 training episodes, or at BabyAI's criterion (0.99 over the last 100)",
+    )
     parser.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per run here")
     parser.add_argument("--table", type=Path, default=None, help="only print the Markdown table of this JSONL file")
     args = parser.parse_args(argv)
@@ -367,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     for env_id in args.envs:
         for config_name in args.configs:
             for seed in args.seeds:
-                row = run(env_id, config_name, seed, args.max_frames, args.eval_episodes)
+                row = run(env_id, config_name, seed, args.max_frames, args.eval_episodes, args.until)
                 print(json.dumps(row), flush=True)
                 if args.jsonl is not None:
                     with args.jsonl.open("a") as handle:

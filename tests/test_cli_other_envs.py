@@ -41,6 +41,11 @@ def test_babyai_level_trains_evaluates_and_exports_with_its_recorded_wrappers(tm
     assert names == ["MiniGridSuccess", "FilterObservation", "MiniGridSymbolicImage", "TokenizeText"]
     assert "held-out evaluation" in captured.out and "success n/a" not in captured.out  # read from the reward
     assert "channels_first" not in config["env_kwargs"]  # mmrl-only env arguments are not passed on
+    from stable_baselines3 import PPO
+
+    extractor = PPO.load(run / "model.zip", device="cpu").policy.features_extractor
+    assert type(extractor.image_encoders[0]).__name__ == "FactoredCNN"  # the one-line path's network
+    assert type(extractor.fusion).__name__ == "FiLMFusion"
     out = tmp_path / "report.json"
     assert main(["evaluate", str(run), "--episodes", "3", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["env_id"] == "BabyAI-GoToObj-v0"

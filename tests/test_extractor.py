@@ -268,7 +268,7 @@ def test_integer_coded_grids_are_embedded_cell_by_cell():
     assert cell_categories(spaces.Box(np.zeros_like(high), uneven, dtype=np.uint8), channel_axis=2) is None
 
     space = spaces.Dict({"image": grid, "mission": spaces.Box(0, 9, (6,), np.int64)})
-    extractor = MultimodalExtractor(space, fusion="gated", cell_dim=8)
+    extractor = MultimodalExtractor(space, fusion="gated", image_encoder="patch", cell_dim=8)
     assert extractor.image_inputs[0].categories == (11, 6, 3)
     embedding = extractor.image_encoders[0].cell_embedding
     assert isinstance(embedding, CellEmbedding) and embedding.embedding.num_embeddings == 11 + 6 + 3
@@ -289,6 +289,35 @@ def test_integer_coded_grids_are_embedded_cell_by_cell():
     assert table.grad is not None and table.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="embed_cells=True needs integer-coded image grids"):
         MultimodalExtractor(contract_space(), embed_cells=True)
+
+
+def test_auto_picks_the_factored_film_network_on_grids_and_gated_attention_on_pictures():
+    from mmrl.extractor.fusion import ConcatFusion, FiLMFusion, GatedAttentionFusion
+    from mmrl.extractor.image_encoders import AUTO_GRID_CHANNELS, FactoredCNN, PatchCNN
+
+    high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (7, 7, 3))
+    grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)
+    mission = spaces.Box(0, 9, (6,), np.int64)
+    picture = spaces.Box(0, 255, (7, 7, 3), np.uint8)
+
+    on_grid = MultimodalExtractor(spaces.Dict({"image": grid, "mission": mission}))
+    assert isinstance(on_grid.image_encoders[0], FactoredCNN) and isinstance(on_grid.fusion, FiLMFusion)
+    assert on_grid.image_encoders[0].stage_channels == [AUTO_GRID_CHANNELS] * 2
+    on_picture = MultimodalExtractor(spaces.Dict({"image": picture, "mission": mission}))
+    assert isinstance(on_picture.image_encoders[0], PatchCNN)
+    assert isinstance(on_picture.fusion, GatedAttentionFusion)
+    no_text = MultimodalExtractor(spaces.Dict({"image": grid}))
+    assert isinstance(no_text.image_encoders[0], FactoredCNN) and isinstance(no_text.fusion, ConcatFusion)
+
+    # explicit choices override every part of the rule
+    wide = MultimodalExtractor(spaces.Dict({"image": grid, "mission": mission}), image_channels=16)
+    assert wide.image_encoders[0].stage_channels == [18, 16]  # the first layer rounds up to the 3 attributes
+    patch = MultimodalExtractor(spaces.Dict({"image": grid, "mission": mission}), image_encoder="patch")
+    assert isinstance(patch.image_encoders[0], PatchCNN) and isinstance(patch.fusion, FiLMFusion)
+    gated = MultimodalExtractor(spaces.Dict({"image": grid, "mission": mission}), fusion="gated")
+    assert isinstance(gated.image_encoders[0], FactoredCNN) and isinstance(gated.fusion, GatedAttentionFusion)
+    scaled = MultimodalExtractor(spaces.Dict({"image": grid, "mission": mission}), embed_cells=False)
+    assert isinstance(scaled.image_encoders[0], PatchCNN) and isinstance(scaled.fusion, GatedAttentionFusion)
 
 
 def test_channel_last_and_channel_first_inputs_agree():

@@ -191,7 +191,8 @@ def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_
 
 def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     """The 8x8 rooms and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and their measured budgets
-    (benchmarks/RESULTS.md, the status table); the 5x5 family's own entries are unchanged."""
+    (benchmarks/RESULTS.md, the status table); the 5x5 family's own entries are unchanged; PickUp-v0's learning
+    rate falls linearly."""
     budgets = {"mmrl/GoTo-v0": 500_000, "mmrl/PickUp-v0": 500_000, "mmrl/Open-v0": 300_000}
     budgets["mmrl/Level-TwoRooms-v0"] = 300_000
     for env_id, budget in budgets.items():
@@ -200,8 +201,19 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
         assert (config.image_encoder, config.fusion, config.image_channels) == ("factored", "film", 48), env_id
         assert config.hyperparams["gamma"] == 0.9 and config.hyperparams["n_epochs"] == 8, env_id
         assert config.timesteps == budget, env_id
+    # PickUp-v0's greedy time-outs went with a linearly falling learning rate (0.94 -> 0.97, median of 3 seeds)
+    assert resolve_config("ppo", "mmrl/PickUp-v0").learning_rate_schedule == "linear"
+    assert resolve_config("ppo", "mmrl/GoTo-v0").learning_rate_schedule is None  # constant
     assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").timesteps == 200_000
     assert resolve_config("ppo", "mmrl/Level-Corridor-v0").hyperparams["gamma"] == 0.9
+    # a symbolic Level-* preset keeps the measured patch CNN now that "auto" is the factored encoder on grids
+    corridor = resolve_config("ppo", "mmrl/Level-Corridor-v0")
+    assert (corridor.image_encoder, corridor.fusion) == ("patch", "gated")
+    recurrent = resolve_config("recurrent_ppo", "mmrl/GoTo-5x5-v0")
+    assert (recurrent.image_encoder, recurrent.fusion) == ("patch", "gated")
+    # other packages' envs get the extractor's own defaults, as mmrl.policy_kwargs() does
+    other = resolve_config("ppo", "BabyAI-GoToObj-v0")
+    assert (other.image_encoder, other.fusion) == ("auto", "auto")
     assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").env_kwargs.get("image_mode") is None  # not measured yet
 
 

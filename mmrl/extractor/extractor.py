@@ -19,6 +19,7 @@ from torch import nn
 
 from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
 from mmrl.extractor.image_encoders import (
+    AUTO_GRID_CHANNELS,
     IMAGE_ENCODER_CHOICES,
     ImageEncoder,
     build_image_encoder,
@@ -121,11 +122,12 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"``,
             ``"factored"`` or ``"factored_words"``.
-            ``"auto"`` picks ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
+            ``"auto"`` picks ``"factored"`` (48 channels unless ``image_channels`` says otherwise) for embedded
+            integer-coded grids, ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
         fusion: ``"auto"``, ``"concat"``, ``"sum"``, ``"weighted"``, ``"product"``, ``"gated"``, ``"film"`` or
-            ``"cross_attention"`` (the last three need an image key and a text key). ``"auto"`` is ``"gated"``
-            with an image key and a text key, ``"concat"`` otherwise
+            ``"cross_attention"`` (the last three need an image key and a text key). ``"auto"`` is ``"film"``
+            with embedded grids and a text key, ``"gated"`` with pictures and a text key, ``"concat"`` otherwise
             (:func:`~mmrl.extractor.fusion.resolve_fusion`).
         image_keys: Image keys (``None``: detect).
         text_keys: Token-id keys (``None``: detect; ``[]``: no text).
@@ -229,13 +231,17 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             image_space = subspaces[key]
             assert isinstance(image_space, spaces.Box)  # assign_roles gives the image role to Boxes only
             image_input = image_input_of(image_space, normalized_images, embed_cells)
-            encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW)
+            grid = image_input.categories is not None
+            encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW, grid)
+            channels = image_channels
+            if grid and image_encoder == "auto" and channels is None:
+                channels = AUTO_GRID_CHANNELS
             if image_input.categories is None:
-                encoder = build_image_encoder(encoder_name, image_input.shape_CHW, image_channels)
+                encoder = build_image_encoder(encoder_name, image_input.shape_CHW, channels)
                 encoder.input_scale = image_input.scale
             else:
                 _, height, width = image_input.shape_CHW
-                encoder = build_image_encoder(encoder_name, (cell_dim, height, width), image_channels)
+                encoder = build_image_encoder(encoder_name, (cell_dim, height, width), channels)
                 encoder = encoder.embed_cells(image_input.categories)
             image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
@@ -252,7 +258,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             vector_inputs.append((key, nn.Sequential(nn.Flatten(), nn.Linear(flat_dim, vector_dim), nn.ReLU())))
         if not image_inputs and not text_inputs and not vector_inputs:
             raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
-        fusion = resolve_fusion(fusion, len(image_inputs), len(text_inputs))
+        grids = bool(image_inputs) and all(image_input.categories is not None for _, image_input, _ in image_inputs)
+        fusion = resolve_fusion(fusion, len(image_inputs), len(text_inputs), grids)
         fusion_module = FUSIONS[fusion](
             [encoder.output_shape for _, _, encoder in image_inputs],
             [encoder.film_stages() for _, _, encoder in image_inputs],

@@ -33,8 +33,10 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   held-out colour/kind questions of VisualQuery-v0 answered at 0.95, against 0.49 with ``"pointwise"``).
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
-128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"patch"`` when the smaller
-image side is below :data:`AUTO_NATURE_MIN_SIDE` (64) pixels, otherwise ``"nature"``.
+128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"factored"`` for an
+integer-coded grid whose cells are embedded (MiniGrid's symbolic view; :data:`AUTO_GRID_CHANNELS` wide unless
+``image_channels`` is given), else ``"patch"`` when the smaller image side is below :data:`AUTO_NATURE_MIN_SIDE`
+(64) pixels, otherwise ``"nature"``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from torch import nn
 
 #: Smallest image side for which ``image_encoder="auto"`` picks the Nature CNN (Atari frames are 84x84).
 AUTO_NATURE_MIN_SIDE = 64
+#: Width ``image_encoder="auto"`` gives the ``"factored"`` encoder it picks for embedded grids (mmrl's room presets).
+AUTO_GRID_CHANNELS = 48
 #: Smallest image side the Nature CNN accepts (8x8 stride 4, 4x4 stride 2, 3x3 stride 1).
 NATURE_MIN_SIDE = 36
 
@@ -467,17 +471,26 @@ def build_image_encoder(name: str, image_shape: tuple[int, int, int], channels: 
     return encoder_class(image_shape, channels=(channels,) * n_stages)  # type: ignore[call-arg]
 
 
-def resolve_image_encoder(name: str, image_shape: tuple[int, int, int]) -> str:
-    """Returns the concrete encoder name for ``name``, turning ``"auto"`` into ``"patch"`` or ``"nature"``.
+def resolve_image_encoder(name: str, image_shape: tuple[int, int, int], grid: bool = False) -> str:
+    """The concrete encoder name for ``name``: ``"auto"`` becomes ``"factored"``, ``"patch"`` or ``"nature"``.
+
+    ``"auto"`` is ``"factored"`` on an integer-coded grid whose cells are embedded (``grid``): each cell attribute
+    read on its own, the instruction conditioning that first layer (with ``fusion="auto"``, which is FiLM there).
+    It is the network of mmrl's room presets, and the only one measured that solved BabyAI-GoToLocal-v0 through
+    ``mmrl.wrappers.auto_wrap`` (benchmarks/RESULTS.md, "Other people's envs"). On pictures it is ``"patch"``
+    below :data:`AUTO_NATURE_MIN_SIDE` pixels on the smaller side and ``"nature"`` from there on.
 
     Args:
         name: One of :data:`IMAGE_ENCODER_CHOICES`.
         image_shape: ``(channels, height, width)``.
+        grid: Whether the image is an integer-coded grid whose cells are embedded.
 
     Raises:
         ValueError: For an unknown name.
     """
     if name == "auto":
+        if grid:
+            return "factored"
         return "nature" if min(image_shape[1:]) >= AUTO_NATURE_MIN_SIDE else "patch"
     if name not in IMAGE_ENCODERS:
         raise ValueError(f"unknown image_encoder {name!r}; valid choices: {', '.join(IMAGE_ENCODER_CHOICES)}")

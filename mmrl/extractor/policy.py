@@ -28,24 +28,31 @@ def policy_kwargs(
 
     Defaults and why:
 
-    * ``fusion="auto"``: gated attention where the space has an image key and a text key, concatenation
-      otherwise (:func:`~mmrl.extractor.fusion.resolve_fusion`). These defaults are the one-line path for other
-      people's envs (``mmrl.wrappers.auto_wrap`` + ``policy_kwargs()``), measured with
+    * ``fusion="auto"`` and ``image_encoder="auto"`` pick the network from the observation space
+      (:func:`~mmrl.extractor.fusion.resolve_fusion`, :func:`~mmrl.extractor.image_encoders.resolve_image_encoder`):
+
+      - an integer-coded grid (MiniGrid/BabyAI's symbolic view through ``mmrl.wrappers.auto_wrap``, mmrl's
+        ``image_mode="symbolic"``) with an instruction: the ``"factored"`` cell encoder, 48 channels (each cell's
+        kind, colour and state read apart in the first layer), FiLM-conditioned on the instruction; the network of
+        mmrl's room presets;
+      - pictures with an instruction: gated attention, with the patch CNN below 64 px (MiniGrid's RGB views,
+        mmrl's 56x56 renders) and the Nature CNN from 64 px on;
+      - no instruction: concatenation.
+
+      These are the one-line path for other people's envs (``auto_wrap`` + ``policy_kwargs()``), measured with
       ``benchmarks/other_envs.py`` (PPO n_steps 128, batch 256, 4 epochs, lr 1e-3, 16 envs; frames until 0.90
-      training success over 200 episodes): on a 72x72 RGB env with a ``spaces.Text`` colour instruction (median of
-      3 seeds) gated 95k, concatenation 175k, a plain CNN + GRU + concat extractor 224k; on BabyAI-GoToLocal-v0
-      (seed 0; no configuration reached 0.90 within 1M frames) gated reached 0.75 at 98k frames, concatenation at
-      532k, the plain extractor at 205k. Where the instruction never changes (BabyAI-GoToRedBall-v0) there is nothing to
-      gate and concatenation needed fewer frames (66,880 against 83,232). mmrl's own presets
-      (``agents/*.yaml``) name their fusion and do not depend on this default.
+      training success over 200 episodes, median of 3 seeds): BabyAI-GoToLocal-v0 341k frames and
+      BabyAI-PickupLoc-v0 1.07M, where gated attention, concatenation and a plain CNN + GRU + concat extractor
+      levelled off (GoToLocal 0.65-0.75, PickupLoc 0.3-0.45 up to 1M); BabyAI-GoToRedBall-v0 45k (seed 0:
+      concatenation 67k, gated attention 83k; the plain extractor 128k); a 72x72 RGB env with a ``spaces.Text``
+      colour instruction 95k with gated attention (concatenation 175k, the plain extractor 224k). mmrl's own
+      presets (``agents/*.yaml``) name their network where it was measured.
     * ``text_encoder="bow"`` (bag of words): it learned fastest on BabyAI-GoToRedBall-v0 (with concatenation
       66,880 frames to 0.90; gated + GRU 79,952; concat + GRU had only 0.66 training success at 81,920, below the
       plain CNN + GRU baseline's 0.71), and it is the cheapest encoder (5-8 % of PPO's frames/s against about 15 % for
       the GRU). It ignores word order: for instructions where order matters ("go to the red ball after you open
       the door" means the door first) pass ``text_encoder="gru"`` (or ``"conv"``), as mmrl's Sequence-* preset
       does.
-    * ``image_encoder="auto"``: the tile-aligned ``"patch"`` CNN below 64 px (MiniGrid 7x7, mmrl's 56x56
-      renders; 0.27 M multiply-adds per 56x56 image), the Nature CNN from 64 px on.
     * ``features_dim=128`` and ``net_arch=[64]``: one hidden layer of 64 units per head on 128 fused features.
     * ``normalize_images=False`` for SB3, ``normalized_images=False`` for the extractor: SB3 then only casts
       ``uint8`` images to float, and the extractor folds the 1/255 into its first convolution's weights

@@ -17,6 +17,10 @@ and applies the wrappers that learned fastest in ``benchmarks/other_envs.py``:
   scale.
 * **No text at all** (CartPole, Atari frames, a bare ``Box``): nothing is applied; SB3's default extractor fits.
 
+:func:`mmrl.policy_kwargs` then picks the network from the wrapped space: on a symbolic grid with an instruction the
+``"factored"`` cell encoder with FiLM (the one configuration measured that solved BabyAI-GoToLocal-v0), on pictures
+with an instruction gated attention.
+
 It logs one line (logger ``mmrl.wrappers.auto``, level INFO, once per distinct choice) and records what it applied
 as a JSON-serialisable spec on the returned env (``env.mmrl_wrap_spec``, read with :func:`wrap_spec` through
 later wrappers). :func:`apply_wrap_spec` rebuilds exactly the same stack on a fresh env from that JSON, e.g. in
@@ -292,6 +296,8 @@ def auto_wrap(
     if log:
         summary = "; ".join(notes) if notes else "nothing to wrap"
         policy = "mmrl.policy_kwargs()" if extractor == "mmrl" else "SB3's default extractor"
+        if extractor == "mmrl" and found:
+            policy += f" (its defaults here: {'factored cell encoder + FiLM' if symbolic else 'gated attention'})"
         _log_once(f"mmrl auto_wrap: {summary}; use {policy}")
     if steps:
         setattr(wrapped, SPEC_ATTRIBUTE, spec)
