@@ -76,6 +76,8 @@ class AlgorithmSpec:
         replay_buffer: Whether checkpoints also hold a replay buffer (``replay_buffer_<N>_steps.pkl``).
         checkpoint_on_step: Checkpoint after any complete step (no rollouts) instead of at rollout starts.
         recurrent: The policy keeps a hidden state that evaluation must carry across steps.
+        clones_demonstrations: The policy can be warm-started by behaviour cloning of the planner (the
+            ``demonstrations`` preset key): an actor-critic policy with ``get_distribution``.
         dict_policy: SB3 policy name for Dict observations (the mmrl extractor is plugged in).
         flat_policy: SB3 policy name for flat (Box) observations.
         policy_hyperparams: Preset keys passed to the policy (``policy_kwargs``) rather than the algorithm.
@@ -97,6 +99,7 @@ class AlgorithmSpec:
     replay_buffer: bool = False
     checkpoint_on_step: bool = False
     recurrent: bool = False
+    clones_demonstrations: bool = False
     dict_policy: str = "MultiInputPolicy"
     flat_policy: str = "MlpPolicy"
     policy_hyperparams: tuple[str, ...] = ()
@@ -155,6 +158,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
             uses_torch_threads=True,
             hyperparams=_PPO,
             bundle_name="PPO",
+            clones_demonstrations=True,
             sb3_policy_module=_SB3_POLICIES,
             sb3_data_keys=("clip_range", "n_epochs"),
         ),
@@ -166,6 +170,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
             uses_torch_threads=True,
             hyperparams={**_ON_POLICY, "rms_prop_eps": _F, "use_rms_prop": _B},
             bundle_name="A2C",
+            clones_demonstrations=True,
             sb3_policy_module=_SB3_POLICIES,
             sb3_data_keys=("n_steps", "gae_lambda"),
             sb3_data_absent=("clip_range", "n_epochs"),

@@ -215,6 +215,16 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     other = resolve_config("ppo", "BabyAI-GoToObj-v0")
     assert (other.image_encoder, other.fusion) == ("auto", "auto")
     assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").env_kwargs.get("image_mode") is None  # not measured yet
+    # key-then-door is learnt from a behaviour-cloned start (PPO alone: 0.08 greedy at 1M frames)
+    for env_id, frames, budget in (
+        ("mmrl/Open-Locked-v0", 80_000, 300_000),
+        ("mmrl/Level-KeyDoor-v0", 20_000, 100_000),
+    ):
+        config = resolve_config("ppo", env_id)
+        assert config.env_kwargs["image_mode"] == "symbolic", env_id
+        assert (config.image_encoder, config.fusion, config.demonstrations) == ("factored", "film", frames), env_id
+        assert (config.timesteps, config.learning_rate_schedule) == (budget, "linear"), env_id
+    assert resolve_config("ppo", "mmrl/Open-v0").demonstrations is None
 
 
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):

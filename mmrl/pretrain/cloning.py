@@ -15,7 +15,7 @@ import yaml
 
 from mmrl.atomic import atomic_path, write_json, write_text
 from mmrl.checks import check_int
-from mmrl.pretrain.collect import collect, expert_plan, make_env
+from mmrl.pretrain.collect import check_frames, collect, expert_plan, make_env
 from mmrl.pretrain.encoder_bundle import describe_extractor, save_bundle
 from mmrl.pretrain.loading import RUN_ENCODER_DIR
 from mmrl.pretrain.setup import resolve_setup
@@ -23,6 +23,8 @@ from mmrl.threads import default_threads
 
 #: Prefix of the whole policy's tensors in a behaviour-cloning run's ``encoder/`` bundle.
 POLICY_PREFIX = "policy."
+#: Adam steps of a cloning when none are given (``mmrl pretrain --updates``' default).
+DEFAULT_UPDATES = 1_500
 #: Held-out evaluation seeds start here (as ``mmrl evaluate --seed 100000`` in the README's tables).
 EVAL_SEED = 100_000
 
@@ -37,7 +39,7 @@ def clone_planner(
     env_id: str,
     frames: int = 20_000,
     out: str | os.PathLike[str] | None = None,
-    updates: int = 1_500,
+    updates: int = DEFAULT_UPDATES,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     seed: int = 0,
@@ -59,7 +61,6 @@ def clone_planner(
             something else, before anything is written.
     """
     from stable_baselines3 import PPO
-    from tqdm import tqdm
 
     import mmrl
     from mmrl.training.run_dir import CONFIG_FILE, TOKENIZER_FILE, check_run_dir, prepare_run_dir, write_metrics
@@ -77,7 +78,91 @@ def clone_planner(
     config = setup.config
     venv = mmrl.make_vec_env(env_id, config.n_envs or 1, seed=seed, env_kwargs=setup.env_kwargs)
     model = PPO("MultiInputPolicy", venv, policy_kwargs=setup.policy_kwargs(), seed=seed, **config.hyperparams)
+    stats = clone_into(
+        model.policy, env, frames, updates, batch_size, learning_rate, seed, progress, check_planner=False
+    )
     policy = model.policy
+
+    run_path = prepare_run_dir(run_path, force)
+    config.timesteps = 0
+    write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    with atomic_path(run_path / "model.zip") as tmp:
+        model.save(tmp)
+    write_json(run_path / TOKENIZER_FILE, cast(Any, env.unwrapped).tokenizer.to_config())  # an mmrl GridEnv
+    extractor = policy.features_extractor
+    tensors = {name: value for name, value in extractor.state_dict().items()}
+    tensors.update({POLICY_PREFIX + name: value for name, value in policy.state_dict().items()})
+    info: dict[str, Any] = {
+        "method": "bc",
+        "env_id": env_id,
+        "env_kwargs": setup.env_kwargs,
+        "extractor_kwargs": setup.extractor,
+        "vocabulary": list(getattr(env.unwrapped, "vocabulary", ()) or ()),
+        "losses": {"bc_loss": stats["bc_loss"], "bc_accuracy": stats["bc_accuracy"]},
+        "frames": frames,
+        "updates": updates,
+        "seed": seed,
+    }
+    save_bundle(run_path / RUN_ENCODER_DIR, tensors, describe_extractor(extractor), info)
+    report = mmrl.evaluate(run_path, episodes=eval_episodes, seed=EVAL_SEED)
+    write_metrics(
+        run_path,
+        {
+            "algo": "ppo",
+            "method": "bc",
+            "env_id": env_id,
+            "timesteps": 0,
+            "demonstration_frames": stats["demonstration_frames"],
+            "demonstration_episodes": stats["demonstration_episodes"],
+            "wall_time_s": stats["cloning_s"],
+            "episodes": report.episodes,
+            "mean_return": report.mean_return,
+            "std_return": report.std_return,
+            "success_rate": report.success_rate,
+            "mean_length": report.mean_length,
+            **info["losses"],
+        },
+    )
+    return run_path
+
+
+def clone_into(
+    policy: Any,
+    env: Any,
+    frames: int,
+    updates: int = DEFAULT_UPDATES,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+    check_planner: bool = True,
+) -> dict[str, Any]:
+    """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
+
+    ``frames`` (observation, action) pairs come from planner-driven episodes of ``env`` (one mmrl env; episode
+    ``i`` is seeded ``seed + i``); ``updates`` Adam steps on minibatches of ``batch_size`` maximise the
+    log-likelihood of the planner's actions. The value head is not trained. ``mmrl train`` calls this for the
+    ``demonstrations`` preset key (a warm start that RL then continues); :func:`clone_planner` for
+    ``mmrl pretrain --method bc``. The stats are ``demonstration_frames``, ``demonstration_episodes``,
+    ``bc_loss`` and ``bc_accuracy`` (means over the last 50 updates) and ``cloning_s`` (wall time).
+
+    Raises:
+        ValueError: For bad sizes (frames whose observations would not fit in memory included) or an env
+            without a planner (question tasks), before any update.
+    """
+    from tqdm import tqdm
+
+    frames = check_int("frames", frames, 1)
+    updates = check_int("updates", updates, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    check_frames(env.observation_space, frames)
+    if check_planner:
+        env.reset(seed=seed)
+        if expert_plan(env) is None:
+            raise ValueError(
+                f"{env.spec.id if env.spec else 'this env'} has no planner demonstrations (question tasks cannot be "
+                "cloned); drop demonstrations"
+            )
     started = time.perf_counter()
     with tqdm(total=frames, desc="demonstrations", unit="frame", disable=not progress) as bar:
         demonstrations = collect(env, frames, seed, planner_fraction=1.0, progress=bar.update)
@@ -105,53 +190,15 @@ def clone_planner(
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", accuracy=f"{accuracies[-1]:.2f}")
             bar.update(1)
     policy.set_training_mode(False)
-    seconds = time.perf_counter() - started
-
-    run_path = prepare_run_dir(run_path, force)
-    config.timesteps = 0
-    write_text(run_path / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    with atomic_path(run_path / "model.zip") as tmp:
-        model.save(tmp)
-    write_json(run_path / TOKENIZER_FILE, cast(Any, env.unwrapped).tokenizer.to_config())  # an mmrl GridEnv
-    extractor = policy.features_extractor
-    tensors = {name: value for name, value in extractor.state_dict().items()}
-    tensors.update({POLICY_PREFIX + name: value for name, value in policy.state_dict().items()})
     recent = slice(-min(50, len(losses)), None)
-    info: dict[str, Any] = {
-        "method": "bc",
-        "env_id": env_id,
-        "env_kwargs": setup.env_kwargs,
-        "extractor_kwargs": setup.extractor,
-        "vocabulary": list(getattr(env.unwrapped, "vocabulary", ()) or ()),
-        "losses": {
-            "bc_loss": sum(losses[recent]) / len(losses[recent]),
-            "bc_accuracy": sum(accuracies[recent]) / len(accuracies[recent]),
-        },
-        "frames": frames,
+    return {
+        "demonstration_frames": len(actions),
+        "demonstration_episodes": demonstrations.episodes,
         "updates": updates,
-        "seed": seed,
+        "bc_loss": sum(losses[recent]) / len(losses[recent]),
+        "bc_accuracy": sum(accuracies[recent]) / len(accuracies[recent]),
+        "cloning_s": round(time.perf_counter() - started, 1),
     }
-    save_bundle(run_path / RUN_ENCODER_DIR, tensors, describe_extractor(extractor), info)
-    report = mmrl.evaluate(run_path, episodes=eval_episodes, seed=EVAL_SEED)
-    write_metrics(
-        run_path,
-        {
-            "algo": "ppo",
-            "method": "bc",
-            "env_id": env_id,
-            "timesteps": 0,
-            "demonstration_frames": len(actions),
-            "demonstration_episodes": demonstrations.episodes,
-            "wall_time_s": round(seconds, 1),
-            "episodes": report.episodes,
-            "mean_return": report.mean_return,
-            "std_return": report.std_return,
-            "success_rate": report.success_rate,
-            "mean_length": report.mean_length,
-            **info["losses"],
-        },
-    )
-    return run_path
 
 
 def load_policy_into(policy: Any, pretrained: str | os.PathLike[str] | None) -> bool:

@@ -67,6 +67,13 @@ class TrainConfig:
     """Extractor parts frozen after loading ``pretrained``: ``"none"``, ``"image"``, ``"text"`` or ``"all"``."""
     text_model: str | None = None
     """Local Hugging Face model directory for ``text_encoder="hf"``."""
+    demonstrations: int | None = None
+    """Planner frames cloned into the new policy before RL starts (a behaviour-cloning warm start, BabyAI's
+    imitation recipe: :func:`mmrl.pretrain.cloning.clone_into`); None or 0: none. mmrl's navigation envs (they have
+    a planner) with PPO or A2C; a resumed run keeps its weights and clones nothing. The frames are not counted in
+    ``timesteps``; ``metrics.json`` reports them under ``"cloning"``."""
+    demonstration_updates: int | None = None
+    """Adam steps of that cloning (None: :data:`mmrl.pretrain.cloning.DEFAULT_UPDATES`)."""
     learning_rate_schedule: str | None = None
     """``"constant"`` (default) or ``"linear"``: the learning rate decays to 0 at ``timesteps``
     (:mod:`mmrl.training.learning_rate`); SB3 algorithms only."""

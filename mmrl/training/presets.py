@@ -73,6 +73,8 @@ CONFIG_KEYS: dict[str, str] = {
     "pretrained": _S,  # mmrl.pretrain: a pre-trained encoder bundle or bc run directory, read by the extractor
     "freeze": _S,
     "text_model": _S,
+    "demonstrations": _I,
+    "demonstration_updates": _I,
 }
 
 #: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed); each
@@ -92,6 +94,7 @@ _POSITIVE = {
     "train_freq",
     "target_update_interval",
     "max_states",
+    "demonstration_updates",
 }
 #: Float settings that must be > 0 (None, where allowed, is not checked).
 _STRICTLY_POSITIVE_FLOATS = {"clip_range", "clip_range_vf", "target_kl", "max_grad_norm", "rms_prop_eps"}
@@ -103,6 +106,7 @@ _NON_NEGATIVE = {
     "buffer_size",
     "learning_starts",
     "torch_threads",
+    "demonstrations",
 }
 #: Settings with an upper bound from :mod:`mmrl.limits`: key -> (description, limit name).
 _UPPER_LIMITS = {
@@ -247,6 +251,11 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(f"{source}: gradient_steps must be >= 0, or -1 (as many as env steps), got {value}")
     if key == "device":
         check_device(value, source)
+    if key == "demonstrations" and value and algo is not None and not get_spec(algo).clones_demonstrations:
+        raise ValueError(
+            f"{source}: demonstrations={value} warm-starts an actor-critic policy (ppo, a2c) by behaviour cloning; "
+            f"{algo} has none: drop the key or use --algo ppo"
+        )
     if key == "learning_rate_schedule":
         if value not in LEARNING_RATE_SCHEDULES:
             raise ValueError(
@@ -478,6 +487,11 @@ def resolve_config(
         raise ValueError(
             f"stop_success={config.stop_success} is checked at the periodic evaluations, but eval_freq is 0: set "
             "eval_freq (e.g. --eval-freq 10000) or drop stop_success"
+        )
+    if config.demonstrations and not env_id.startswith("mmrl/"):
+        raise ValueError(
+            f"demonstrations={config.demonstrations} clones mmrl's planner, which only plays mmrl's own envs, not "
+            f"{env_id}: drop the key"
         )
     n_steps = config.hyperparams.get("n_steps")
     if isinstance(n_steps, int) and isinstance(config.n_envs, int):

@@ -47,6 +47,8 @@ class Session:
     """Best mean evaluation return so far (``-inf``: none yet)."""
     log_bytes: int | None = None
     """Size of ``monitor.csv`` at the resumed checkpoint (None: not recorded, or a new run)."""
+    cloning: dict[str, Any] | None = None
+    """Stats of the behaviour-cloning warm start (``demonstrations``), or None."""
 
     def close(self) -> None:
         """Close both VecEnvs."""
@@ -160,9 +162,12 @@ def build_model(config: TrainConfig, venv: Any, tb_dir: Path) -> Any:
     return model
 
 
-def build_session(config: TrainConfig, checkpoint: Checkpoint | None, run_path: Path) -> Session:
+def build_session(
+    config: TrainConfig, checkpoint: Checkpoint | None, run_path: Path, progress: bool = False
+) -> Session:
     """Build the training and evaluation envs and the model (new, or loaded from ``checkpoint`` with the env
-    state, replay buffer, RNG states, monitor counters and evaluation history). Writes nothing.
+    state, replay buffer, RNG states, monitor counters and evaluation history). A new model with
+    ``config.demonstrations`` is first cloned from the planner (``progress``: its progress bars). Writes nothing.
 
     Raises:
         ValueError: For settings the env, the extractor or the algorithm refuse.
@@ -174,13 +179,34 @@ def build_session(config: TrainConfig, checkpoint: Checkpoint | None, run_path: 
         eval_env = make_env(config, min(config.n_envs, config.eval_episodes), config.seed + EVAL_SEED_OFFSET)
         if checkpoint is None:
             model = build_model(config, venv, run_path / TB_DIR)
-            return Session(venv, eval_env, model, [], -np.inf)
+            cloning = _clone_demonstrations(config, model, progress) if config.demonstrations else None
+            return Session(venv, eval_env, model, [], -np.inf, cloning=cloning)
         return _resume_session(config, checkpoint, run_path, venv, eval_env)
     except BaseException:
         venv.close()
         if eval_env is not None:
             eval_env.close()
         raise
+
+
+def _clone_demonstrations(config: TrainConfig, model: Any, progress: bool) -> dict[str, Any]:
+    """Warm-start ``model``'s policy by cloning ``config.demonstrations`` planner frames (one env of ``config``)."""
+    from mmrl.pretrain.cloning import DEFAULT_UPDATES, clone_into
+    from mmrl.pretrain.collect import make_env as make_single_env
+
+    assert config.demonstrations
+    env = make_single_env(config.env_id, dict(config.env_kwargs))
+    try:
+        return clone_into(
+            model.policy,
+            env,
+            config.demonstrations,
+            updates=config.demonstration_updates or DEFAULT_UPDATES,
+            seed=config.seed,
+            progress=progress,
+        )
+    finally:
+        env.close()
 
 
 def _resume_session(config: TrainConfig, checkpoint: Checkpoint, run_path: Path, venv: Any, eval_env: Any) -> Session:

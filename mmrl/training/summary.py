@@ -38,6 +38,12 @@ def summary_lines(metrics: dict[str, Any], run_dir: str | os.PathLike[str]) -> l
         first = f"trained {session:,} more steps this session (total {total:,}) in {wall:.0f} s ({fps:,.0f} steps/s)"
     else:
         first = f"trained {total:,} steps in {wall:.0f} s ({fps:,.0f} steps/s)"
+    cloning = metrics.get("cloning")
+    if cloning:
+        first += (
+            f", after cloning {int(cloning['demonstration_frames']):,} planner frames into the policy "
+            f"({float(cloning['cloning_s']):.0f} s of that, action accuracy {float(cloning['bc_accuracy']):.2f})"
+        )
     lines = [first]
     if "mean_return" in metrics:
         episodes = int(metrics["episodes"])

@@ -235,7 +235,7 @@ def _train_session(
 ) -> TrainResult:
     """Build envs and model, claim the run directory (a new run: lock it, place it), train, release."""
     # envs and model first: a bad setting raises here, before the run directory is created or replaced
-    session = build_session(config, checkpoint, run_path)
+    session = build_session(config, checkpoint, run_path, progress=progress_bar)
     placement: RunPlacement | None = None
     own_lock = None
     try:
@@ -470,6 +470,8 @@ def _run(
         with sigint_ignored():
             tracker.record(model, final)
             record_evaluations(checkpoint_paths(run_path, steps, spec.name)["state"], tracker.evaluations, tracker.best)
+    if session.cloning is not None:
+        metrics["cloning"] = session.cloning
     metrics["best_mean_return"] = tracker.best_or_none
     metrics["evaluations"] = tracker.evaluations
     metrics["session_timesteps"] = steps - start_steps
