@@ -516,3 +516,49 @@ def test_show_progress_reaches_vector_envs_and_is_refused_where_it_cannot_apply(
         gym.make("mmrl/VisualQuery-Colour-v0", show_progress=True)
     with pytest.raises((TypeError, ValueError), match="show_progress"):
         gym.make("mmrl/Sequence-5x5-v0", show_progress="yes")
+
+
+@pytest.mark.parametrize("image_mode", ["symbolic", "rgb"])
+def test_show_carried_shows_the_key_in_hand_in_the_agents_cell_only(image_mode):
+    """Open-Locked without the option: the agent's cell reads the same with the key in hand as before fetching it;
+    with it, that cell (and only it) shows the key from the pick-up on, and the vector env agrees."""
+    shown = gym.make("mmrl/Open-Locked-v0", image_mode=image_mode, show_carried=True).unwrapped
+    plain = gym.make("mmrl/Open-Locked-v0", image_mode=image_mode).unwrapped
+    tile = 1 if image_mode == "symbolic" else shown.batch.tile_size
+    cell = np.s_[6 * tile : 7 * tile, 3 * tile : 4 * tile]
+    carried_frames = 0
+    for seed in range(6):
+        obs, _ = shown.reset(seed=seed)
+        plain_obs, _ = plain.reset(seed=seed)
+        for action in plan(shown.batch.world.layout(0)):
+            world = shown.batch.world
+            differs = obs["image"] != plain_obs["image"]
+            if world.carry_kind_N[0] == Kind.EMPTY:
+                assert not differs.any()
+            else:
+                carried_frames += 1
+                assert differs[cell].any(), "the key in hand must show"
+                differs[cell] = False
+                assert not differs.any(), "only the agent's cell may change"
+                if image_mode == "symbolic":
+                    assert tuple(obs["image"][6, 3]) == (Kind.KEY, world.carry_colour_N[0], 0)
+                    assert tuple(plain_obs["image"][6, 3]) == (Kind.AGENT, 0, 3)  # the same as before the pick-up
+            assert shown.observation_space.contains(obs)
+            obs, _, terminated, _, _ = shown.step(action)
+            plain_obs, *_ = plain.step(action)
+            if terminated:
+                break
+    assert carried_frames > 6
+    venv = mmrl.make_vec_env("mmrl/Open-Locked-v0", n_envs=1, seed=4, env_kwargs={"show_carried": True})
+    single = gym.make("mmrl/Open-Locked-v0", show_carried=True)
+    obs, (single_obs, _) = venv.reset(), single.reset(seed=4)
+    for action in plan(single.unwrapped.batch.world.layout(0))[:-1]:
+        assert np.array_equal(obs["image"][0], single_obs["image"])
+        obs, *_ = venv.step(np.array([action]))
+        single_obs, *_ = single.step(action)
+    for _ in range(200):  # on to the end of episodes: the vector env observes reset worlds on their own
+        obs, _, dones, _ = venv.step(np.array([venv.action_space.sample()]))
+    with pytest.raises(ValueError, match="view='agent'"):
+        gym.make("mmrl/Open-Locked-v0", show_carried=True, view="full")
+    with pytest.raises(ValueError, match="show_carried"):
+        gym.make("mmrl/VisualQuery-Colour-v0", show_carried=True)

@@ -224,6 +224,7 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
         assert config.env_kwargs["image_mode"] == "symbolic", env_id
         assert (config.image_encoder, config.fusion, config.demonstrations) == ("factored", "film", frames), env_id
         assert (config.timesteps, config.learning_rate_schedule) == (budget, "linear"), env_id
+    assert resolve_config("ppo", "mmrl/Open-Locked-v0").env_kwargs["show_carried"] is True  # the key in hand shows
     assert resolve_config("ppo", "mmrl/Open-v0").demonstrations is None
 
 

@@ -11,6 +11,12 @@ MiniGrid's codes; in the full view the agent's cell reads ``(AGENT, 0, heading)`
 symbolic images write it in the cell's colour channel (``(AGENT, stage, heading)``), RGB images draw the agent on
 a floor tile of colour ``stage`` (none while no sub-goal is done). It gives a policy without memory what it
 cannot otherwise see in a multi-step task.
+
+``show_carried=True`` (egocentric view only) shows what the agent carries in its own cell, as MiniGrid does:
+symbolic images read ``(kind, colour, 0)`` of the carried object there instead of ``(AGENT, 0, heading)`` (the
+window's agent cell is always the bottom centre, so nothing is lost), RGB images draw the agent over that object's
+tile. Without it, carrying a key and not having fetched it yet look the same once the key has left the view. With
+both options, the progress mark takes the symbolic colour channel and the carried object the RGB tile.
 """
 
 from __future__ import annotations
@@ -121,20 +127,39 @@ def symbolic_image(codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def observe(
-    world: WorldState, view: str, view_size: int, image_mode: str, tile_size: int, show_progress: bool = False
+    world: WorldState,
+    view: str,
+    view_size: int,
+    image_mode: str,
+    tile_size: int,
+    show_progress: bool = False,
+    show_carried: bool = False,
 ) -> np.ndarray:
-    """The image observation of every world (``show_progress``: the sub-goals done, in the agent's cell)."""
+    """The image observation of every world (``show_progress``: the sub-goals done, in the agent's cell;
+    ``show_carried``: what the agent carries, in its cell of the egocentric window)."""
     if image_mode not in IMAGE_MODES:
         raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
+    if show_carried and view != "agent":
+        raise ValueError("show_carried=True draws in the egocentric window's agent cell: use view='agent'")
     base, overlay = cell_codes(world, view, view_size)
-    agent_cell = _agent_cell(world, view, view_size) if show_progress else None
+    agent_cell = _agent_cell(world, view, view_size) if show_progress or show_carried else None
+    carrying_N = world.carry_kind_N != Kind.EMPTY if show_carried else None
     if image_mode == "rgb":
-        if agent_cell is not None:
+        if agent_cell is not None and show_progress:
             floor = (Kind.FLOOR * N_COLOURS + world.stage_N) * N_STATES
             base[agent_cell] = np.where(world.stage_N > 0, floor, base[agent_cell])
+        if agent_cell is not None and carrying_N is not None:
+            carried = (world.carry_kind_N.astype(np.int32) * N_COLOURS + world.carry_colour_N) * N_STATES
+            base[agent_cell] = np.where(carrying_N, carried, base[agent_cell])
         return rgb_image((base, overlay), tile_size)
     image = symbolic_image((base, overlay))
-    if agent_cell is not None:
+    if agent_cell is not None and carrying_N is not None:
+        cell_N3 = image[agent_cell]
+        cell_N3[carrying_N] = np.stack(
+            [world.carry_kind_N, world.carry_colour_N, np.zeros_like(world.carry_kind_N)], axis=-1
+        )[carrying_N]
+        image[agent_cell] = cell_N3
+    if agent_cell is not None and show_progress:
         image[agent_cell + (1,)] = world.stage_N
     return image
 

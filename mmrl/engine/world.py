@@ -88,7 +88,17 @@ class WorldState:
     """
 
     #: The arrays an image observation reads.
-    VIEW_ARRAY_NAMES = ("kind_NHW", "colour_NHW", "state_NHW", "agent_pos_N2", "agent_dir_N", "answer_N", "stage_N")
+    VIEW_ARRAY_NAMES = (
+        "kind_NHW",
+        "colour_NHW",
+        "state_NHW",
+        "agent_pos_N2",
+        "agent_dir_N",
+        "carry_kind_N",
+        "carry_colour_N",
+        "answer_N",
+        "stage_N",
+    )
 
     ARRAY_NAMES = (
         "kind_NHW",

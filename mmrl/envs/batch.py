@@ -40,6 +40,7 @@ class GridBatch:
             states and object presence at the cells a fixed level names): a compact state for tabular learners.
         show_progress: Mark the sub-goals done in the agent's cell of image observations
             (:func:`mmrl.engine.view.observe`).
+        show_carried: Show what the agent carries in its cell of the egocentric window (``view="agent"``).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class GridBatch:
         channels_first: bool = False,
         observation: str = "image",
         show_progress: bool = False,
+        show_carried: bool = False,
     ) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -68,6 +70,12 @@ class GridBatch:
         check_bool("show_progress", show_progress, " (True marks the sub-goals done in the agent's cell)")
         if show_progress and task.is_question:
             raise ValueError("show_progress=True needs an agent to draw on; question tasks have none: leave it False")
+        check_bool("show_carried", show_carried, " (True shows what the agent carries in its own cell)")
+        if show_carried and (task.is_question or view != "agent"):
+            raise ValueError(
+                "show_carried=True draws in the agent's cell of the egocentric window: it needs view='agent' and a "
+                "task with an agent (not a question task)"
+            )
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         check_limit("grid side", max(task.height, task.width), "max_grid_side")
@@ -80,6 +88,7 @@ class GridBatch:
         self.channels_first = bool(channels_first)
         self.observation = observation
         self.show_progress = bool(show_progress)
+        self.show_carried = bool(show_carried)
         self.tokenizer = make_tokenizer()
         self.world = WorldState(n_worlds, task.height, task.width)
         self.rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n_worlds)]
@@ -183,7 +192,9 @@ class GridBatch:
             world = self.world.subset(indices, WorldState.VIEW_ARRAY_NAMES)
         if self.observation == "compact":
             return self.compact(world)
-        image = observe(world, self.view, self.view_size, self.image_mode, self.tile_size, self.show_progress)
+        image = observe(
+            world, self.view, self.view_size, self.image_mode, self.tile_size, self.show_progress, self.show_carried
+        )
         if self.channels_first:
             image = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
         tokens = self.tokens_NL.copy() if indices is None else self.tokens_NL[indices]

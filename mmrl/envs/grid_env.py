@@ -51,6 +51,10 @@ class GridEnv(gym.Env):
         show_progress: Mark the sub-goals done in the agent's own cell of the image (symbolic: its colour channel
             reads the count; RGB: the agent stands on a floor tile of that colour). A policy without memory needs it
             for multi-step instructions (``mmrl/Sequence-*``), where the view does not show what is done.
+        show_carried: Show what the agent carries in its own cell of the egocentric window, as MiniGrid does
+            (symbolic: the object's kind and colour; RGB: the agent drawn over its tile). Without it a policy
+            without memory cannot tell a key in hand from one not fetched yet once the key is out of view
+            (``mmrl/Open-Locked-v0``, fixed levels with locked doors). Egocentric view only.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -66,6 +70,7 @@ class GridEnv(gym.Env):
         observation: str = "image",
         render_mode: str | None = None,
         show_progress: bool = False,
+        show_carried: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -78,6 +83,7 @@ class GridEnv(gym.Env):
             "channels_first": channels_first,
             "observation": observation,
             "show_progress": show_progress,
+            "show_carried": show_carried,
         }
         self.batch = GridBatch(task, 1, **self.observation_config)
         self.configure_batch(self.batch)

@@ -25,6 +25,9 @@ from mmrl.threads import default_threads
 POLICY_PREFIX = "policy."
 #: Adam steps of a cloning when none are given (``mmrl pretrain --updates``' default).
 DEFAULT_UPDATES = 1_500
+#: Adam's step size in a cloning (at 1e-3, one seed of ``mmrl/Open-Locked-v0`` stalled at the actions' marginal
+#: distribution, 0.47 accuracy, clipped or not).
+DEFAULT_LEARNING_RATE = 3e-4
 #: Held-out evaluation seeds start here (as ``mmrl evaluate --seed 100000`` in the README's tables).
 EVAL_SEED = 100_000
 
@@ -41,7 +44,7 @@ def clone_planner(
     out: str | os.PathLike[str] | None = None,
     updates: int = DEFAULT_UPDATES,
     batch_size: int = 256,
-    learning_rate: float = 1e-3,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
     seed: int = 0,
     overrides: list[str] | dict[str, Any] | None = None,
     force: bool = False,
@@ -132,16 +135,18 @@ def clone_into(
     frames: int,
     updates: int = DEFAULT_UPDATES,
     batch_size: int = 256,
-    learning_rate: float = 1e-3,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
     seed: int = 0,
     progress: bool = True,
     check_planner: bool = True,
+    max_grad_norm: float = 0.5,
 ) -> dict[str, Any]:
     """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
 
     ``frames`` (observation, action) pairs come from planner-driven episodes of ``env`` (one mmrl env; episode
     ``i`` is seeded ``seed + i``); ``updates`` Adam steps on minibatches of ``batch_size`` maximise the
-    log-likelihood of the planner's actions. The value head is not trained. ``mmrl train`` calls this for the
+    log-likelihood of the planner's actions, with the gradient norm clipped to ``max_grad_norm`` as PPO clips
+    its own. The value head is not trained. ``mmrl train`` calls this for the
     ``demonstrations`` preset key (a warm start that RL then continues); :func:`clone_planner` for
     ``mmrl pretrain --method bc``. The stats are ``demonstration_frames``, ``demonstration_episodes``,
     ``bc_loss`` and ``bc_accuracy`` (means over the last 50 updates) and ``cloning_s`` (wall time).
@@ -182,6 +187,7 @@ def clone_into(
             loss = -distribution.log_prob(actions[index]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
             optimizer.step()
             losses.append(float(loss.detach()))
             with torch.no_grad():
