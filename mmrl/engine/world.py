@@ -72,6 +72,10 @@ def _room_template(height: int, width: int) -> np.ndarray:
     return kind_HW
 
 
+#: WorldState arrays no image observation reads.
+_NOT_VIEWED = ("goal_verb_NG", "goal_kind_NG", "goal_colour_NG", "n_goals_N", "step_count_N", "mission_index_N")
+
+
 class WorldState:
     """N worlds of identical grid size, stored as arrays.
 
@@ -86,19 +90,6 @@ class WorldState:
         step_count_N: Steps taken in the current episode.
         mission_index_N: Index of the instruction among a fixed level's instructions.
     """
-
-    #: The arrays an image observation reads.
-    VIEW_ARRAY_NAMES = (
-        "kind_NHW",
-        "colour_NHW",
-        "state_NHW",
-        "agent_pos_N2",
-        "agent_dir_N",
-        "carry_kind_N",
-        "carry_colour_N",
-        "answer_N",
-        "stage_N",
-    )
 
     ARRAY_NAMES = (
         "kind_NHW",
@@ -117,6 +108,8 @@ class WorldState:
         "step_count_N",
         "mission_index_N",
     )
+    #: The arrays an image observation reads (all but the instruction's goals and the counters).
+    VIEW_ARRAY_NAMES = tuple(name for name in ARRAY_NAMES if name not in _NOT_VIEWED)
 
     def __init__(self, n_worlds: int, height: int, width: int) -> None:
         n, g = n_worlds, MAX_SUBGOALS
