@@ -25,8 +25,9 @@ from mmrl.threads import default_threads
 POLICY_PREFIX = "policy."
 #: Adam steps of a cloning when none are given (``mmrl pretrain --updates``' default).
 DEFAULT_UPDATES = 1_500
-#: Adam's step size in a cloning (at 1e-3, one seed of ``mmrl/Open-Locked-v0`` stalled at the actions' marginal
-#: distribution, 0.47 accuracy, clipped or not).
+#: Adam's step size of the warm start inside ``mmrl train`` (``demonstrations``): at 1e-3 one seed of
+#: ``mmrl/Open-Locked-v0`` stalled at the actions' marginal distribution (0.47 accuracy), clipped or not.
+#: ``mmrl pretrain --method bc`` keeps its measured 1e-3, unclipped.
 DEFAULT_LEARNING_RATE = 3e-4
 #: Held-out evaluation seeds start here (as ``mmrl evaluate --seed 100000`` in the README's tables).
 EVAL_SEED = 100_000
@@ -44,7 +45,7 @@ def clone_planner(
     out: str | os.PathLike[str] | None = None,
     updates: int = DEFAULT_UPDATES,
     batch_size: int = 256,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    learning_rate: float = 1e-3,
     seed: int = 0,
     overrides: list[str] | dict[str, Any] | None = None,
     force: bool = False,
@@ -82,7 +83,16 @@ def clone_planner(
     venv = mmrl.make_vec_env(env_id, config.n_envs or 1, seed=seed, env_kwargs=setup.env_kwargs)
     model = PPO("MultiInputPolicy", venv, policy_kwargs=setup.policy_kwargs(), seed=seed, **config.hyperparams)
     stats = clone_into(
-        model.policy, env, frames, updates, batch_size, learning_rate, seed, progress, check_planner=False
+        model.policy,
+        env,
+        frames,
+        updates,
+        batch_size,
+        learning_rate,
+        seed,
+        progress,
+        check_planner=False,
+        max_grad_norm=None,
     )
     policy = model.policy
 
@@ -139,14 +149,14 @@ def clone_into(
     seed: int = 0,
     progress: bool = True,
     check_planner: bool = True,
-    max_grad_norm: float = 0.5,
+    max_grad_norm: float | None = 0.5,
 ) -> dict[str, Any]:
     """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
 
     ``frames`` (observation, action) pairs come from planner-driven episodes of ``env`` (one mmrl env; episode
     ``i`` is seeded ``seed + i``); ``updates`` Adam steps on minibatches of ``batch_size`` maximise the
     log-likelihood of the planner's actions, with the gradient norm clipped to ``max_grad_norm`` as PPO clips
-    its own. The value head is not trained. ``mmrl train`` calls this for the
+    its own (None: unclipped). The value head is not trained. ``mmrl train`` calls this for the
     ``demonstrations`` preset key (a warm start that RL then continues); :func:`clone_planner` for
     ``mmrl pretrain --method bc``. The stats are ``demonstration_frames``, ``demonstration_episodes``,
     ``bc_loss`` and ``bc_accuracy`` (means over the last 50 updates) and ``cloning_s`` (wall time).
@@ -187,7 +197,8 @@ def clone_into(
             loss = -distribution.log_prob(actions[index]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
             optimizer.step()
             losses.append(float(loss.detach()))
             with torch.no_grad():
