@@ -11,8 +11,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import mmrl
-from mmrl.engine.constants import DIRECTION_DELTAS, Action, Kind
-from mmrl.engine.planner import navigate, plan
+from mmrl.engine.constants import DIRECTION_DELTAS, Action, Kind, Verb
+from mmrl.engine.planner import is_solvable, navigate, plan
+from mmrl.engine.world import Goal, Layout
 from mmrl.envs import VOCABULARY, env_ids
 from mmrl.envs.grammar import HELD_OUT, parse_instruction
 from mmrl.envs.grid_env import RENDER_TILE_SIZE
@@ -106,6 +107,32 @@ def test_every_generated_level_is_solved_by_the_planner(env_id):
             if terminated:
                 break
         assert terminated and info["is_success"] and reward > 0, f"{env_id} seed {seed}: plan failed at step {i}"
+
+
+@pytest.mark.parametrize("env_id", ["mmrl/GoTo-v0", "mmrl/PickUp-v0"])
+def test_no_generated_level_forces_the_agent_to_face_a_wrong_object(env_id):
+    # about 1 in 300 rooms had their target reachable only past a wrong object (which ends the episode):
+    # seeds 78, 318, 494, ... of GoTo-v0 were unsolvable before generation checked headings
+    env = gym.make(env_id).unwrapped
+    for seed in range(1300):
+        env.reset(seed=seed)
+        assert plan(env.batch.world.layout(0)) is not None, f"{env_id} seed {seed}: no plan"
+
+
+def test_solvability_counts_the_turns_that_would_face_a_wrong_object():
+    # the key (target) can only be faced from the corridor's last free cell, and stepping there faces the ball
+    layout = Layout.empty_room(4, 8)
+    layout.kind_HW[2, 1:7] = Kind.WALL
+    layout.kind_HW[2, 5], layout.colour_HW[2, 5] = Kind.KEY, 1
+    layout.kind_HW[1, 6], layout.colour_HW[1, 6] = Kind.BALL, 2
+    layout.agent_pos, layout.agent_dir = (1, 1), 0
+    layout.goals = [Goal(Verb.GOTO, Kind.KEY, 1)]
+    assert is_solvable(layout)  # reachable when wrong objects do not end the episode
+    assert not is_solvable(layout, wrong_object_fails=True)
+    assert plan(layout) is None
+    layout.kind_HW[1, 6] = Kind.EMPTY  # without the ball the same room is solvable, and the plan works
+    assert is_solvable(layout, wrong_object_fails=True)
+    assert plan(layout) is not None
 
 
 def test_missions_are_fully_in_vocabulary_and_respect_the_split():

@@ -24,6 +24,8 @@ _NO_LIMIT = 1 << 30
 _PASSABLE = np.zeros(256, dtype=bool)
 _PASSABLE[[Kind.EMPTY, Kind.FLOOR, Kind.GOAL, Kind.DOOR]] = True
 _DOOR, _LOCKED = int(Kind.DOOR), int(DoorState.LOCKED)
+_PICKABLE = np.zeros(256, dtype=bool)
+_PICKABLE[list(PICKABLE_KINDS)] = True
 
 
 def _bits(mask: np.ndarray) -> int:
@@ -297,15 +299,23 @@ def candidate_starts(
     return (firsts + others)[:budget]
 
 
-def is_solvable(layout: Layout) -> bool:
+def is_solvable(layout: Layout, wrong_object_fails: bool = False) -> bool:
     """Whether every sub-goal's object can be reached: a cheap flood fill used at level generation.
 
-    Exact for layouts without locked doors (objects never block more after a pick-up, closed doors open);
-    with locked doors it falls back to the full :func:`plan`. The flood fill runs on the grid as bits of one
-    Python int (a shift by 1 or by the width moves every cell at once; the wall border stops wrap-around).
+    Exact for layouts without locked doors (objects never block more after a pick-up, closed doors open); with
+    locked doors it falls back to the full :func:`plan`. With ``wrong_object_fails`` (the rules'
+    ``wrong_object="fail"``) a route must also never face a wrong object, turns included:
+    :func:`_reaches_goals_facing_no_wrong_object` checks that exactly for "go to" sequences and single goals,
+    and :func:`plan` decides the rest (several goals with a pick-up or an "open"). The flood fill runs on the grid
+    as bits of one Python int (a shift by 1 or by the width moves every cell at once; the wall border stops
+    wrap-around).
     """
     kind_HW = layout.kind_HW
     if ((kind_HW == _DOOR) & (layout.state_HW == _LOCKED)).any():
+        return plan(layout) is not None
+    if wrong_object_fails:
+        if len(layout.goals) == 1 or all(goal.verb == Verb.GOTO for goal in layout.goals):
+            return _reaches_goals_facing_no_wrong_object(layout)
         return plan(layout) is not None
     width = kind_HW.shape[1]
     reached = flood(_bits(_PASSABLE[kind_HW]), 1 << (layout.agent_pos[0] * width + layout.agent_pos[1]), width)
@@ -313,6 +323,56 @@ def is_solvable(layout: Layout) -> bool:
     for goal in layout.goals:
         target = _bits((kind_HW == goal.kind) & (layout.colour_HW == goal.colour))
         if not near & target:
+            return False
+    return True
+
+
+def _shift(cells: int, amount: int) -> int:
+    """Every cell of a bit set moved by ``amount`` flat positions (``row * width + col``)."""
+    return cells << amount if amount >= 0 else cells >> -amount
+
+
+def _reaches_goals_facing_no_wrong_object(layout: Layout) -> bool:
+    """Whether the sub-goals can be done in order without ever facing a wrong object (no locked doors).
+
+    A flood fill over ``(cell, heading)`` states, one bit set per heading: a turn or a step forward is allowed
+    when the cell in front afterwards holds no key, ball or box that the sub-goals so far do not name (for an
+    "open" goal, the keys of its colour count as named). States facing the current goal's object end its
+    stage and start the next one. An "open" stage cannot pass a closed door of another colour (toggling it
+    fails). Exact for sequences of "go to" goals and for one goal of any verb; a few shifts of Python ints per
+    step of the search.
+    """
+    kind_HW, colour_HW, state_HW = layout.kind_HW, layout.colour_HW, layout.state_HW
+    width = kind_HW.shape[1]
+    shifts = [int(d_row) * width + int(d_col) for d_row, d_col in DIRECTION_DELTAS]
+    pickable_HW = _PICKABLE[kind_HW]
+    named_HW = np.zeros(kind_HW.shape, dtype=bool)
+    states = [0, 0, 0, 0]
+    states[layout.agent_dir] = 1 << (layout.agent_pos[0] * width + layout.agent_pos[1])
+    for goal in layout.goals:
+        target_HW = (kind_HW == goal.kind) & (colour_HW == goal.colour)
+        standable_HW = _PASSABLE[kind_HW]
+        if goal.verb == Verb.OPEN:
+            named_HW |= (kind_HW == Kind.KEY) & (colour_HW == goal.colour)
+            standable_HW = standable_HW & ~((kind_HW == _DOOR) & (state_HW == _CLOSED_STATE) & ~target_HW)
+        named_HW |= target_HW & pickable_HW
+        wrong, target, standable = _bits(pickable_HW & ~named_HW), _bits(target_HW), _bits(standable_HW)
+        allowed = [standable & ~_shift(wrong, -shift) for shift in shifts]
+        facing = [_shift(target, -shift) for shift in shifts]
+        while True:
+            moving = [cells & ~facing[heading] for heading, cells in enumerate(states)]
+            ahead = [
+                cells << shift if shift >= 0 else cells >> -shift for cells, shift in zip(moving, shifts, strict=True)
+            ]
+            grown = [
+                states[heading] | (moving[heading - 1] | moving[(heading + 1) % 4] | ahead[heading]) & allowed[heading]
+                for heading in range(4)
+            ]
+            if grown == states:
+                break
+            states = grown
+        states = [cells & facing[heading] for heading, cells in enumerate(states)]
+        if not any(states):
             return False
     return True
 

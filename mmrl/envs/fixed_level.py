@@ -59,7 +59,7 @@ class FixedLevelTask(Task):
         index = int(rng.integers(len(self.level.missions)))
         for _ in range(MAX_GENERATION_ATTEMPTS):
             layout = self.layout_for(index, rng)
-            if is_solvable(layout) and not faces_first_goal(layout):
+            if is_solvable(layout, wrong_object_fails=self.wrong_object == "fail") and not faces_first_goal(layout):
                 layout.mission = describe_goals(layout.goals, rng) if self.paraphrase else self.level.missions[index]
                 return layout
         raise RuntimeError(

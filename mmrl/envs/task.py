@@ -60,7 +60,8 @@ class Task(ABC):
     n_missions = 1
 
     def generate(self, rng: np.random.Generator) -> Layout:
-        """A new layout, guaranteed solvable (every sub-goal's object is reachable; see ``is_solvable``) and not
+        """A new layout, guaranteed solvable (every sub-goal's object is reachable, under ``wrong_object="fail"``
+        without facing a wrong object; see ``is_solvable``) and not
         already solved (the agent does not start facing its first target) and, with ``wrong_object="fail"``, not
         one where the agent starts facing an object (it could be a wrong one)."""
         for _ in range(MAX_GENERATION_ATTEMPTS):
@@ -68,7 +69,7 @@ class Task(ABC):
             if self.is_question:
                 return layout
             if (
-                is_solvable(layout)
+                is_solvable(layout, wrong_object_fails=self.wrong_object == "fail")
                 and not faces_first_goal(layout)
                 and not (self.wrong_object == "fail" and faces_object(layout))
             ):
