@@ -15,7 +15,7 @@ import yaml
 
 from mmrl.atomic import atomic_path, write_json, write_text
 from mmrl.checks import check_int
-from mmrl.pretrain.collect import check_frames, collect, expert_plan, make_env
+from mmrl.pretrain.collect import check_frames, collect, has_planner, make_env
 from mmrl.pretrain.encoder_bundle import describe_extractor, save_bundle
 from mmrl.pretrain.loading import RUN_ENCODER_DIR
 from mmrl.pretrain.setup import resolve_setup
@@ -75,8 +75,7 @@ def clone_planner(
     setup = resolve_setup(env_id, overrides, seed)
     run_path = check_run_dir(out if out is not None else default_run_dir(env_id, seed), force)
     env = make_env(env_id, setup.env_kwargs)
-    env.reset(seed=seed)
-    if expert_plan(env) is None:
+    if not has_planner(env):
         raise ValueError(f"{env_id} has no planner demonstrations (question tasks cannot be cloned); use PPO")
     torch.manual_seed(seed)
     config = setup.config
@@ -91,7 +90,6 @@ def clone_planner(
         learning_rate,
         seed,
         progress,
-        check_planner=False,
         max_grad_norm=None,
     )
     policy = model.policy
@@ -148,7 +146,6 @@ def clone_into(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     seed: int = 0,
     progress: bool = True,
-    check_planner: bool = True,
     max_grad_norm: float | None = 0.5,
 ) -> dict[str, Any]:
     """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
@@ -171,13 +168,11 @@ def clone_into(
     updates = check_int("updates", updates, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     check_frames(env.observation_space, frames)
-    if check_planner:
-        env.reset(seed=seed)
-        if expert_plan(env) is None:
-            raise ValueError(
-                f"{env.spec.id if env.spec else 'this env'} has no planner demonstrations (question tasks cannot be "
-                "cloned); drop demonstrations"
-            )
+    if not has_planner(env):
+        raise ValueError(
+            f"{env.spec.id if env.spec else 'this env'} has no planner demonstrations (question tasks cannot be "
+            "cloned); drop demonstrations"
+        )
     started = time.perf_counter()
     with tqdm(total=frames, desc="demonstrations", unit="frame", disable=not progress) as bar:
         demonstrations = collect(env, frames, seed, planner_fraction=1.0, progress=bar.update)

@@ -33,16 +33,19 @@ class Collection:
         return len(self.actions_N)
 
 
+def has_planner(env: gym.Env) -> bool:
+    """Whether ``env`` is one of mmrl's navigation envs, whose worlds the planner solves (question tasks are not)."""
+    task = getattr(env.unwrapped, "task", None)
+    return getattr(env.unwrapped, "batch", None) is not None and task is not None and not task.is_question
+
+
 def expert_plan(env: gym.Env) -> list[int] | None:
     """The planner's action list from the env's current state (an mmrl env right after ``reset``), or ``None``."""
     from mmrl.engine.planner import plan
 
-    base = env.unwrapped
-    batch = getattr(base, "batch", None)
-    task = getattr(base, "task", None)
-    if batch is None or task is None or task.is_question:
+    if not has_planner(env):
         return None
-    return plan(batch.world.layout(0))
+    return plan(env.unwrapped.batch.world.layout(0))  # type: ignore[attr-defined]
 
 
 def check_frames(space: gym.spaces.Dict, frames: int) -> None:
