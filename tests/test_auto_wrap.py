@@ -292,6 +292,21 @@ def test_make_wrapped_refuses_module_prefixes_and_names_the_missing_extra(monkey
 
 
 # ---------------------------------------------------------------------------------------------------- learning
+def _one_line_and_plain_success(env_id: str, frames: int, episodes: int = 200) -> dict[str, float]:
+    """Held-out success of the one-line path and of the plain extractor after the same PPO frames (seed 0)."""
+    import torch
+
+    torch.set_num_threads(1)
+    benchmark = load_benchmark()
+    start = time.perf_counter()
+    rates = {
+        name: benchmark.train_and_evaluate(env_id, name, seed=0, frames=frames, eval_episodes=episodes)
+        for name in ("one-line", "plain")
+    }
+    print(f"{env_id} after {frames} frames: {rates} ({time.perf_counter() - start:.0f} s)")
+    return rates
+
+
 @pytest.mark.slow
 def test_one_line_path_beats_the_plain_baseline_on_a_text_rgb_env() -> None:
     """Same PPO settings and frames: auto_wrap + mmrl.policy_kwargs() against a plain CNN + GRU + concat.
@@ -300,18 +315,8 @@ def test_one_line_path_beats_the_plain_baseline_on_a_text_rgb_env() -> None:
     200 held-out episodes: one-line (gated attention) 0.795, plain 0.565 (training success there: 0.74 and 0.50;
     the one-line path reaches 0.90 at 95k frames, the plain extractor at 182k). About 290 s on 2 cores.
     """
-    import torch
-
-    torch.set_num_threads(1)
     benchmark = load_benchmark()
-    frames, episodes = 73_728, 200
-    rates = {}
-    start = time.perf_counter()
-    for name in ("one-line", "plain"):
-        rates[name] = benchmark.train_and_evaluate(
-            benchmark.COLOUR_SQUARES_ID, name, seed=0, frames=frames, eval_episodes=episodes
-        )
-    print(f"{benchmark.COLOUR_SQUARES_ID} after {frames} frames: {rates} ({time.perf_counter() - start:.0f} s)")
+    rates = _one_line_and_plain_success(benchmark.COLOUR_SQUARES_ID, frames=73_728)
     assert rates["one-line"] >= rates["plain"] + 0.10
 
 
@@ -325,18 +330,7 @@ def test_one_line_path_beats_the_plain_baseline_on_a_babyai_level() -> None:
     3 min on 2 cores.
     """
     pytest.importorskip("minigrid")
-    import torch
-
-    torch.set_num_threads(1)
-    benchmark = load_benchmark()
-    frames, episodes = 65_536, 200
-    rates = {}
-    start = time.perf_counter()
-    for name in ("one-line", "plain"):
-        rates[name] = benchmark.train_and_evaluate(
-            "BabyAI-GoToRedBall-v0", name, seed=0, frames=frames, eval_episodes=episodes
-        )
-    print(f"BabyAI-GoToRedBall-v0 after {frames} frames: {rates} ({time.perf_counter() - start:.0f} s)")
+    rates = _one_line_and_plain_success("BabyAI-GoToRedBall-v0", frames=65_536)
     assert rates["one-line"] >= 0.85
     assert rates["one-line"] >= rates["plain"] + 0.10
 
