@@ -231,6 +231,8 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     assert (a2c.demonstrations, a2c.demonstration_updates, a2c.timesteps) == (40_000, 6_000, 500_000)
     assert a2c.env_kwargs["show_progress"] is True and a2c.hyperparams["gamma"] == 0.9
     assert resolve_config("a2c", "mmrl/GoTo-5x5-v0").demonstrations is None
+    # the same start lifts PPO's held-out combinations on Sequence-5x5 from 0.88 to 0.955
+    assert resolve_config("ppo", "mmrl/Sequence-5x5-v0").demonstrations == 40_000
 
 
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
