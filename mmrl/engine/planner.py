@@ -361,9 +361,7 @@ def _reaches_goals_facing_no_wrong_object(layout: Layout) -> bool:
         facing = [_shift(target, -shift) for shift in shifts]
         while True:
             moving = [cells & ~facing[heading] for heading, cells in enumerate(states)]
-            ahead = [
-                cells << shift if shift >= 0 else cells >> -shift for cells, shift in zip(moving, shifts, strict=True)
-            ]
+            ahead = [_shift(cells, shift) for cells, shift in zip(moving, shifts, strict=True)]
             grown = [
                 states[heading] | (moving[heading - 1] | moving[(heading + 1) % 4] | ahead[heading]) & allowed[heading]
                 for heading in range(4)
