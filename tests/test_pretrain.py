@@ -281,3 +281,44 @@ def test_demonstrations_are_deterministic_and_refused_where_there_is_no_planner(
         mmrl.train("ppo", ENV_ID, run_dir=tmp_path / "neg", overrides={"demonstrations": -1})
     with pytest.raises(ValueError, match="only plays mmrl's own envs"):
         mmrl.train("ppo", "CartPole-v1", run_dir=tmp_path / "cartpole", overrides={"demonstrations": 600})
+
+
+def test_demonstration_returns_are_discounted_within_each_episode() -> None:
+    from mmrl.pretrain.collect import Collection
+
+    rewards = np.array([0.0, 0.0, 1.0, 0.0, 0.5], dtype=np.float32)
+    ends = np.array([False, False, True, False, True])
+    collection = Collection({}, np.zeros(5, np.int64), np.ones(5, bool), rewards, ends, episodes=2, successes=2)
+    np.testing.assert_allclose(collection.returns(0.9), [0.81, 0.9, 1.0, 0.45, 0.5], rtol=1e-6)
+
+
+def test_demonstration_values_teach_the_value_head_the_planner_returns() -> None:
+    """With ``value_gamma`` the cloned critic predicts the demonstrations' discounted returns (PPO then starts
+    from a critic that knows the task); without it the value head's own weights are left untouched."""
+    from stable_baselines3 import PPO
+
+    from mmrl.pretrain.cloning import clone_into
+    from mmrl.pretrain.collect import collect
+
+    env = gym.make(ENV_ID, channels_first=True, image_mode="symbolic")
+    demonstrations = collect(env, 600, seed=11, planner_fraction=1.0)
+    observations = {key: torch.as_tensor(value) for key, value in demonstrations.observations.items()}
+    returns = torch.as_tensor(demonstrations.returns(0.9))
+    assert demonstrations.successes == demonstrations.episodes and float(returns.min()) > 0.3
+
+    def value_error(policy) -> float:
+        with torch.no_grad():
+            return float((policy.predict_values(observations).flatten() - returns).abs().mean())
+
+    errors = {}
+    for value_gamma in (None, 0.9):
+        venv = mmrl.make_vec_env(ENV_ID, 2, seed=0, env_kwargs={"channels_first": True, "image_mode": "symbolic"})
+        policy_kwargs = mmrl.policy_kwargs(text_encoder="bow", fusion="film", image_encoder="factored")
+        model = PPO("MultiInputPolicy", venv, policy_kwargs=policy_kwargs, seed=0)
+        head = {name: value.clone() for name, value in model.policy.value_net.state_dict().items()}
+        stats = clone_into(model.policy, env, 600, updates=150, seed=0, progress=False, value_gamma=value_gamma)
+        errors[value_gamma] = value_error(model.policy)
+        unchanged = all(torch.equal(head[name], value) for name, value in model.policy.value_net.state_dict().items())
+        assert unchanged == (value_gamma is None) and ("value_loss" in stats) == (value_gamma is not None)
+    # returns of GoTo-5x5's planner episodes lie in (0.3, 1]; an untrained head predicts about 0
+    assert errors[None] > 0.3 and errors[0.9] < 0.1

@@ -190,11 +190,12 @@ def test_linear_learning_rate_schedule_decays_to_zero_and_survives_a_reload(tmp_
 
 
 def test_room_presets_read_symbolic_cells_with_a_short_horizon():
-    """The 8x8 rooms and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and their measured budgets
-    (benchmarks/RESULTS.md, the status table); the 5x5 family's own entries are unchanged; PickUp-v0's learning
-    rate falls linearly."""
+    """The 8x8 rooms, GoTo-12x12 and Level-TwoRooms get the 5x5 family's network, gamma 0.9 and their measured
+    budgets (benchmarks/RESULTS.md, the status table); the 5x5 family's own entries are unchanged; PickUp-v0's and
+    GoTo-12x12's learning rates fall linearly."""
     budgets = {"mmrl/GoTo-v0": 500_000, "mmrl/PickUp-v0": 500_000, "mmrl/Open-v0": 300_000}
     budgets["mmrl/Level-TwoRooms-v0"] = 300_000
+    budgets["mmrl/GoTo-12x12-v0"] = 1_500_000
     for env_id, budget in budgets.items():
         config = resolve_config("ppo", env_id)
         assert config.env_kwargs["image_mode"] == "symbolic", env_id
@@ -203,6 +204,7 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
         assert config.timesteps == budget, env_id
     # PickUp-v0's greedy time-outs went with a linearly falling learning rate (0.94 -> 0.97, median of 3 seeds)
     assert resolve_config("ppo", "mmrl/PickUp-v0").learning_rate_schedule == "linear"
+    assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").learning_rate_schedule == "linear"
     assert resolve_config("ppo", "mmrl/GoTo-v0").learning_rate_schedule is None  # constant
     assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").timesteps == 200_000
     assert resolve_config("ppo", "mmrl/Level-Corridor-v0").hyperparams["gamma"] == 0.9
@@ -214,7 +216,6 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     # other packages' envs get the extractor's own defaults, as mmrl.policy_kwargs() does
     other = resolve_config("ppo", "BabyAI-GoToObj-v0")
     assert (other.image_encoder, other.fusion) == ("auto", "auto")
-    assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").env_kwargs.get("image_mode") is None  # not measured yet
     # key-then-door is learnt from a behaviour-cloned start (PPO alone: 0.08 greedy at 1M frames)
     for env_id, frames, budget in (
         ("mmrl/Open-Locked-v0", 80_000, 300_000),

@@ -147,16 +147,19 @@ def clone_into(
     seed: int = 0,
     progress: bool = True,
     max_grad_norm: float | None = 0.5,
+    value_gamma: float | None = None,
 ) -> dict[str, Any]:
     """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
 
     ``frames`` (observation, action) pairs come from planner-driven episodes of ``env`` (one mmrl env; episode
     ``i`` is seeded ``seed + i``); ``updates`` Adam steps on minibatches of ``batch_size`` maximise the
     log-likelihood of the planner's actions, with the gradient norm clipped to ``max_grad_norm`` as PPO clips
-    its own (None: unclipped). The value head is not trained. ``mmrl train`` calls this for the
-    ``demonstrations`` preset key (a warm start that RL then continues); :func:`clone_planner` for
-    ``mmrl pretrain --method bc``. The stats are ``demonstration_frames``, ``demonstration_episodes``,
-    ``bc_loss`` and ``bc_accuracy`` (means over the last 50 updates) and ``cloning_s`` (wall time).
+    its own (None: unclipped). With ``value_gamma``, the value head also learns the demonstrations' returns
+    discounted by it (squared error, half weight, as PPO's ``vf_coef``), so RL does not start from a critic that
+    knows nothing; None leaves it alone. ``mmrl train`` calls this for the ``demonstrations`` preset key (a warm
+    start that RL then continues); :func:`clone_planner` for ``mmrl pretrain --method bc``. The stats are
+    ``demonstration_frames``, ``demonstration_episodes``, ``bc_loss`` and ``bc_accuracy`` (means over the last 50
+    updates; with ``value_gamma`` also ``value_loss``) and ``cloning_s`` (wall time).
 
     Raises:
         ValueError: For bad sizes (frames whose observations would not fit in memory included) or an env
@@ -179,17 +182,24 @@ def clone_into(
     keep = torch.as_tensor(demonstrations.expert_N)
     observations = {key: torch.as_tensor(value)[keep] for key, value in demonstrations.observations.items()}
     actions = torch.as_tensor(demonstrations.actions_N)[keep]
+    returns = None if value_gamma is None else torch.as_tensor(demonstrations.returns(value_gamma))[keep]
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     policy.set_training_mode(True)
     losses: list[float] = []
     accuracies: list[float] = []
+    value_losses: list[float] = []
     with tqdm(total=updates, desc="cloning", unit="update", disable=not progress) as bar:
         for update in range(updates):
             index = torch.randint(0, len(actions), (min(batch_size, len(actions)),), generator=generator)
             batch = {key: value[index] for key, value in observations.items()}
-            distribution = policy.get_distribution(batch)
+            distribution, values = _heads(policy, batch, with_values=returns is not None)
             loss = -distribution.log_prob(actions[index]).mean()
+            if returns is not None:
+                assert values is not None
+                value_loss = torch.nn.functional.mse_loss(values.flatten(), returns[index])
+                value_losses.append(float(value_loss.detach()))
+                loss = loss + 0.5 * value_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm is not None:
@@ -203,14 +213,31 @@ def clone_into(
             bar.update(1)
     policy.set_training_mode(False)
     recent = slice(-min(50, len(losses)), None)
-    return {
+    stats: dict[str, Any] = {
         "demonstration_frames": len(actions),
         "demonstration_episodes": demonstrations.episodes,
         "updates": updates,
         "bc_loss": sum(losses[recent]) / len(losses[recent]),
         "bc_accuracy": sum(accuracies[recent]) / len(accuracies[recent]),
-        "cloning_s": round(time.perf_counter() - started, 1),
     }
+    if value_losses:
+        stats["value_loss"] = sum(value_losses[recent]) / len(value_losses[recent])
+    stats["cloning_s"] = round(time.perf_counter() - started, 1)
+    return stats
+
+
+def _heads(policy: Any, observations: dict[str, torch.Tensor], with_values: bool) -> tuple[Any, torch.Tensor | None]:
+    """The action distribution of an SB3 actor-critic ``policy`` and, ``with_values``, its value estimates, from
+    one pass through the features extractor(s)."""
+    if not with_values:
+        return policy.get_distribution(observations), None
+    features = policy.extract_features(observations)
+    if policy.share_features_extractor:
+        latent_pi, latent_vf = policy.mlp_extractor(features)
+    else:
+        latent_pi = policy.mlp_extractor.forward_actor(features[0])
+        latent_vf = policy.mlp_extractor.forward_critic(features[1])
+    return policy._get_action_dist_from_latent(latent_pi), policy.value_net(latent_vf)
 
 
 def load_policy_into(policy: Any, pretrained: str | os.PathLike[str] | None) -> bool:

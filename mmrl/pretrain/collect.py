@@ -21,16 +21,31 @@ MAX_COLLECTION_BYTES = 3 << 30
 
 @dataclass
 class Collection:
-    """Observations (one array per key, ``N`` rows), the action taken after each, and whether a planner took it."""
+    """Observations (one array per key, ``N`` rows), the action taken after each, whether a planner took it, the
+    reward that action earned and whether the episode ended there (or the collection stopped in it)."""
 
     observations: dict[str, np.ndarray]
     actions_N: np.ndarray
     expert_N: np.ndarray
+    rewards_N: np.ndarray
+    ends_N: np.ndarray
     episodes: int
     successes: int
 
     def __len__(self) -> int:
         return len(self.actions_N)
+
+    def returns(self, gamma: float) -> np.ndarray:
+        """The discounted return from each row to the end of its episode (float32; nothing bootstrapped after an
+        episode cut short by the collection's end)."""
+        returns_N = np.empty(len(self), dtype=np.float32)
+        following = 0.0
+        for row in range(len(self) - 1, -1, -1):
+            if self.ends_N[row]:
+                following = 0.0
+            following = float(self.rewards_N[row]) + gamma * following
+            returns_N[row] = following
+        return returns_N
 
 
 def has_planner(env: gym.Env) -> bool:
@@ -93,6 +108,8 @@ def collect(
     buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
     actions_N = np.zeros(frames, dtype=np.int64)
     expert_N = np.zeros(frames, dtype=bool)
+    rewards_N = np.zeros(frames, dtype=np.float32)
+    ends_N = np.zeros(frames, dtype=bool)
     count = episodes = successes = 0
     while count < frames:
         observation, _ = env.reset(seed=seed + episodes)
@@ -111,12 +128,14 @@ def collect(
             actions_N[count], expert_N[count] = action, is_expert
             count += 1
             step += 1
-            observation, _, terminated, truncated, info = env.step(action)
+            observation, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
+            rewards_N[count - 1] = float(reward)
             successes += bool(done and info.get("is_success", False))
+        ends_N[count - 1] = True  # the episode ended, or the collection stopped in it
         if progress is not None:
             progress(count - start)
-    return Collection(buffers, actions_N, expert_N, episodes, successes)
+    return Collection(buffers, actions_N, expert_N, rewards_N, ends_N, episodes, successes)
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:

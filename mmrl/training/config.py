@@ -74,6 +74,9 @@ class TrainConfig:
     ``timesteps``; ``metrics.json`` reports them under ``"cloning"``."""
     demonstration_updates: int | None = None
     """Adam steps of that cloning (None: :data:`mmrl.pretrain.cloning.DEFAULT_UPDATES`)."""
+    demonstration_values: bool | None = None
+    """Whether that cloning also fits the value head to the demonstrations' returns, discounted by the algorithm's
+    ``gamma`` (None or False: the value head starts untrained)."""
     learning_rate_schedule: str | None = None
     """``"constant"`` (default) or ``"linear"``: the learning rate decays to 0 at ``timesteps``
     (:mod:`mmrl.training.learning_rate`); SB3 algorithms only."""

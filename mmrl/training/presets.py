@@ -75,6 +75,7 @@ CONFIG_KEYS: dict[str, str] = {
     "text_model": _S,
     "demonstrations": _I,
     "demonstration_updates": _I,
+    "demonstration_values": "bool|None",
 }
 
 #: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed); each

@@ -203,6 +203,7 @@ def _clone_demonstrations(config: TrainConfig, model: Any, progress: bool) -> di
             config.demonstrations,
             updates=config.demonstration_updates or DEFAULT_UPDATES,
             seed=config.seed,
+            value_gamma=float(model.gamma) if config.demonstration_values else None,
             progress=progress,
         )
     finally:
