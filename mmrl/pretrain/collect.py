@@ -36,8 +36,8 @@ class Collection:
         return len(self.actions_N)
 
     def returns(self, gamma: float) -> np.ndarray:
-        """The discounted return from each row to the end of its episode (float32; nothing bootstrapped after an
-        episode cut short by the collection's end)."""
+        """The discounted return from each row to the end of its episode (float32). Nothing is bootstrapped past an
+        episode's last row, whether it ended, timed out or was cut short by the collection's end."""
         returns_N = np.empty(len(self), dtype=np.float32)
         following = 0.0
         for row in range(len(self) - 1, -1, -1):
