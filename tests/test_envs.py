@@ -11,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 
 import mmrl
-from mmrl.engine.constants import DIRECTION_DELTAS, Action, Kind, Verb
+from mmrl.engine.constants import DIRECTION_DELTAS, Action, Colour, Kind, Verb
 from mmrl.engine.planner import is_solvable, navigate, plan
 from mmrl.engine.world import Goal, Layout
 from mmrl.envs import VOCABULARY, env_ids
@@ -589,3 +589,75 @@ def test_show_carried_shows_the_key_in_hand_in_the_agents_cell_only(image_mode):
         gym.make("mmrl/Open-Locked-v0", show_carried=True, view="full")
     with pytest.raises(ValueError, match="show_carried"):
         gym.make("mmrl/VisualQuery-Colour-v0", show_carried=True)
+
+
+@pytest.mark.parametrize("image_mode", ["symbolic", "rgb"])
+def test_show_visited_draws_the_cells_stood_on_as_grey_floor_and_nothing_else(image_mode):
+    """Along random walks on GoTo-12x12, the option changes exactly the visible empty cells the agent has
+    stood on this episode (symbolic: ``(FLOOR, GREY, 0)``), a new episode starts with none, checkpoints keep the
+    trail, and the vector env agrees with the single env."""
+    shown = gym.make("mmrl/GoTo-12x12-v0", image_mode=image_mode, show_visited=True).unwrapped
+    plain = gym.make("mmrl/GoTo-12x12-v0", image_mode=image_mode).unwrapped
+    tile = 1 if image_mode == "symbolic" else shown.batch.tile_size
+    marked_frames = 0
+    for seed in range(6):
+        obs, _ = shown.reset(seed=seed)
+        plain_obs, _ = plain.reset(seed=seed)
+        assert np.array_equal(obs["image"], plain_obs["image"]), "nothing is visited but the start, under the agent"
+        path: set[tuple[int, int]] = set()
+        rng = np.random.default_rng(seed)
+        for action in rng.choice([Action.LEFT, Action.RIGHT, Action.FORWARD, Action.FORWARD], size=60):
+            world = shown.batch.world
+            path.add((int(world.agent_pos_N2[0, 0]), int(world.agent_pos_N2[0, 1])))
+            obs, _, terminated, _, _ = shown.step(action)
+            plain_obs, *_ = plain.step(action)
+            if terminated:
+                break
+            # which grid cell each view cell shows, from the full-grid position codes
+            here = (int(world.agent_pos_N2[0, 0]), int(world.agent_pos_N2[0, 1]))
+            path.add(here)
+            codes_VV = _egocentric_cells(world, shown.batch.view_size)
+            expected = np.zeros(codes_VV.shape[:2], dtype=bool)
+            for i in range(expected.shape[0]):
+                for j in range(expected.shape[1]):
+                    r, c = codes_VV[i, j]
+                    expected[i, j] = (r, c) in path and (r, c) != here and world.kind_NHW[0, r, c] == Kind.EMPTY
+            differs = obs["image"] != plain_obs["image"]
+            differs_VV = differs.reshape(expected.shape[0], tile, expected.shape[1], tile, 3).any(axis=(1, 3, 4))
+            assert np.array_equal(differs_VV, expected)
+            if expected.any():
+                marked_frames += 1
+                if image_mode == "symbolic":
+                    assert (obs["image"][expected] == (Kind.FLOOR, Colour.GREY, 0)).all()
+            assert shown.observation_space.contains(obs)
+    assert marked_frames > 10
+    state = shown.get_state()
+    restored = gym.make("mmrl/GoTo-12x12-v0", image_mode=image_mode, show_visited=True).unwrapped
+    restored.reset(seed=99)
+    restored.set_state(state)
+    assert np.array_equal(restored.batch.world.visited_NHW, shown.batch.world.visited_NHW)
+    old = {**state, "arrays": {k: v for k, v in state["arrays"].items() if k != "visited_NHW"}}
+    restored.set_state(old)  # a checkpoint from before the option existed: the agent's cell only
+    assert restored.batch.world.visited_NHW.sum() == 1
+    venv = mmrl.make_vec_env("mmrl/GoTo-12x12-v0", n_envs=1, seed=4, env_kwargs={"show_visited": True})
+    single = gym.make("mmrl/GoTo-12x12-v0", show_visited=True)
+    obs, (single_obs, _) = venv.reset(), single.reset(seed=4)
+    for action in plan(single.unwrapped.batch.world.layout(0))[:-1]:
+        assert np.array_equal(obs["image"][0], single_obs["image"])
+        obs, *_ = venv.step(np.array([action]))
+        single_obs, *_ = single.step(action)
+    with pytest.raises(ValueError, match="question tasks have none"):
+        gym.make("mmrl/VisualQuery-Colour-v0", show_visited=True)
+    with pytest.raises((TypeError, ValueError), match="show_visited"):
+        gym.make("mmrl/GoTo-12x12-v0", show_visited=1)
+
+
+def _egocentric_cells(world, view_size: int) -> np.ndarray:
+    """``(V, V, 2)`` grid ``(row, col)`` of every cell of world 0's egocentric window (possibly outside the grid)."""
+    ahead = DIRECTION_DELTAS[world.agent_dir_N[0]]
+    right = DIRECTION_DELTAS[(world.agent_dir_N[0] + 1) % 4]
+    cells = np.zeros((view_size, view_size, 2), dtype=np.int64)
+    for i in range(view_size):
+        for j in range(view_size):
+            cells[i, j] = world.agent_pos_N2[0] + (view_size - 1 - i) * ahead + (j - view_size // 2) * right
+    return cells

@@ -93,6 +93,7 @@ def step_navigation(
     move = (actions_N == _FORWARD) & passable
     world.agent_pos_N2[move, 0] = rows[move]
     world.agent_pos_N2[move, 1] = cols[move]
+    world.visited_NHW[worlds[move], rows[move], cols[move]] = True
 
     carrying = world.carry_kind_N != _EMPTY
     # pickup: a pickable object in front and empty hands

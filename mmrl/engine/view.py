@@ -17,6 +17,11 @@ symbolic images read ``(kind, colour, 0)`` of the carried object there instead o
 window's agent cell is always the bottom centre, so nothing is lost), RGB images draw the agent over that object's
 tile. Without it, carrying a key and not having fetched it yet look the same once the key has left the view. With
 both options, the progress mark takes the symbolic colour channel and the carried object the RGB tile.
+
+``show_visited=True`` shows where the agent has been this episode: every empty cell it has stood on, but the one
+it stands on, reads as grey floor (``(FLOOR, GREY, 0)``; a grey floor tile in RGB). A policy without memory can
+then tell ground it has searched from new ground, and leave the loops a deterministic policy otherwise falls into
+when the view shows none of the objects.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import cv2
 import numpy as np
 
 from mmrl.engine.atlas import N_OVERLAYS, build_atlas
-from mmrl.engine.constants import DIRECTION_DELTAS, N_COLOURS, N_STATES, Direction, Kind
+from mmrl.engine.constants import DIRECTION_DELTAS, N_COLOURS, N_STATES, Colour, Direction, Kind
 from mmrl.engine.world import WorldState
 
 VIEWS = ("agent", "full")
@@ -48,15 +53,27 @@ def _egocentric_offsets(view_size: int) -> np.ndarray:
     return offsets
 
 
-def cell_codes(world: WorldState, view: str, view_size: int) -> tuple[np.ndarray, np.ndarray]:
+#: The cell code of a visited empty cell with ``show_visited``: grey floor.
+VISITED_CODE = (int(Kind.FLOOR) * N_COLOURS + int(Colour.GREY)) * N_STATES
+
+
+def cell_codes(
+    world: WorldState, view: str, view_size: int, show_visited: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """``(base, overlay)`` grids of the view, each ``(N, h, w)`` int32.
 
     ``base = (kind * N_COLOURS + colour) * N_STATES + state`` packs a cell into one code (0 is ``UNSEEN``), so the
     egocentric window costs one gather instead of three; ``overlay`` is 1 + heading at the agent's cell, else 0.
+    ``show_visited`` codes the empty cells the agent has stood on as :data:`VISITED_CODE`.
     """
     n = world.n_worlds
     worlds = np.arange(n)
     base_NHW = (world.kind_NHW.astype(np.int32) * N_COLOURS + world.colour_NHW) * N_STATES + world.state_NHW
+    if show_visited:
+        trail_NHW = world.visited_NHW & (world.kind_NHW == Kind.EMPTY)
+        # the agent's own cell shows the agent
+        trail_NHW[worlds, world.agent_pos_N2[:, 0], world.agent_pos_N2[:, 1]] = False
+        base_NHW = np.where(trail_NHW, VISITED_CODE, base_NHW)
     if view == "full":
         overlay = np.zeros(base_NHW.shape, dtype=np.int32)
         # question tasks have no agent to draw
@@ -134,14 +151,16 @@ def observe(
     tile_size: int,
     show_progress: bool = False,
     show_carried: bool = False,
+    show_visited: bool = False,
 ) -> np.ndarray:
     """The image observation of every world (``show_progress``: the sub-goals done, in the agent's cell;
-    ``show_carried``: what the agent carries, in its cell of the egocentric window)."""
+    ``show_carried``: what the agent carries, in its cell of the egocentric window; ``show_visited``: the cells
+    the agent has stood on, as grey floor)."""
     if image_mode not in IMAGE_MODES:
         raise ValueError(f"image_mode must be one of {IMAGE_MODES}, got {image_mode!r}")
     if show_carried and view != "agent":
         raise ValueError("show_carried=True draws in the egocentric window's agent cell: use view='agent'")
-    base, overlay = cell_codes(world, view, view_size)
+    base, overlay = cell_codes(world, view, view_size, show_visited)
     agent_cell = _agent_cell(world, view, view_size) if show_progress or show_carried else None
     carrying_N = world.carry_kind_N != Kind.EMPTY if show_carried else None
     if image_mode == "rgb":

@@ -89,6 +89,7 @@ class WorldState:
         answer_N: Correct answer action for question tasks (``-1`` for navigation).
         step_count_N: Steps taken in the current episode.
         mission_index_N: Index of the instruction among a fixed level's instructions.
+        visited_NHW: Cells the agent has stood on this episode (bool; drawn with ``show_visited``).
     """
 
     ARRAY_NAMES = (
@@ -107,6 +108,7 @@ class WorldState:
         "answer_N",
         "step_count_N",
         "mission_index_N",
+        "visited_NHW",
     )
     #: The arrays an image observation reads (all but the instruction's goals and the counters).
     VIEW_ARRAY_NAMES = tuple(name for name in ARRAY_NAMES if name not in _NOT_VIEWED)
@@ -128,6 +130,7 @@ class WorldState:
         self.answer_N = np.full(n, -1, dtype=np.int64)
         self.step_count_N = np.zeros(n, dtype=np.int64)
         self.mission_index_N = np.zeros(n, dtype=np.int64)
+        self.visited_NHW = np.zeros((n, height, width), dtype=bool)
         self.missions: list[str] = [""] * n
 
     @property
@@ -163,6 +166,8 @@ class WorldState:
         self.answer_N[i] = layout.answer
         self.step_count_N[i] = 0
         self.mission_index_N[i] = layout.mission_index
+        self.visited_NHW[i] = False
+        self.visited_NHW[i, layout.agent_pos[0], layout.agent_pos[1]] = True
         self.missions[i] = layout.mission
 
     def layout(self, i: int) -> Layout:
@@ -196,9 +201,15 @@ class WorldState:
         return {name: getattr(self, name).copy() for name in self.ARRAY_NAMES}
 
     def load_arrays(self, arrays: dict[str, np.ndarray], missions: list[str]) -> None:
-        """Restore from :meth:`to_arrays`; shapes and dtypes must match this batch."""
+        """Restore from :meth:`to_arrays`; shapes and dtypes must match this batch.
+
+        A checkpoint written before ``visited_NHW`` existed restores it as the agents' current cells only.
+        """
         for name in self.ARRAY_NAMES:
             current = getattr(self, name)
+            if name == "visited_NHW" and name not in arrays:
+                current[...] = False
+                continue
             value = np.asarray(arrays[name])
             if value.shape != current.shape or value.dtype != current.dtype:
                 raise ValueError(
@@ -208,4 +219,6 @@ class WorldState:
             current[...] = value
         if len(missions) != self.n_worlds:
             raise ValueError(f"expected {self.n_worlds} missions, got {len(missions)}")
+        if "visited_NHW" not in arrays:
+            self.visited_NHW[np.arange(self.n_worlds), self.agent_pos_N2[:, 0], self.agent_pos_N2[:, 1]] = True
         self.missions = list(missions)

@@ -41,6 +41,7 @@ class GridBatch:
         show_progress: Mark the sub-goals done in the agent's cell of image observations
             (:func:`mmrl.engine.view.observe`).
         show_carried: Show what the agent carries in its cell of the egocentric window (``view="agent"``).
+        show_visited: Show the cells the agent has stood on this episode as grey floor.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class GridBatch:
         observation: str = "image",
         show_progress: bool = False,
         show_carried: bool = False,
+        show_visited: bool = False,
     ) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -76,6 +78,9 @@ class GridBatch:
                 "show_carried=True draws in the agent's cell of the egocentric window: it needs view='agent' and a "
                 "task with an agent (not a question task)"
             )
+        check_bool("show_visited", show_visited, " (True shows the cells the agent has stood on as grey floor)")
+        if show_visited and task.is_question:
+            raise ValueError("show_visited=True needs an agent that moves; question tasks have none: leave it False")
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         check_limit("grid side", max(task.height, task.width), "max_grid_side")
@@ -89,6 +94,7 @@ class GridBatch:
         self.observation = observation
         self.show_progress = bool(show_progress)
         self.show_carried = bool(show_carried)
+        self.show_visited = bool(show_visited)
         self.tokenizer = make_tokenizer()
         self.world = WorldState(n_worlds, task.height, task.width)
         self.rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n_worlds)]
@@ -193,7 +199,14 @@ class GridBatch:
         if self.observation == "compact":
             return self.compact(world)
         image = observe(
-            world, self.view, self.view_size, self.image_mode, self.tile_size, self.show_progress, self.show_carried
+            world,
+            self.view,
+            self.view_size,
+            self.image_mode,
+            self.tile_size,
+            self.show_progress,
+            self.show_carried,
+            self.show_visited,
         )
         if self.channels_first:
             image = np.ascontiguousarray(image.transpose(0, 3, 1, 2))

@@ -55,6 +55,10 @@ class GridEnv(gym.Env):
             (symbolic: the object's kind and colour; RGB: the agent drawn over its tile). Without it a policy
             without memory cannot tell a key in hand from one not fetched yet once the key is out of view
             (``mmrl/Open-Locked-v0``, fixed levels with locked doors). Egocentric view only.
+        show_visited: Show where the agent has been this episode: the empty cells it has stood on read as grey
+            floor (symbolic ``(FLOOR, GREY, 0)``; RGB: a grey floor tile; also in :meth:`render`). A policy without
+            memory needs it where the view often shows none of the objects (``mmrl/GoTo-12x12-v0``): it can then
+            tell searched ground from new ground instead of looping.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -71,6 +75,7 @@ class GridEnv(gym.Env):
         render_mode: str | None = None,
         show_progress: bool = False,
         show_carried: bool = False,
+        show_visited: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -84,6 +89,7 @@ class GridEnv(gym.Env):
             "observation": observation,
             "show_progress": show_progress,
             "show_carried": show_carried,
+            "show_visited": show_visited,
         }
         self.batch = GridBatch(task, 1, **self.observation_config)
         self.configure_batch(self.batch)
@@ -155,8 +161,15 @@ class GridEnv(gym.Env):
     def render_grid(self) -> np.ndarray:
         """The top-down ``(H, W, 3)`` uint8 frame of :meth:`render` without the instruction written under it (for
         callers that caption frames themselves, e.g. :mod:`mmrl.evaluation.video`)."""
+        batch = self.batch
         return observe(
-            self.batch.world, "full", self.batch.view_size, "rgb", RENDER_TILE_SIZE, self.batch.show_progress
+            batch.world,
+            "full",
+            batch.view_size,
+            "rgb",
+            RENDER_TILE_SIZE,
+            batch.show_progress,
+            show_visited=batch.show_visited,
         )[0]
 
     # ------------------------------------------------------------------ checkpoints
