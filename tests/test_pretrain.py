@@ -242,22 +242,23 @@ def test_behaviour_cloning_run_evaluates_and_continues_with_ppo(tmp_path: Path) 
 def test_demonstrations_key_warm_starts_ppo_by_cloning_the_planner(tmp_path: Path) -> None:
     """``demonstrations`` (a preset key) clones the planner into the new policy before PPO's first update: the
     policy then solves most held-out episodes after one short rollout, which PPO alone cannot."""
-    settings = {"n_steps": 16, "eval_freq": 0, "eval_episodes": 40, "demonstration_updates": 300}
+    settings = {"n_steps": 16, "eval_freq": 0, "eval_episodes": 100, "demonstration_updates": 600}
     cloned = mmrl.train(
         "ppo", ENV_ID, timesteps=256, run_dir=tmp_path / "cloned", progress_bar=False,
-        overrides={**settings, "demonstrations": 4000},
+        overrides={**settings, "demonstrations": 8000},
     )  # fmt: skip
     plain = mmrl.train(
         "ppo", ENV_ID, timesteps=256, run_dir=tmp_path / "plain", progress_bar=False, overrides=settings
     )  # fmt: skip
     cloning = cloned.metrics["cloning"]
-    assert cloning["demonstration_frames"] == 4000 and cloning["updates"] == 300
+    assert cloning["demonstration_frames"] == 8000 and cloning["updates"] == 600
     assert cloning["bc_accuracy"] > 0.8 and "cloning" not in plain.metrics
-    # random 0.41 on GoTo-5x5 (two objects, a wrong one fails); 256 PPO steps alone stay near it
+    # random 0.41 on GoTo-5x5 (two objects, a wrong one fails); 256 PPO steps alone stay near it. The clone reaches
+    # 0.93 (100 episodes); 4,000 frames and 300 steps gave 0.70 on an Intel CPU, above 0.75 on an AMD one
     assert cloned.metrics["success_rate"] >= 0.75
     assert cloned.metrics["success_rate"] >= plain.metrics["success_rate"] + 0.2
     saved = yaml.safe_load((tmp_path / "cloned" / "config.yaml").read_text())
-    assert saved["demonstrations"] == 4000 and saved["demonstration_updates"] == 300
+    assert saved["demonstrations"] == 8000 and saved["demonstration_updates"] == 600
 
 
 def test_demonstrations_are_deterministic_and_refused_where_there_is_no_planner(tmp_path: Path) -> None:
