@@ -576,13 +576,7 @@ def test_show_carried_shows_the_key_in_hand_in_the_agents_cell_only(image_mode):
             if terminated:
                 break
     assert carried_frames > 6
-    venv = mmrl.make_vec_env("mmrl/Open-Locked-v0", n_envs=1, seed=4, env_kwargs={"show_carried": True})
-    single = gym.make("mmrl/Open-Locked-v0", show_carried=True)
-    obs, (single_obs, _) = venv.reset(), single.reset(seed=4)
-    for action in plan(single.unwrapped.batch.world.layout(0))[:-1]:
-        assert np.array_equal(obs["image"][0], single_obs["image"])
-        obs, *_ = venv.step(np.array([action]))
-        single_obs, *_ = single.step(action)
+    venv = _vector_env_follows_single_env("mmrl/Open-Locked-v0", show_carried=True)
     for _ in range(200):  # on to the end of episodes: the vector env observes reset worlds on their own
         obs, _, dones, _ = venv.step(np.array([venv.action_space.sample()]))
     with pytest.raises(ValueError, match="view='agent'"):
@@ -639,13 +633,7 @@ def test_show_visited_draws_the_cells_stood_on_as_grey_floor_and_nothing_else(im
     old = {**state, "arrays": {k: v for k, v in state["arrays"].items() if k != "visited_NHW"}}
     restored.set_state(old)  # a checkpoint from before the option existed: the agent's cell only
     assert restored.batch.world.visited_NHW.sum() == 1
-    venv = mmrl.make_vec_env("mmrl/GoTo-12x12-v0", n_envs=1, seed=4, env_kwargs={"show_visited": True})
-    single = gym.make("mmrl/GoTo-12x12-v0", show_visited=True)
-    obs, (single_obs, _) = venv.reset(), single.reset(seed=4)
-    for action in plan(single.unwrapped.batch.world.layout(0))[:-1]:
-        assert np.array_equal(obs["image"][0], single_obs["image"])
-        obs, *_ = venv.step(np.array([action]))
-        single_obs, *_ = single.step(action)
+    _vector_env_follows_single_env("mmrl/GoTo-12x12-v0", show_visited=True)
     with pytest.raises(ValueError, match="question tasks have none"):
         gym.make("mmrl/VisualQuery-Colour-v0", show_visited=True)
     with pytest.raises((TypeError, ValueError), match="show_visited"):
@@ -661,3 +649,16 @@ def _egocentric_cells(world, view_size: int) -> np.ndarray:
         for j in range(view_size):
             cells[i, j] = world.agent_pos_N2[0] + (view_size - 1 - i) * ahead + (j - view_size // 2) * right
     return cells
+
+
+def _vector_env_follows_single_env(env_id: str, **env_kwargs):
+    """Play the planner's path (all but its last step) in a 1-env vector env and a single env of the same seed,
+    asserting equal images at every step; returns the vector env."""
+    venv = mmrl.make_vec_env(env_id, n_envs=1, seed=4, env_kwargs=env_kwargs)
+    single = gym.make(env_id, **env_kwargs)
+    obs, (single_obs, _) = venv.reset(), single.reset(seed=4)
+    for action in plan(single.unwrapped.batch.world.layout(0))[:-1]:
+        assert np.array_equal(obs["image"][0], single_obs["image"])
+        obs, *_ = venv.step(np.array([action]))
+        single_obs, *_ = single.step(action)
+    return venv
