@@ -56,9 +56,9 @@ class GridEnv(gym.Env):
             without memory cannot tell a key in hand from one not fetched yet once the key is out of view
             (``mmrl/Open-Locked-v0``, fixed levels with locked doors). Egocentric view only.
         show_visited: Show where the agent has been this episode: the empty cells it has stood on read as grey
-            floor (symbolic ``(FLOOR, GREY, 0)``; RGB: a grey floor tile; also in :meth:`render`). A policy without
-            memory needs it where the view often shows none of the objects (``mmrl/GoTo-12x12-v0``): it can then
-            tell searched ground from new ground instead of looping.
+            floor (symbolic ``(FLOOR, GREY, 0)``; RGB: a grey floor tile; also in :meth:`render`), so a policy
+            without memory can tell searched ground from new ground. On ``mmrl/GoTo-12x12-v0`` it did not lift
+            greedy success (its loops are mostly turns in place, which leave the trail unchanged).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
