@@ -118,7 +118,8 @@ OTHER_CONTRACTS = {
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize(
-    "image_encoder", ["auto", "patch", "small", "impala", "nature", "pointwise", "factored", "factored_words"]
+    "image_encoder",
+    ["auto", "patch", "small", "impala", "nature", "pointwise", "factored", "factored_words", "factored_match"],
 )
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
@@ -224,7 +225,7 @@ def test_image_scaling():
 
 
 @pytest.mark.parametrize(
-    "image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored", "factored_words"]
+    "image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored", "factored_words", "factored_match"]
 )
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients, the latter up to
@@ -837,7 +838,9 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
 # ------------------------------------------------------------------------------------------------- encoder width
 
 
-@pytest.mark.parametrize("encoder", ["patch", "small", "impala", "pointwise", "factored", "factored_words"])
+@pytest.mark.parametrize(
+    "encoder", ["patch", "small", "impala", "pointwise", "factored", "factored_words", "factored_match"]
+)
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
     high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
     space = spaces.Dict(
@@ -852,7 +855,8 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
     # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
     assert convolutions[0].in_channels == (3 * 24 if encoder.startswith("factored") else 24)
-    assert {conv.out_channels for conv in convolutions} == {48}
+    # factored_match: 4 match channels per attribute group
+    assert {conv.out_channels for conv in convolutions} == ({48, 12} if encoder == "factored_match" else {48})
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
     narrower = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=8, cell_dim=24)
@@ -894,6 +898,47 @@ def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_
     assert features_BF.shape == (2, 128) and torch.isfinite(features_BF).all()
 
 
+def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_its_own_match_scores():
+    """``image_encoder="factored_match"``: what the second layer reads is the unconditioned attribute groups (the
+    instruction changes none of them) and per-group match scores (each moved by one cell attribute only), so no
+    channel sees the instruction and two attributes at once."""
+    torch.manual_seed(0)
+    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
+    space = spaces.Dict(
+        {
+            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+    extractor = MultimodalExtractor(space, image_encoder="factored_match", fusion="film", image_channels=48)
+    encoder = extractor.image_encoders[0]
+    assert encoder.stages[1].in_channels == 48 + 3 * 4
+    second_inputs: list[torch.Tensor] = []
+    encoder.stages[1].register_forward_hook(lambda module, inputs, output: second_inputs.append(inputs[0]))
+    image = torch.ones(1, 3, 7, 7)
+    image[0, :, 2, 3] = torch.tensor([6.0, 2.0, 0.0])  # a blue ball
+    recoloured = image.clone()
+    recoloured[0, 1, 2, 3] = 4.0  # the same ball, another colour
+    missions = torch.zeros(2, MAX_LENGTH, dtype=torch.int64)
+    missions[0, :2] = torch.tensor([5, 6])
+    missions[1, :2] = torch.tensor([5, 7])
+    with torch.no_grad():
+        for x in (image, recoloured):
+            extractor({"image": x.expand(2, -1, -1, -1), "mission": missions.float()})
+    plain, other_colour = second_inputs
+    assert plain.shape == (2, 60, 7, 7)
+    # another instruction: the unconditioned groups stay, the match scores move
+    assert torch.equal(plain[0, :48], plain[1, :48]) and not torch.allclose(plain[0, 48:], plain[1, 48:])
+    # another colour in one cell: there, the colour group and its match scores move, nothing else anywhere
+    changed_C = ((plain - other_colour).abs().amax(dim=0) > 0).any(dim=(1, 2))
+    colour_channels = [*range(16, 32), *range(52, 56)]  # the colour group, then its match scores (after a ReLU)
+    assert changed_C.nonzero().flatten().tolist() == [c for c in colour_channels if changed_C[c]]
+    assert changed_C[16:32].any() and changed_C[52:56].any()
+    changed_CHW = (plain - other_colour).abs().amax(dim=0) > 0
+    assert changed_CHW.any(dim=0).nonzero().tolist() == [[2, 3]]
+    assert torch.isfinite(extractor(random_observations(space, 2))).all()
+
+
 def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_to():
     """With ``image_encoder="factored"`` on cells, FiLM modulates the first stage only (from the sentence vector);
     with ``"factored_words"``, each of its attribute groups from the words it attends to (a group attending to one
@@ -909,6 +954,7 @@ def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_t
     observations = random_observations(space, 2)
     layouts = {
         "factored_words": [FiLMStage(48, 3), None],
+        "factored_match": [FiLMStage(48, 3), None],
         "factored": [FiLMStage(48, 1), None],
         "pointwise": [None, FiLMStage(48)],
         "patch": [None, FiLMStage(48)],

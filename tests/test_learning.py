@@ -33,9 +33,9 @@ ABLATION_DROP = 0.30
 
 #: Held-out colour/kind combinations (``split="test"``) asserted at ``TARGET`` too, where the preset reaches them
 #: reliably (benchmarks/RESULTS.md: Sequence-5x5 with PPO 0.955 from its clone of the planner, 0.955-0.96 over 3
-#: seeds; VisualQuery-v0 with PPO 0.95, 0.935-0.955). Not yet: GoTo-5x5 with PPO (median 0.93 but 0.555-0.94 over
-#: 3 seeds; seed 0 passed on an AMD CPU and gave 0.81 on an Intel one: float rounding alone moves it), PickUp-5x5
-#: with PPO 0.83, DQN on GoTo-5x5 0.685 and PickUp-5x5 0.81.
+#: seeds; VisualQuery-v0 with PPO 0.95, 0.935-0.955). Not yet: GoTo-5x5 with PPO (0.865-0.99 over 3 seeds; with
+#: the previous encoder seed 0 passed on an AMD CPU and gave 0.81 on an Intel one: float rounding alone moves it),
+#: PickUp-5x5 with PPO (0.86-0.99), DQN on GoTo-5x5 0.685 and PickUp-5x5 0.81.
 COMBINATIONS = {("ppo", "mmrl/Sequence-5x5-v0"), ("ppo", "mmrl/VisualQuery-v0")}
 
 #: (algo, env id, seed, whether blanking the instruction must cost ABLATION_DROP)
