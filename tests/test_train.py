@@ -199,7 +199,10 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     for env_id, budget in budgets.items():
         config = resolve_config("ppo", env_id)
         assert config.env_kwargs["image_mode"] == "symbolic", env_id
-        assert (config.image_encoder, config.fusion, config.image_channels) == ("factored", "film", 48), env_id
+        # one named object: the instruction reaches the cells through match scores (PickUp-v0's held-out
+        # combinations 0.64 -> 0.955, median of 3 seeds)
+        encoder = "factored_match" if env_id in ("mmrl/GoTo-v0", "mmrl/PickUp-v0") else "factored"
+        assert (config.image_encoder, config.fusion, config.image_channels) == (encoder, "film", 48), env_id
         assert config.hyperparams["gamma"] == 0.9 and config.hyperparams["n_epochs"] == 8, env_id
         assert config.timesteps == budget, env_id
     # PickUp-v0's greedy time-outs went with a linearly falling learning rate (0.94 -> 0.97, median of 3 seeds)
