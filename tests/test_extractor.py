@@ -52,6 +52,17 @@ def contract_space(vocab_size: int = VOCAB_SIZE, max_length: int = MAX_LENGTH) -
     )
 
 
+def cell_grid_space() -> spaces.Dict:
+    """A 7x7 MiniGrid-style grid of integer-coded cells (kind < 11, colour < 6, state < 4) and a mission."""
+    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),  # integer-coded cells: embedded
+            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
+        }
+    )
+
+
 def random_observations(space: spaces.Dict, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random batch as SB3's ``preprocess_obs`` hands it to the extractor (floats, one-hot, images / 255)."""
     space.seed(seed)
@@ -842,13 +853,7 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
     "encoder", ["patch", "small", "impala", "pointwise", "factored", "factored_words", "factored_match"]
 )
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
-    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
-    space = spaces.Dict(
-        {
-            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),  # integer-coded cells: embedded
-            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
-        }
-    )
+    space = cell_grid_space()
     extractor = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=48, cell_dim=24)
     image_encoder = extractor.image_encoders[0]
     assert list(image_encoder.stage_channels) == [48] * len(image_encoder.stage_channels)
@@ -876,13 +881,7 @@ def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_
     """The first layer of ``image_encoder="factored"``: changing a cell's colour id moves only the colour group's
     channels at that cell; the second layer (after FiLM) then mixes the groups."""
     torch.manual_seed(0)
-    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
-    space = spaces.Dict(
-        {
-            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
-            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
-        }
-    )
+    space = cell_grid_space()
     extractor = MultimodalExtractor(space, image_encoder="factored", fusion="film", image_channels=48)
     encoder = extractor.image_encoders[0]
     assert encoder.stage_channels == [48, 48] and encoder.stages[0].groups == 3
@@ -903,13 +902,7 @@ def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_i
     instruction changes none of them) and per-group match scores (each moved by one cell attribute only), so no
     channel sees the instruction and two attributes at once."""
     torch.manual_seed(0)
-    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
-    space = spaces.Dict(
-        {
-            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
-            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
-        }
-    )
+    space = cell_grid_space()
     extractor = MultimodalExtractor(space, image_encoder="factored_match", fusion="film", image_channels=48)
     encoder = extractor.image_encoders[0]
     assert encoder.stages[1].in_channels == 48 + 3 * 4
@@ -944,13 +937,7 @@ def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_t
     with ``"factored_words"``, each of its attribute groups from the words it attends to (a group attending to one
     word ignores the others); other encoders keep the BabyAI layout (every stage but the stem)."""
     torch.manual_seed(0)
-    high_CHW = np.broadcast_to(np.array([10, 5, 3], np.int64)[:, None, None], (3, 7, 7))
-    space = spaces.Dict(
-        {
-            "image": spaces.Box(0, high_CHW.copy(), dtype=np.int64),
-            "mission": spaces.Box(0, VOCAB_SIZE - 1, (MAX_LENGTH,), np.int64),
-        }
-    )
+    space = cell_grid_space()
     observations = random_observations(space, 2)
     layouts = {
         "factored_words": [FiLMStage(48, 3), None],
