@@ -1,5 +1,8 @@
 """What pre-training buys, at CI scale: behaviour cloning on planner demonstrations, then PPO, beats PPO from
-scratch on the same number of frames (demonstration frames counted)."""
+scratch on the same number of frames (demonstration frames counted).
+
+Both use GoTo-5x5's previous network (``image_encoder="factored"``), on which the gain was measured: its preset now
+(``factored_match``) learns fast enough from scratch (0.81 at these 10k frames) to leave the clone no 0.2 margin."""
 
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ torch.set_num_threads(1)
 
 @pytest.mark.slow
 def test_cloning_then_ppo_beats_ppo_from_scratch_on_the_same_frames(tmp_path: Path) -> None:
-    settings = {"torch_threads": 1, "eval_freq": 0, "eval_episodes": 10}
+    settings = {"torch_threads": 1, "eval_freq": 0, "eval_episodes": 10, "image_encoder": "factored"}
     cloned = clone_planner(
-        ENV_ID, frames=DEMONSTRATION_FRAMES, updates=800, out=tmp_path / "bc", eval_episodes=10, progress=False
-    )
+        ENV_ID, frames=DEMONSTRATION_FRAMES, updates=800, out=tmp_path / "bc", eval_episodes=10, progress=False,
+        overrides={"image_encoder": "factored"},
+    )  # fmt: skip
     pretrained = mmrl.train(
         "ppo", ENV_ID, timesteps=PPO_FRAMES, seed=0, run_dir=tmp_path / "fine-tuned", progress_bar=False,
         overrides={**settings, "pretrained": str(cloned)},
