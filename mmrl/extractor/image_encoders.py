@@ -33,8 +33,9 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   answered at 0.95, against 0.49 with ``"pointwise"``).
 * ``"factored_match"``: ``"factored_words"`` whose map never sees the instruction and two attributes at once: the
   first layer stays unconditioned and each attribute group adds a few match scores against the words it attends
-  to, which the second layer combines (the mmrl/GoTo-5x5-v0 and mmrl/PickUp-5x5-v0 preset: PickUp-5x5's held-out
-  combinations 0.965 against 0.83 with ``"factored"``, median of 3 seeds).
+  to, which the second layer combines (the preset of GoTo-5x5, PickUp-5x5, GoTo-v0, PickUp-v0 and
+  VisualQuery-Count/-Exists: PickUp-5x5's held-out combinations 0.965 against 0.83 with ``"factored"``, median of
+  3 seeds).
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
 128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"factored"`` for an
