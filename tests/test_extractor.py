@@ -130,7 +130,18 @@ OTHER_CONTRACTS = {
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize(
     "image_encoder",
-    ["auto", "patch", "small", "impala", "nature", "pointwise", "factored", "factored_words", "factored_match"],
+    [
+        "auto",
+        "patch",
+        "small",
+        "impala",
+        "nature",
+        "pointwise",
+        "factored",
+        "factored_words",
+        "factored_match",
+        "factored_locate",
+    ],
 )
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
@@ -236,7 +247,18 @@ def test_image_scaling():
 
 
 @pytest.mark.parametrize(
-    "image_encoder", ["patch", "small", "nature", "impala", "pointwise", "factored", "factored_words", "factored_match"]
+    "image_encoder",
+    [
+        "patch",
+        "small",
+        "nature",
+        "impala",
+        "pointwise",
+        "factored",
+        "factored_words",
+        "factored_match",
+        "factored_locate",
+    ],
 )
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients, the latter up to
@@ -850,7 +872,8 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
 
 
 @pytest.mark.parametrize(
-    "encoder", ["patch", "small", "impala", "pointwise", "factored", "factored_words", "factored_match"]
+    "encoder",
+    ["patch", "small", "impala", "pointwise", "factored", "factored_words", "factored_match", "factored_locate"],
 )
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
     space = cell_grid_space()
@@ -860,8 +883,10 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
     # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
     assert convolutions[0].in_channels == (3 * 24 if encoder.startswith("factored") else 24)
-    # factored_match: 4 match channels per attribute group
-    assert {conv.out_channels for conv in convolutions} == ({48, 12} if encoder == "factored_match" else {48})
+    # factored_match, factored_locate: 4 match channels per attribute group
+    assert {conv.out_channels for conv in convolutions} == (
+        {48, 12} if encoder in ("factored_match", "factored_locate") else {48}
+    )
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
     narrower = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=8, cell_dim=24)
@@ -897,17 +922,18 @@ def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_
     assert features_BF.shape == (2, 128) and torch.isfinite(features_BF).all()
 
 
-def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_its_own_match_scores():
-    """``image_encoder="factored_match"``: what the second layer reads is the unconditioned attribute groups (the
-    instruction changes none of them) and per-group match scores (each moved by one cell attribute only), so no
-    channel sees the instruction and two attributes at once."""
+@pytest.mark.parametrize("encoder", ["factored_match", "factored_locate"])
+def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_its_own_match_scores(encoder):
+    """``image_encoder="factored_match"`` and ``"factored_locate"``: what the second layer reads is the
+    unconditioned attribute groups (the instruction changes none of them) and per-group match scores (each moved by
+    one cell attribute only), so no channel sees the instruction and two attributes at once."""
     torch.manual_seed(0)
     space = cell_grid_space()
-    extractor = MultimodalExtractor(space, image_encoder="factored_match", fusion="film", image_channels=48)
-    encoder = extractor.image_encoders[0]
-    assert encoder.stages[1].in_channels == 48 + 3 * 4
+    extractor = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=48)
+    encoder_module = extractor.image_encoders[0]
+    assert encoder_module.stages[1].in_channels == 48 + 3 * 4
     second_inputs: list[torch.Tensor] = []
-    encoder.stages[1].register_forward_hook(lambda module, inputs, output: second_inputs.append(inputs[0]))
+    encoder_module.stages[1].register_forward_hook(lambda module, inputs, output: second_inputs.append(inputs[0]))
     image = torch.ones(1, 3, 7, 7)
     image[0, :, 2, 3] = torch.tensor([6.0, 2.0, 0.0])  # a blue ball
     recoloured = image.clone()
@@ -922,14 +948,39 @@ def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_i
     assert plain.shape == (2, 60, 7, 7)
     # another instruction: the unconditioned groups stay, the match scores move
     assert torch.equal(plain[0, :48], plain[1, :48]) and not torch.allclose(plain[0, 48:], plain[1, 48:])
-    # another colour in one cell: there, the colour group and its match scores move, nothing else anywhere
+    # another colour in one cell: the colour group and its match scores move, nothing else
     changed_C = ((plain - other_colour).abs().amax(dim=0) > 0).any(dim=(1, 2))
-    colour_channels = [*range(16, 32), *range(52, 56)]  # the colour group, then its match scores (after a ReLU)
+    colour_channels = [*range(16, 32), *range(52, 56)]  # the colour group, then its match scores
     assert changed_C.nonzero().flatten().tolist() == [c for c in colour_channels if changed_C[c]]
     assert changed_C[16:32].any() and changed_C[52:56].any()
-    changed_CHW = (plain - other_colour).abs().amax(dim=0) > 0
-    assert changed_CHW.any(dim=0).nonzero().tolist() == [[2, 3]]
+    # ... at that cell only; "factored_locate" normalises its scores over the map, so they move everywhere
+    moved = plain - other_colour if encoder == "factored_match" else plain[:, :48] - other_colour[:, :48]
+    assert ((moved.abs().amax(dim=(0, 1)) > 0).nonzero().tolist()) == [[2, 3]]
+    if encoder == "factored_locate":  # each score is a distribution over the map's cells
+        torch.testing.assert_close(plain[:, 48:].sum(dim=(2, 3)), torch.ones(2, 12))
     assert torch.isfinite(extractor(random_observations(space, 2))).all()
+
+
+@pytest.mark.parametrize(("encoder", "traced"), [("factored_locate", False), ("factored_match", True)])
+def test_factored_locate_scores_carry_no_trace_of_the_instruction_where_no_cell_stands_out(encoder, traced):
+    """``"factored_locate"``: a score part shared by every cell (which word was named, not where its object is)
+    cancels out, so on a map of identical cells two instructions give the second layer the same input. The
+    unnormalised scores of ``"factored_match"`` keep that part."""
+    torch.manual_seed(0)
+    extractor = MultimodalExtractor(cell_grid_space(), image_encoder=encoder, fusion="film", image_channels=48)
+    second_inputs: list[torch.Tensor] = []
+    extractor.image_encoders[0].stages[1].register_forward_hook(
+        lambda module, inputs, output: second_inputs.append(inputs[0])
+    )
+    missions = torch.zeros(2, MAX_LENGTH)
+    missions[0, :2] = torch.tensor([5.0, 6.0])
+    missions[1, :2] = torch.tensor([8.0, 7.0])
+    with torch.no_grad():
+        extractor({"image": torch.full((2, 3, 7, 7), 2.0), "mission": missions})
+    (inputs,) = second_inputs
+    assert torch.allclose(inputs[0], inputs[1]) is not traced
+    if not traced:
+        torch.testing.assert_close(inputs[:, 48:], torch.full((2, 12, 7, 7), 1 / 49))
 
 
 def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_to():
@@ -942,6 +993,7 @@ def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_t
     layouts = {
         "factored_words": [FiLMStage(48, 3), None],
         "factored_match": [FiLMStage(48, 3), None],
+        "factored_locate": [FiLMStage(48, 3), None],
         "factored": [FiLMStage(48, 1), None],
         "pointwise": [None, FiLMStage(48)],
         "patch": [None, FiLMStage(48)],

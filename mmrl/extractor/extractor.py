@@ -121,7 +121,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"``,
-            ``"factored"``, ``"factored_words"`` or ``"factored_match"``.
+            ``"factored"``, ``"factored_words"``, ``"factored_match"`` or ``"factored_locate"``.
             ``"auto"`` picks ``"factored"`` (48 channels unless ``image_channels`` says otherwise) for embedded
             integer-coded grids, ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
