@@ -35,7 +35,7 @@ ABLATION_DROP = 0.30
 #: reliably (benchmarks/RESULTS.md: Sequence-5x5 with PPO 0.955 from its clone of the planner, 0.955-0.96 over 3
 #: seeds; VisualQuery-v0 with PPO 0.95, 0.935-0.955; PickUp-5x5 with PPO 0.975-1.00, 0.95 for this case). Not yet:
 #: GoTo-5x5 with PPO (0.92-0.985 over 3 seeds, 0.91 for this case: with an earlier encoder seed 0 passed on an AMD
-#: CPU and gave 0.81 on an Intel one, float rounding alone moves it), DQN on GoTo-5x5 0.685 and PickUp-5x5 0.81.
+#: CPU and gave 0.81 on an Intel one, float rounding alone moves it), DQN on GoTo-5x5 (0.89-0.985).
 COMBINATIONS = {("ppo", "mmrl/Sequence-5x5-v0"), ("ppo", "mmrl/VisualQuery-v0"), ("ppo", "mmrl/PickUp-5x5-v0")}
 
 #: (algo, env id, seed, whether blanking the instruction must cost ABLATION_DROP)
