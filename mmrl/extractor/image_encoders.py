@@ -428,16 +428,16 @@ class FactoredMatchCNN(FactoredWordsCNN):
 class FactoredLocateCNN(FactoredMatchCNN):
     """:class:`FactoredMatchCNN` whose match scores are each a softmax over the map: where the attribute named is.
 
-    A match score is ``W (gamma(words) * x + beta(words))``; its part ``W beta(words)``, the same at every cell, tells
-    the second layer *which* colour was named without saying where it is, and a detector of one colour/kind pair can
-    still form on it. Normalised over the cells, any part shared by every cell cancels: on a map where no cell stands
-    out the scores are the same whatever was named. For navigation, where the policy needs where the named object
-    is: held-out colour/kind pairs found, median of 3 seeds, mmrl/GoTo-5x5-v0 0.94 (0.885 with
-    :class:`FactoredMatchCNN`), mmrl/PickUp-5x5-v0 0.975 (0.965), mmrl/GoTo-v0 0.95 (0.825), with 0.95 success
-    after 20k, 50k and 200k frames (benchmarks/RESULTS.md, "The 5x5 preset"). Not for counting over a pooled
-    read-out: the scores of three red keys share what one red key would get (mmrl/VisualQuery-Count-v0, seed 0:
-    0.845 greedy against 1.00; VisualQuery-Exists seed 0: held-out combinations 0.67 against 0.915). On pictures it
-    is :class:`PointwiseCNN`.
+    A match score is ``W (gamma(words) * x + beta(words))``; its part ``W beta(words)``, the same at every cell,
+    tells the second layer *which* colour was named without saying where it is, and a detector of one colour/kind
+    pair can still form on it. Normalised over the cells, any part shared by every cell cancels: on a map where no
+    cell stands out the scores are the same whatever was named. For navigation, where the policy needs where the
+    named object is: held-out colour/kind pairs found, median of 3 seeds, mmrl/GoTo-5x5-v0 0.94 (0.885 with
+    :class:`FactoredMatchCNN`), mmrl/PickUp-5x5-v0 0.975 (0.965), mmrl/GoTo-v0 0.95 (0.825), with 0.95 success after
+    20k, 50k and 200k frames (benchmarks/RESULTS.md, "The 5x5 preset" and the status table). Not for counting over a
+    pooled read-out: the scores of three red keys share what one red key would get (mmrl/VisualQuery-Count-v0, seed
+    0: 0.845 greedy against 1.00; VisualQuery-Exists seed 0: held-out combinations 0.67 against 0.915). On pictures
+    it is :class:`PointwiseCNN`.
 
     Example:
         >>> import mmrl
