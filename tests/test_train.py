@@ -269,6 +269,12 @@ def test_single_target_5x5_presets_let_the_instruction_reach_the_cells_through_m
         dqn = resolve_config("dqn", env_id)
         assert (dqn.image_encoder, dqn.fusion, dqn.hyperparams["n_steps"]) == ("factored_locate", "film", 3), env_id
     assert resolve_config("dqn", "mmrl/Sequence-5x5-v0").image_encoder == "factored"
+    # A2C too: 0.57 -> 0.935 (GoTo-5x5) and 0.47 -> 0.96 (PickUp-5x5), keeping the family's Adam and 16-step rollouts
+    for env_id in ("mmrl/GoTo-5x5-v0", "mmrl/PickUp-5x5-v0"):
+        a2c = resolve_config("a2c", env_id)
+        assert (a2c.image_encoder, a2c.fusion, a2c.hyperparams["n_steps"]) == ("factored_locate", "film", 16), env_id
+        assert a2c.hyperparams["use_rms_prop"] is False and a2c.timesteps == 500_000, env_id
+    assert resolve_config("a2c", "mmrl/Sequence-5x5-v0").image_encoder == "factored"
 
 
 def test_visual_query_preset_reads_scenes_cell_by_cell_and_pools_them(tmp_path):
