@@ -41,9 +41,9 @@ def policy_kwargs(
 
       These are the one-line path for other people's envs (``auto_wrap`` + ``policy_kwargs()``), measured with
       ``benchmarks/other_envs.py`` (PPO n_steps 128, batch 256, 4 epochs, lr 1e-3, 16 envs; frames until 0.90
-      training success over 200 episodes, median of 3 seeds): BabyAI-GoToLocal-v0 341k frames and
-      BabyAI-PickupLoc-v0 1.07M, where gated attention, concatenation and a plain CNN + GRU + concat extractor
-      levelled off (GoToLocal 0.65-0.75, PickupLoc 0.3-0.45 up to 1M); BabyAI-GoToRedBall-v0 45k (seed 0:
+      training success over 200 episodes, median of 3 seeds): BabyAI-GoToLocal-v0 294k frames and
+      BabyAI-PickupLoc-v0 882k, where gated attention, concatenation and a plain CNN + GRU + concat extractor
+      levelled off (GoToLocal 0.65-0.75, PickupLoc 0.3-0.45 up to 1M); BabyAI-GoToRedBall-v0 47k (seed 0:
       concatenation 67k, gated attention 83k; the plain extractor 128k); a 72x72 RGB env with a ``spaces.Text``
       colour instruction 95k with gated attention (concatenation 175k, the plain extractor 224k). mmrl's own
       presets (``agents/*.yaml``) name their network where it was measured.
