@@ -36,8 +36,9 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   to, which the second layer combines (the preset of PickUp-v0 and of VisualQuery-Count/-Exists, whose read-out
   pools the map: Exists' held-out combinations 0.915 against 0.775 with ``"factored_words"``, median of 3 seeds).
 * ``"factored_locate"``: ``"factored_match"`` whose scores are each a softmax over the map (where the colour
-  named is), so none says which word was named without saying where (the preset of GoTo-5x5, PickUp-5x5 and
-  GoTo-v0: their held-out combinations 0.94, 0.975 and 0.95, median of 3 seeds).
+  named is), so none says which word was named without saying where (the PPO preset of GoTo-5x5, PickUp-5x5,
+  GoTo-v0 and GoTo-12x12: their held-out combinations 0.94, 0.975, 0.95 and 0.715, median of 3 seeds; the DQN and
+  A2C presets of the two 5x5 rooms).
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
 128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"factored"`` for an
