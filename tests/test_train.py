@@ -202,8 +202,11 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
         # one named object: the instruction reaches the cells through match scores (PickUp-v0's held-out
         # combinations 0.64 -> 0.955, median of 3 seeds), GoTo-v0's scores each a softmax over the map (0.825 -> 0.95),
         # GoTo-12x12's too (0.50 -> 0.715, greedy 0.89 -> 0.915)
-        encoders = {"mmrl/GoTo-v0": "factored_locate", "mmrl/GoTo-12x12-v0": "factored_locate"}
-        encoder = {**encoders, "mmrl/PickUp-v0": "factored_match"}.get(env_id, "factored")
+        encoder = {
+            "mmrl/GoTo-v0": "factored_locate",
+            "mmrl/GoTo-12x12-v0": "factored_locate",
+            "mmrl/PickUp-v0": "factored_match",
+        }.get(env_id, "factored")
         assert (config.image_encoder, config.fusion, config.image_channels) == (encoder, "film", 48), env_id
         assert config.hyperparams["gamma"] == 0.9 and config.hyperparams["n_epochs"] == 8, env_id
         assert config.timesteps == budget, env_id
