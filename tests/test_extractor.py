@@ -130,18 +130,7 @@ OTHER_CONTRACTS = {
 @pytest.mark.parametrize("fusion", FUSIONS)
 @pytest.mark.parametrize(
     "image_encoder",
-    [
-        "auto",
-        "patch",
-        "small",
-        "impala",
-        "nature",
-        "pointwise",
-        "factored",
-        "factored_words",
-        "factored_match",
-        "factored_locate",
-    ],
+    IMAGE_ENCODER_CHOICES,
 )
 @pytest.mark.parametrize("contract", OTHER_CONTRACTS)
 def test_other_contracts(contract: str, image_encoder: str, fusion: str):
@@ -248,17 +237,7 @@ def test_image_scaling():
 
 @pytest.mark.parametrize(
     "image_encoder",
-    [
-        "patch",
-        "small",
-        "nature",
-        "impala",
-        "pointwise",
-        "factored",
-        "factored_words",
-        "factored_match",
-        "factored_locate",
-    ],
+    list(IMAGE_ENCODERS),
 )
 def test_scale_folded_into_the_first_conv_equals_scaling_the_image(image_encoder: str):
     """``normalized_images=False`` on raw pixels == ``True`` on pixels / 255: outputs and gradients, the latter up to
@@ -323,6 +302,59 @@ def test_integer_coded_grids_are_embedded_cell_by_cell():
     assert table.grad is not None and table.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="embed_cells=True needs integer-coded image grids"):
         MultimodalExtractor(contract_space(), embed_cells=True)
+
+
+@pytest.mark.parametrize("image_encoder", ["patch", "factored", "factored_match"])
+def test_blank_empty_cells_reads_no_colour_where_minigrid_codes_red(image_encoder: str):
+    from mmrl.extractor.image_encoders import EMPTY_KINDS, CellEmbedding
+
+    high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (5, 5, 3))
+    grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)
+    space = spaces.Dict({"image": grid, "mission": spaces.Box(0, 9, (6,), np.int64)})
+    ids_BCHW = torch.zeros(1, 3, 5, 5)
+    ids_BCHW[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # empty: MiniGrid's colour 0 (red), state 0
+    ids_BCHW[0, :, 0, 1] = torch.tensor([5.0, 0.0, 0.0])  # a red key
+    ids_BCHW[0, :, 0, 2] = torch.tensor([0.0, 3.0, 2.0])  # unseen, whatever the other codes say
+    ids_BCHW[0, :, 0, 3] = torch.tensor([1.0, 0.0, 2.0])  # empty with another state
+    dim = 4
+
+    def colour_and_state(embedding: CellEmbedding, column: int) -> torch.Tensor:
+        vectors = embedding(ids_BCHW)[0, :, 0, column]
+        return (
+            vectors[dim:]
+            if embedding.combine == "concat"
+            else vectors - embedding.embedding.weight[int(ids_BCHW[0, 0, 0, column])]
+        )
+
+    blanked = MultimodalExtractor(
+        space, image_encoder=image_encoder, fusion="film", cell_dim=dim, blank_empty_cells=True
+    )
+    embedding = blanked.image_encoders[0].cell_embedding
+    assert isinstance(embedding, CellEmbedding) and embedding.blank_kinds == EMPTY_KINDS
+    assert embedding.embedding.num_embeddings == 11 + (6 + 1) + (3 + 1)  # one "none" value per later channel
+    empty = colour_and_state(embedding, 0)
+    torch.testing.assert_close(colour_and_state(embedding, 2), empty)  # unseen and empty: the same "none"
+    torch.testing.assert_close(colour_and_state(embedding, 3), empty)
+    assert not torch.allclose(colour_and_state(embedding, 1), empty)  # only the key reads red
+    blanked(random_observations(space, 3)).sum().backward()  # trains end to end
+
+    plain = MultimodalExtractor(space, image_encoder=image_encoder, fusion="film", cell_dim=dim)
+    embedding = plain.image_encoders[0].cell_embedding
+    assert isinstance(embedding, CellEmbedding) and embedding.embedding.num_embeddings == 11 + 6 + 3
+    torch.testing.assert_close(colour_and_state(embedding, 0), colour_and_state(embedding, 1))  # empty reads red
+
+
+def test_blank_empty_cells_refuses_pictures_and_non_bools():
+    from mmrl.extractor.image_encoders import CellEmbedding
+
+    with pytest.raises(ValueError, match="blank_empty_cells=True reads integer-coded grids"):
+        MultimodalExtractor(contract_space(), blank_empty_cells=True)
+    high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (5, 5, 3))
+    grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)
+    with pytest.raises(TypeError, match="blank_empty_cells must be True or False"):
+        MultimodalExtractor(spaces.Dict({"image": grid}), blank_empty_cells="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least two channels"):
+        CellEmbedding((11,), 4, blank_kinds=2)
 
 
 def test_auto_picks_the_factored_film_network_on_grids_and_gated_attention_on_pictures():
@@ -873,7 +905,7 @@ def test_auto_fusion_gates_images_by_the_instruction_and_falls_back_to_concat():
 
 @pytest.mark.parametrize(
     "encoder",
-    ["patch", "small", "impala", "pointwise", "factored", "factored_words", "factored_match", "factored_locate"],
+    [name for name in IMAGE_ENCODERS if name != "nature"],  # nature has fixed widths
 )
 def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder: str):
     space = cell_grid_space()
@@ -883,9 +915,9 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
     # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
     assert convolutions[0].in_channels == (3 * 24 if encoder.startswith("factored") else 24)
-    # factored_match, factored_locate: 4 match channels per attribute group
+    # factored_match, factored_locate, factored_bilinear: 4 match channels per attribute group
     assert {conv.out_channels for conv in convolutions} == (
-        {48, 12} if encoder in ("factored_match", "factored_locate") else {48}
+        {48, 12} if encoder in ("factored_match", "factored_locate", "factored_bilinear") else {48}
     )
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
@@ -922,7 +954,7 @@ def test_factored_encoder_reads_each_cell_attribute_on_its_own_before_combining_
     assert features_BF.shape == (2, 128) and torch.isfinite(features_BF).all()
 
 
-@pytest.mark.parametrize("encoder", ["factored_match", "factored_locate"])
+@pytest.mark.parametrize("encoder", ["factored_match", "factored_locate", "factored_bilinear"])
 def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_its_own_match_scores(encoder):
     """``image_encoder="factored_match"`` and ``"factored_locate"``: what the second layer reads is the
     unconditioned attribute groups (the instruction changes none of them) and per-group match scores (each moved by
@@ -954,7 +986,7 @@ def test_factored_match_lets_the_instruction_reach_each_attribute_only_through_i
     assert changed_C.nonzero().flatten().tolist() == [c for c in colour_channels if changed_C[c]]
     assert changed_C[16:32].any() and changed_C[52:56].any()
     # ... at that cell only; "factored_locate" normalises its scores over the map, so they move everywhere
-    moved = plain - other_colour if encoder == "factored_match" else plain[:, :48] - other_colour[:, :48]
+    moved = plain[:, :48] - other_colour[:, :48] if encoder == "factored_locate" else plain - other_colour
     assert ((moved.abs().amax(dim=(0, 1)) > 0).nonzero().tolist()) == [[2, 3]]
     if encoder == "factored_locate":  # each score is a distribution over the map's cells
         torch.testing.assert_close(plain[:, 48:].sum(dim=(2, 3)), torch.ones(2, 12))
@@ -983,6 +1015,29 @@ def test_factored_locate_scores_carry_no_trace_of_the_instruction_where_no_cell_
         torch.testing.assert_close(inputs[:, 48:], torch.full((2, 12, 7, 7), 1 / 49))
 
 
+@pytest.mark.parametrize(("encoder", "word_offset"), [("factored_match", True), ("factored_bilinear", False)])
+def test_factored_bilinear_scores_have_no_part_from_the_words_alone(encoder: str, word_offset: bool):
+    """The match layer of ``"factored_match"`` reads ``gamma(words) * x + beta(words)``; that of
+    ``"factored_bilinear"`` reads ``gamma(words) * x``, so a cell whose group features are zero scores the same
+    whatever was named."""
+    torch.manual_seed(0)
+    space = cell_grid_space()
+    extractor = MultimodalExtractor(space, image_encoder=encoder, fusion="film", image_channels=48)
+    module = extractor.image_encoders[0]
+    match_inputs: list[torch.Tensor] = []
+    module.match.register_forward_hook(lambda layer, inputs, output: match_inputs.append(inputs[0]))
+    observations = random_observations(space, 2)
+    with torch.no_grad():
+        extractor(observations)
+        gamma_BC11, beta_BC11 = extractor.fusion.modulations(
+            [extractor.encode_text("mission", observations["mission"])]
+        )[0][0]
+        cells_BCHW = module.stages[0](module.cell_embedding(observations["image"]))
+    expected = cells_BCHW * gamma_BC11 + (beta_BC11 if word_offset else 0)
+    torch.testing.assert_close(match_inputs[0], expected)
+    assert beta_BC11.abs().amax() > 0  # the offset exists; only factored_match passes it on
+
+
 def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_to():
     """With ``image_encoder="factored"`` on cells, FiLM modulates the first stage only (from the sentence vector);
     with ``"factored_words"``, each of its attribute groups from the words it attends to (a group attending to one
@@ -994,6 +1049,7 @@ def test_film_conditions_each_factored_attribute_group_on_the_words_it_attends_t
         "factored_words": [FiLMStage(48, 3), None],
         "factored_match": [FiLMStage(48, 3), None],
         "factored_locate": [FiLMStage(48, 3), None],
+        "factored_bilinear": [FiLMStage(48, 3), None],
         "factored": [FiLMStage(48, 1), None],
         "pointwise": [None, FiLMStage(48)],
         "patch": [None, FiLMStage(48)],

@@ -20,6 +20,7 @@ from torch import nn
 from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
 from mmrl.extractor.image_encoders import (
     AUTO_GRID_CHANNELS,
+    EMPTY_KINDS,
     IMAGE_ENCODER_CHOICES,
     ImageEncoder,
     build_image_encoder,
@@ -121,7 +122,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"``,
-            ``"factored"``, ``"factored_words"``, ``"factored_match"`` or ``"factored_locate"``.
+            ``"factored"``, ``"factored_words"``, ``"factored_match"``, ``"factored_locate"`` or
+            ``"factored_bilinear"``.
             ``"auto"`` picks ``"factored"`` (48 channels unless ``image_channels`` says otherwise) for embedded
             integer-coded grids, ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
@@ -144,6 +146,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.image_encoders.CellEmbedding`),
             ``False`` scales the ids to [0, 1] like pictures, ``True`` requires every image key to be such a grid.
         cell_dim: Width of the cell embeddings (the channels the image encoder reads).
+        blank_empty_cells: Read the colour and state of unseen and empty cells (MiniGrid's kinds 0 and 1, which it
+            codes with colour 0, red, and state 0) as "none", so that red is only ever a red object
+            (:class:`~mmrl.extractor.image_encoders.CellEmbedding`); embedded grids only.
         text_model: ``text_encoder="hf"`` only: a local Hugging Face model directory
             (:mod:`mmrl.extractor.hf_text`).
         text_vocabulary: ``text_encoder="hf"`` only: the words of token ids 2, 3, ... (default: mmrl's vocabulary).
@@ -183,6 +188,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         normalized_images: bool = True,
         embed_cells: bool | None = None,
         cell_dim: int = 16,
+        blank_empty_cells: bool = False,
         text_model: str | None = None,
         text_vocabulary: list[str] | None = None,
         pretrained: str | None = None,
@@ -200,6 +206,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         vector_dim = check_dimension("vector_dim", vector_dim)
         fusion_dim = check_dimension("fusion_dim", fusion_dim)
         cell_dim = check_dimension("cell_dim", cell_dim)
+        if not isinstance(blank_empty_cells, bool):
+            raise TypeError(f"blank_empty_cells must be True or False, got {type(blank_empty_cells).__name__}")
         if image_channels is not None:
             image_channels = check_dimension("image_channels", image_channels, none_allowed=True)
             if 9 * image_channels**2 > MAX_LAYER_PARAMETERS:
@@ -242,7 +250,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             else:
                 _, height, width = image_input.shape_CHW
                 encoder = build_image_encoder(encoder_name, (cell_dim, height, width), channels)
-                encoder = encoder.embed_cells(image_input.categories)
+                encoder = encoder.embed_cells(image_input.categories, EMPTY_KINDS if blank_empty_cells else 0)
             image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:
@@ -256,6 +264,11 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             flat_dim = get_flattened_obs_dim(subspaces[key])
             check_layer_parameters(f"the encoder of vector key {key[:100]!r}", flat_dim, vector_dim)
             vector_inputs.append((key, nn.Sequential(nn.Flatten(), nn.Linear(flat_dim, vector_dim), nn.ReLU())))
+        if blank_empty_cells and not any(image_input.categories is not None for _, image_input, _ in image_inputs):
+            raise ValueError(
+                "blank_empty_cells=True reads integer-coded grids (MiniGrid's object/colour/state cells), and no "
+                "image key is one here; leave it False (for an mmrl env, set env_kwargs image_mode=symbolic)"
+            )
         if not image_inputs and not text_inputs and not vector_inputs:
             raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
         grids = bool(image_inputs) and all(image_input.categories is not None for _, image_input, _ in image_inputs)

@@ -77,7 +77,7 @@ def policy_kwargs(
         net_arch: SB3 ``net_arch`` of the heads (default ``[64]``).
         **extractor_kwargs: Further :class:`MultimodalExtractor` arguments (``image_keys``, ``text_keys``,
             ``ignore_keys``, ``text_dim``, ``vector_dim``, ``fusion_dim``, ``cache_text``, ``normalized_images``,
-            ``embed_cells``, ``cell_dim``, ``image_pool``).
+            ``embed_cells``, ``cell_dim``, ``blank_empty_cells``, ``image_pool``).
 
     Returns:
         ``{"features_extractor_class": MultimodalExtractor, "features_extractor_kwargs": {...}, "net_arch": ...,

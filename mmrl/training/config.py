@@ -17,6 +17,7 @@ EXTRACTOR_FIELDS = (
     "image_pool",
     "image_channels",
     "cell_dim",
+    "blank_empty_cells",
     "features_dim",
     "net_arch",
     "text_model",
@@ -61,6 +62,9 @@ class TrainConfig:
     by qlearning."""
     cell_dim: int | None = None
     """Width of the cell embeddings of symbolic grids (``None``: 16); ignored by qlearning."""
+    blank_empty_cells: bool | None = None
+    """Whether symbolic grids read the colour and state of unseen and empty cells as "none" instead of MiniGrid's
+    colour 0 (red) and state 0 (``None``: False); ignored by qlearning."""
     pretrained: str | None = None
     """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
     freeze: str | None = None

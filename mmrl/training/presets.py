@@ -62,6 +62,7 @@ CONFIG_KEYS: dict[str, str] = {
     "image_pool": _S,
     "image_channels": "int|None",  # null: the encoder's own widths
     "cell_dim": _I,
+    "blank_empty_cells": "bool|None",
     "learning_rate_schedule": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
