@@ -260,20 +260,17 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
 def test_single_target_5x5_presets_let_the_instruction_reach_the_cells_through_match_scores():
     """GoTo-5x5 and PickUp-5x5 read cells with ``factored_locate`` (held-out combinations 0.885 -> 0.94 and 0.965
     -> 0.975 against ``factored_match``, 0.93 and 0.83 against ``factored``, medians of 3 seeds); VisualQuery's
-    Count and Exists, which pool the map, with ``factored_match``; Sequence-5x5, whose instruction names two
+    Count and Exists, which pool the map, with ``factored_bilinear``; Sequence-5x5, whose instruction names two
     objects, keeps ``factored``."""
     for env_id in ("mmrl/GoTo-5x5-v0", "mmrl/PickUp-5x5-v0"):
         config = resolve_config("ppo", env_id)
         assert (config.image_encoder, config.fusion, config.image_channels) == ("factored_locate", "film", 48), env_id
         assert config.env_kwargs["image_mode"] == "symbolic" and config.hyperparams["gamma"] == 0.9, env_id
-    # held-out pairs: Exists 0.775 -> 0.915 (factored_words -> factored_match), Count 0.63 -> 0.88 -> 0.955
-    # (factored_words -> factored_match -> factored_bilinear, whose scores carry no part from the words alone)
-    for env_id, encoder in (
-        ("mmrl/VisualQuery-Count-v0", "factored_bilinear"),
-        ("mmrl/VisualQuery-Exists-v0", "factored_match"),
-    ):
+    # held-out pairs, factored_words -> factored_match -> factored_bilinear (whose scores carry no part from the
+    # words alone): Count 0.63 -> 0.88 -> 0.955, Exists 0.775 -> 0.915 -> 0.925 (worst seed 0.615 -> 0.85)
+    for env_id in ("mmrl/VisualQuery-Count-v0", "mmrl/VisualQuery-Exists-v0"):
         config = resolve_config("ppo", env_id)
-        assert (config.image_encoder, config.image_pool, config.fusion) == (encoder, "max_sum", "film"), env_id
+        assert (config.image_encoder, config.image_pool, config.fusion) == ("factored_bilinear", "max_sum", "film")
     assert resolve_config("ppo", "mmrl/VisualQuery-Colour-v0").image_encoder == "factored_words"
     assert resolve_config("ppo", "mmrl/Sequence-5x5-v0").image_encoder == "factored"
     # DQN too: held-out combinations 0.685 -> 0.915 (GoTo-5x5) and 0.81 -> 0.99 (PickUp-5x5), medians of 3 seeds

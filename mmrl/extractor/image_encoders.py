@@ -33,14 +33,15 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   answered at 0.95, against 0.49 with ``"pointwise"``).
 * ``"factored_match"``: ``"factored_words"`` whose map never sees the instruction and two attributes at once: the
   first layer stays unconditioned and each attribute group adds a few match scores against the words it attends
-  to, which the second layer combines (the preset of PickUp-v0 and of VisualQuery-Count/-Exists, whose read-out
-  pools the map: Exists' held-out combinations 0.915 against 0.775 with ``"factored_words"``, median of 3 seeds).
+  to, which the second layer combines (the preset of PickUp-v0; on VisualQuery-Exists, whose read-out pools the
+  map, held-out combinations 0.915 against 0.775 with ``"factored_words"``, median of 3 seeds).
 * ``"factored_locate"``: ``"factored_match"`` whose scores are each a softmax over the map (where the colour
   named is), so none says which word was named without saying where (the PPO preset of GoTo-5x5, PickUp-5x5,
   GoTo-v0 and GoTo-12x12: their held-out combinations 0.94, 0.975, 0.95 and 0.715, median of 3 seeds; the DQN and
   A2C presets of the two 5x5 rooms).
 * ``"factored_bilinear"``: ``"factored_match"`` whose scores have no part from the words alone (``W (gamma(words)
-  * x)``), unnormalised, so a pooled read-out still counts (the preset of VisualQuery-Count).
+  * x)``), unnormalised, so a pooled read-out still counts (the preset of VisualQuery-Count and -Exists: held-out
+  combinations 0.955 and 0.925, median of 3 seeds, against 0.88 and 0.915 with ``"factored_match"``).
 
 :func:`build_image_encoder` builds one, with every convolution ``image_channels`` wide if asked (BabyAI 1.1 uses
 128 channels). :func:`resolve_image_encoder` turns ``"auto"`` into a concrete name: ``"factored"`` for an
@@ -485,9 +486,10 @@ class FactoredBilinearCNN(FactoredMatchCNN):
     can form. Here the score is bilinear in the cell's features and the words, so it is zero wherever the cell's
     group features are, and it says which word was named only through how the cell answers it. Unlike
     :class:`FactoredLocateCNN` it is not normalised over the map, so a pooled read-out still counts.
-    On mmrl/VisualQuery-Count-v0 the held-out combinations rose from 0.88 (:class:`FactoredMatchCNN`) to 0.955 on
-    seed 0 (benchmarks/RESULTS.md, "VisualQuery: encoders and held-out combinations"). On pictures it is
-    :class:`PointwiseCNN`.
+    Held-out combinations, median of 3 seeds: mmrl/VisualQuery-Count-v0 0.955 (0.88 with :class:`FactoredMatchCNN`,
+    whose misses were all "red keys", the colour MiniGrid's codes give every empty cell), mmrl/VisualQuery-Exists-v0
+    0.925 (0.915; its worst seed 0.85 against 0.615) (benchmarks/RESULTS.md, "VisualQuery: encoders and held-out
+    combinations"). On pictures it is :class:`PointwiseCNN`.
 
     Example:
         >>> import mmrl
