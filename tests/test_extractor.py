@@ -268,7 +268,7 @@ def test_policy_kwargs_leave_the_division_to_the_extractor():
 
 
 def test_integer_coded_grids_are_embedded_cell_by_cell():
-    from mmrl.extractor.image_encoders import CellEmbedding
+    from mmrl.extractor.cell_embedding import CellEmbedding
     from mmrl.extractor.roles import cell_categories
 
     high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (7, 7, 3))
@@ -306,7 +306,7 @@ def test_integer_coded_grids_are_embedded_cell_by_cell():
 
 @pytest.mark.parametrize("image_encoder", ["patch", "factored", "factored_match"])
 def test_blank_empty_cells_reads_no_colour_where_minigrid_codes_red(image_encoder: str):
-    from mmrl.extractor.image_encoders import EMPTY_KINDS, CellEmbedding
+    from mmrl.extractor.cell_embedding import EMPTY_KINDS, CellEmbedding
 
     high = np.broadcast_to(np.array([10, 5, 2], dtype=np.uint8), (5, 5, 3))
     grid = spaces.Box(np.zeros_like(high), high.copy(), dtype=np.uint8)
@@ -345,7 +345,7 @@ def test_blank_empty_cells_reads_no_colour_where_minigrid_codes_red(image_encode
 
 
 def test_blank_empty_cells_refuses_pictures_and_non_bools():
-    from mmrl.extractor.image_encoders import CellEmbedding
+    from mmrl.extractor.cell_embedding import CellEmbedding
 
     with pytest.raises(ValueError, match="blank_empty_cells=True reads integer-coded grids"):
         MultimodalExtractor(contract_space(), blank_empty_cells=True)

@@ -17,10 +17,10 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from mmrl.extractor.cell_embedding import EMPTY_KINDS
 from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
 from mmrl.extractor.image_encoders import (
     AUTO_GRID_CHANNELS,
-    EMPTY_KINDS,
     IMAGE_ENCODER_CHOICES,
     ImageEncoder,
     build_image_encoder,
@@ -143,12 +143,12 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             encoded directly (it costs no more than the bookkeeping).
         normalized_images: Whether the policy already divides ``[0, 255]`` ``uint8`` images by 255.
         embed_cells: How to read integer-coded grids (MiniGrid's symbolic view): ``None`` detects them
-            (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.image_encoders.CellEmbedding`),
+            (:func:`cell_categories`) and embeds every cell (:class:`~mmrl.extractor.cell_embedding.CellEmbedding`),
             ``False`` scales the ids to [0, 1] like pictures, ``True`` requires every image key to be such a grid.
         cell_dim: Width of the cell embeddings (the channels the image encoder reads).
         blank_empty_cells: Read the colour and state of unseen and empty cells (MiniGrid's kinds 0 and 1, which it
             codes with colour 0, red, and state 0) as "none", so that red is only ever a red object
-            (:class:`~mmrl.extractor.image_encoders.CellEmbedding`); embedded grids only.
+            (:class:`~mmrl.extractor.cell_embedding.CellEmbedding`); embedded grids only.
         text_model: ``text_encoder="hf"`` only: a local Hugging Face model directory
             (:mod:`mmrl.extractor.hf_text`).
         text_vocabulary: ``text_encoder="hf"`` only: the words of token ids 2, 3, ... (default: mmrl's vocabulary).
