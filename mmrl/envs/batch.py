@@ -22,6 +22,10 @@ from mmrl.envs.task import Task
 from mmrl.limits import check_limit
 
 OBSERVATIONS = ("image", "compact")
+#: Largest ``frame_stack``.
+MAX_FRAME_STACK = 16
+#: Largest ``action_history``.
+MAX_ACTION_HISTORY = 64
 
 
 class GridBatch:
@@ -42,6 +46,12 @@ class GridBatch:
             (:func:`mmrl.engine.view.observe`).
         show_carried: Show what the agent carries in its cell of the egocentric window (``view="agent"``).
         show_visited: Show the cells the agent has stood on this episode as grey floor.
+        frame_stack: Image observations hold the last this many frames, oldest first, stacked along the channel
+            axis (``(H, W, 3 * frame_stack)``, or ``(3 * frame_stack, H, W)`` channel first); a new episode starts
+            with copies of its first frame. 1: the current frame only.
+        action_history: Add an ``"actions"`` key: the agent's last this many actions, oldest first, as a
+            ``MultiDiscrete`` of ``n_actions + 1`` values each (``n_actions``: none yet, at the start of an
+            episode). 0: no such key.
     """
 
     def __init__(
@@ -57,6 +67,8 @@ class GridBatch:
         show_progress: bool = False,
         show_carried: bool = False,
         show_visited: bool = False,
+        frame_stack: int = 1,
+        action_history: int = 0,
     ) -> None:
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -81,6 +93,19 @@ class GridBatch:
         check_bool("show_visited", show_visited, " (True shows the cells the agent has stood on as grey floor)")
         if show_visited and task.is_question:
             raise ValueError("show_visited=True needs an agent that moves; question tasks have none: leave it False")
+        if check_int("frame_stack", frame_stack, 1) > MAX_FRAME_STACK:
+            raise ValueError(f"frame_stack must be an int in [1, {MAX_FRAME_STACK}], got {frame_stack!r}")
+        if frame_stack > 1 and observation != "image":
+            raise ValueError(
+                f"frame_stack={frame_stack} stacks image observations; observation={observation!r} has none"
+            )
+        if check_int("action_history", action_history, 0) > MAX_ACTION_HISTORY:
+            raise ValueError(f"action_history must be an int in [0, {MAX_ACTION_HISTORY}], got {action_history!r}")
+        if action_history and (observation != "image" or task.is_question):
+            raise ValueError(
+                f"action_history={action_history} adds the agent's last actions to image observations; it needs "
+                f"observation='image' and a task with an agent (not a question task)"
+            )
         if not isinstance(n_worlds, int) or n_worlds < 1:
             raise ValueError(f"the number of environments must be a positive int, got {n_worlds!r}")
         check_limit("grid side", max(task.height, task.width), "max_grid_side")
@@ -95,14 +120,22 @@ class GridBatch:
         self.show_progress = bool(show_progress)
         self.show_carried = bool(show_carried)
         self.show_visited = bool(show_visited)
+        self.frame_stack = int(frame_stack)
+        self.action_history = int(action_history)
+        #: The last ``action_history`` actions of each world, oldest first (``task.n_actions``: none yet).
+        self.actions_NK = np.full((n_worlds, self.action_history), task.n_actions, dtype=np.int64)
         self.tokenizer = make_tokenizer()
         self.world = WorldState(n_worlds, task.height, task.width)
         self.rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(n_worlds)]
         self.tokens_NL = np.zeros((n_worlds, self.tokenizer.max_length), dtype=np.int64)
         self._watch_cells: tuple[np.ndarray, np.ndarray] | None = None
-        self.observation_space = self._observation_space()
-        image_bytes = int(np.prod(self.image_shape())) * n_worlds
+        image_bytes = int(np.prod(self.image_shape())) * n_worlds * self.frame_stack
         check_limit("bytes of a batch of image observations", image_bytes, "max_obs_bytes")
+        self.observation_space = self._observation_space()
+        #: The last ``frame_stack`` frames of each world, oldest first (``frame_stack > 1`` only).
+        self._frames_NK: np.ndarray | None = None
+        #: Worlds reset since they were last observed: their next observation fills the stack with its frame.
+        self._fresh_N = np.ones(n_worlds, dtype=bool)
 
     @property
     def n_worlds(self) -> int:
@@ -110,6 +143,7 @@ class GridBatch:
 
     # ------------------------------------------------------------------ spaces
     def image_shape(self) -> tuple[int, int, int]:
+        """Shape of one frame (``frame_stack`` of them make an image observation)."""
         cells_h, cells_w = (
             (self.view_size, self.view_size) if self.view == "agent" else (self.task.height, self.task.width)
         )
@@ -117,20 +151,31 @@ class GridBatch:
             cells_h, cells_w = cells_h * self.tile_size, cells_w * self.tile_size
         return (3, cells_h, cells_w) if self.channels_first else (cells_h, cells_w, 3)
 
+    def image_shape_hwc(self) -> tuple[int, int, int]:
+        """Shape of one frame, channel last (how frames are drawn and stacked)."""
+        shape = self.image_shape()
+        return (shape[1], shape[2], shape[0]) if self.channels_first else shape
+
     def _observation_space(self) -> spaces.Space:
         if self.observation == "compact":
             return spaces.MultiDiscrete(self._compact_nvec())
+        channel_axis = 0 if self.channels_first else -1
         if self.image_mode == "rgb":
             image = spaces.Box(0, 255, self.image_shape(), dtype=np.uint8)
         else:
             high = np.zeros(self.image_shape(), dtype=np.uint8)
-            channel_axis = 0 if self.channels_first else -1
             maxima = np.array([N_KINDS - 1, N_COLOURS - 1, max(N_STATES - 1, 3)], dtype=np.uint8)
             shape = [1, 1, 1]
             shape[channel_axis] = 3
             high[...] = maxima.reshape(shape)
             image = spaces.Box(np.zeros_like(high), high, dtype=np.uint8)
-        return spaces.Dict({"image": image, "mission": self.tokenizer.space()})
+        if self.frame_stack > 1:
+            high = np.concatenate([image.high] * self.frame_stack, axis=channel_axis)
+            image = spaces.Box(np.zeros_like(high), high, dtype=np.uint8)
+        observation: dict[str, spaces.Space] = {"image": image, "mission": self.tokenizer.space()}
+        if self.action_history:
+            observation["actions"] = spaces.MultiDiscrete(np.full(self.action_history, self.task.n_actions + 1))
+        return spaces.Dict(observation)
 
     def set_watch_cells(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Cells whose door state / object presence the compact observation reports (fixed levels)."""
@@ -160,6 +205,8 @@ class GridBatch:
             layout = self.task.generate(self.rngs[i])
             self.world.load_layout(i, layout)
             self.tokens_NL[i] = self.tokenizer.encode(layout.mission)
+            self._fresh_N[i] = True
+            self.actions_NK[i] = self.task.n_actions
 
     # ------------------------------------------------------------------ stepping and observing
     def validate_actions(self, actions: np.ndarray) -> np.ndarray:
@@ -184,6 +231,9 @@ class GridBatch:
         return array
 
     def step(self, actions_N: np.ndarray) -> StepResult:
+        if self.action_history:
+            self.actions_NK[:, :-1] = self.actions_NK[:, 1:]
+            self.actions_NK[:, -1] = actions_N
         if self.task.is_question:
             return step_question(self.world, actions_N)
         return step_navigation(self.world, actions_N, self.task.max_steps, self.task.wrong_object)
@@ -208,10 +258,36 @@ class GridBatch:
             self.show_carried,
             self.show_visited,
         )
-        if self.channels_first:
+        if self.frame_stack > 1:
+            image = self._stack_frames(image, np.arange(self.n_worlds) if indices is None else np.asarray(indices))
+        elif self.channels_first:
             image = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
         tokens = self.tokens_NL.copy() if indices is None else self.tokens_NL[indices]
+        if self.action_history:
+            actions = self.actions_NK.copy() if indices is None else self.actions_NK[indices]
+            return {"image": image, "mission": tokens, "actions": actions}
         return {"image": image, "mission": tokens}
+
+    def _stack_frames(self, frames_nHWC: np.ndarray, rows_n: np.ndarray) -> np.ndarray:
+        """Push the new frames of worlds ``rows_n`` onto their stacks and return the stacks as images.
+
+        Every observation of a world advances its stack by one frame (the envs observe each world once per reset
+        and once per step); a world reset since its last observation starts a stack of copies of its new frame.
+        """
+        k = self.frame_stack
+        if self._frames_NK is None:
+            self._frames_NK = np.zeros((self.n_worlds, k, *frames_nHWC.shape[1:]), dtype=frames_nHWC.dtype)
+        stacks_nK = self._frames_NK[rows_n]
+        fresh_n = self._fresh_N[rows_n]
+        stacks_nK[~fresh_n] = np.roll(stacks_nK[~fresh_n], -1, axis=1)
+        stacks_nK[fresh_n] = frames_nHWC[fresh_n, None]
+        stacks_nK[:, -1] = frames_nHWC
+        self._frames_NK[rows_n] = stacks_nK
+        self._fresh_N[rows_n] = False
+        n, height, width, channels = frames_nHWC.shape
+        if self.channels_first:  # (n, K, H, W, C) -> (n, K * C, H, W): frame by frame, each frame's channels
+            return np.ascontiguousarray(stacks_nK.transpose(0, 1, 4, 2, 3)).reshape(n, k * channels, height, width)
+        return np.ascontiguousarray(stacks_nK.transpose(0, 2, 3, 1, 4)).reshape(n, height, width, k * channels)
 
     def compact(self, world: WorldState | None = None) -> np.ndarray:
         w = self.world if world is None else world
@@ -238,12 +314,18 @@ class GridBatch:
     # ------------------------------------------------------------------ checkpoints
     def get_state(self) -> dict:
         """Everything needed to continue exactly: world arrays, missions, tokens and RNG states."""
-        return {
+        state = {
             "arrays": self.world.to_arrays(),
             "missions": list(self.world.missions),
             "tokens_NL": self.tokens_NL.copy(),
             "rng_states": [rng.bit_generator.state for rng in self.rngs],
         }
+        if self.action_history:
+            state["actions_NK"] = self.actions_NK.copy()
+        if self.frame_stack > 1:
+            state["fresh_N"] = self._fresh_N.copy()
+            state["frames_NK"] = None if self._frames_NK is None else self._frames_NK.copy()
+        return state
 
     def set_state(self, state: dict) -> None:
         self.world.load_arrays(state["arrays"], state["missions"])
@@ -252,3 +334,15 @@ class GridBatch:
             raise ValueError(f"saved state has {len(state['rng_states'])} worlds, this batch {self.n_worlds}")
         for rng, rng_state in zip(self.rngs, state["rng_states"], strict=True):
             rng.bit_generator.state = rng_state
+        if self.action_history:
+            actions = np.asarray(state.get("actions_NK", self.actions_NK))
+            if actions.shape != self.actions_NK.shape or not np.issubdtype(actions.dtype, np.integer):
+                raise ValueError(f"saved action history has shape {actions.shape}, this batch {self.actions_NK.shape}")
+            self.actions_NK[...] = np.clip(actions, 0, self.task.n_actions)
+        if self.frame_stack > 1:
+            frames = state.get("frames_NK")
+            expected = (self.n_worlds, self.frame_stack, *self.image_shape_hwc())
+            if frames is not None and tuple(np.shape(frames)) != expected:
+                raise ValueError(f"saved frame stacks have shape {np.shape(frames)}, this batch {expected}")
+            self._frames_NK = None if frames is None else np.array(frames, dtype=np.uint8)
+            self._fresh_N = np.array(state.get("fresh_N", np.ones(self.n_worlds, dtype=bool)), dtype=bool)

@@ -59,6 +59,14 @@ class GridEnv(gym.Env):
             floor (symbolic ``(FLOOR, GREY, 0)``; RGB: a grey floor tile; also in :meth:`render`), so a policy
             without memory can tell searched ground from new ground. On ``mmrl/GoTo-12x12-v0`` it did not lift
             greedy success (its loops are mostly turns in place, which leave the trail unchanged).
+        frame_stack: The image holds the last this many frames, oldest first, stacked along the channel axis
+            (``(H, W, 3 * frame_stack)``; a new episode starts with copies of its first frame): a short memory, e.g.
+            of the views a turn in place has shown. ``mmrl.MultimodalExtractor(image_frames=...)`` encodes each
+            frame with the same encoder (``mmrl train`` sets it from this). 1: the current frame only.
+        action_history: Add an ``"actions"`` key holding the agent's last this many actions, oldest first
+            (``MultiDiscrete``; the value ``n_actions`` stands for none yet): the cheapest memory, e.g. of the turns
+            in place a policy without memory repeats forever when its view shows nothing. The extractor encodes it
+            as a vector key. 0: no such key.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
@@ -76,6 +84,8 @@ class GridEnv(gym.Env):
         show_progress: bool = False,
         show_carried: bool = False,
         show_visited: bool = False,
+        frame_stack: int = 1,
+        action_history: int = 0,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
@@ -90,6 +100,8 @@ class GridEnv(gym.Env):
             "show_progress": show_progress,
             "show_carried": show_carried,
             "show_visited": show_visited,
+            "frame_stack": frame_stack,
+            "action_history": action_history,
         }
         self.batch = GridBatch(task, 1, **self.observation_config)
         self.configure_batch(self.batch)

@@ -43,6 +43,7 @@ from mmrl.extractor.roles import (
     image_input_of,
     tensor_shape,
 )
+from mmrl.extractor.stacked_frames import MAX_IMAGE_FRAMES, StackedFramesEncoder
 from mmrl.extractor.text_cache import InferenceTextMemo, encode_text
 from mmrl.extractor.text_encoders import TEXT_ENCODER_CHOICES, TextEncoder, TextEncoding, text_encoder_class
 from mmrl.tokenizer import UNK_ID
@@ -161,6 +162,10 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             (what is in the scene, wherever it is: questions about a whole scene; ``"sum"`` can count).
         image_channels: Width of every convolution of the image encoders (``None``: each encoder's own, e.g. 16
             for ``"patch"``; not settable for ``"nature"``).
+        image_frames: Frames stacked along the channel axis of every image key, oldest first (an mmrl env's
+            ``frame_stack``, :class:`mmrl.wrappers.StackImageFrames`): each frame goes through the same encoder
+            and their feature maps are concatenated (:class:`~mmrl.extractor.stacked_frames.StackedFramesEncoder`).
+            1: one image.
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -195,6 +200,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         freeze: str = "none",
         image_pool: str = "none",
         image_channels: int | None = None,
+        image_frames: int = 1,
     ) -> None:
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         check_choice("image_pool", image_pool, IMAGE_POOLS)
@@ -217,6 +223,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                     f"(mmrl.extractor.limits.MAX_LAYER_PARAMETERS); use image_channels <= "
                     f"{math.isqrt(MAX_LAYER_PARAMETERS // 9):,} (BabyAI uses 128)"
                 )
+        image_frames = check_dimension("image_frames", image_frames)
+        if image_frames > MAX_IMAGE_FRAMES:
+            raise ValueError(f"image_frames must be at most {MAX_IMAGE_FRAMES}, got {image_frames}")
         text_encoder_class(text_encoder).check_dimensions(text_dim)
         text_options: dict[str, Any] = {"text_model": text_model, "vocabulary": text_vocabulary}
         text_options = {key: value for key, value in text_options.items() if value is not None}
@@ -238,19 +247,22 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         for key in image_key_list:
             image_space = subspaces[key]
             assert isinstance(image_space, spaces.Box)  # assign_roles gives the image role to Boxes only
-            image_input = image_input_of(image_space, normalized_images, embed_cells)
+            image_input = image_input_of(image_space, normalized_images, embed_cells, image_frames)
             grid = image_input.categories is not None
-            encoder_name = resolve_image_encoder(image_encoder, image_input.shape_CHW, grid)
+            stacked_channels, height, width = image_input.shape_CHW
+            frame_shape = (stacked_channels // image_frames, height, width)
+            encoder_name = resolve_image_encoder(image_encoder, frame_shape, grid)
             channels = image_channels
             if grid and image_encoder == "auto" and channels is None:
                 channels = AUTO_GRID_CHANNELS
             if image_input.categories is None:
-                encoder = build_image_encoder(encoder_name, image_input.shape_CHW, channels)
+                encoder = build_image_encoder(encoder_name, frame_shape, channels)
                 encoder.input_scale = image_input.scale
             else:
-                _, height, width = image_input.shape_CHW
                 encoder = build_image_encoder(encoder_name, (cell_dim, height, width), channels)
                 encoder = encoder.embed_cells(image_input.categories, EMPTY_KINDS if blank_empty_cells else 0)
+            if image_frames > 1:
+                encoder = StackedFramesEncoder(encoder, image_frames)
             image_inputs.append((key, image_input, encoder))
         text_inputs: list[tuple[str, TextEncoder]] = []
         for key in text_key_list:

@@ -104,13 +104,33 @@ def cell_categories(space: spaces.Box, channel_axis: int) -> tuple[int, ...] | N
     return tuple(high + 1 for high in highs)
 
 
-def image_input_of(space: spaces.Box, normalized_images: bool, embed_cells: bool | None) -> ImageInput:
-    """How the tensor of image space ``space`` becomes ``image_BCHW`` (see :class:`ImageInput`).
+def stacked_channel_axis(shape: Sequence[int], frames: int) -> int:
+    """The channel axis (0 or 2) of a 3-D image of ``frames`` frames stacked along it: the end whose size is
+    ``frames`` times 1, 3 or 4 (the first on a tie); :func:`image_channel_axis` for one frame.
 
     Raises:
-        ValueError: With ``embed_cells=True`` for a space that is not an integer-coded grid.
+        ValueError: If neither end holds ``frames`` frames of 1, 3 or 4 channels.
     """
-    channel_axis = image_channel_axis(space.shape)
+    if frames == 1:
+        return image_channel_axis(shape)
+    for axis in (0, 2):
+        if shape[axis] % frames == 0 and shape[axis] // frames in IMAGE_CHANNEL_COUNTS:
+            return axis
+    raise ValueError(
+        f"image_frames={frames}: an image of shape {tuple(shape)} does not hold {frames} frames of 1, 3 or 4 "
+        f"channels along its first or last axis; set image_frames to the frames the env stacks (frame_stack)"
+    )
+
+
+def image_input_of(space: spaces.Box, normalized_images: bool, embed_cells: bool | None, frames: int = 1) -> ImageInput:
+    """How the tensor of image space ``space`` becomes ``image_BCHW`` (see :class:`ImageInput`); ``frames``: the
+    number of frames stacked along the channel axis (``categories`` are then those of one frame).
+
+    Raises:
+        ValueError: With ``embed_cells=True`` for a space that is not an integer-coded grid, or ``frames`` that do
+            not divide the channels (or a grid whose frames do not share their channels' bounds).
+    """
+    channel_axis = stacked_channel_axis(space.shape, frames)
     height, width = (space.shape[1], space.shape[2]) if channel_axis == 0 else (space.shape[0], space.shape[1])
     channels = space.shape[channel_axis]
     categories = cell_categories(space, channel_axis) if embed_cells is not False else None
@@ -120,7 +140,13 @@ def image_input_of(space: spaces.Box, normalized_images: bool, embed_cells: bool
             f"at most {MAX_CELL_CATEGORIES} values), got {space}; pass embed_cells=None to detect them"
         )
     if categories is not None:
-        return ImageInput(channel_axis == 2, 1.0, (int(channels), int(height), int(width)), categories)
+        per_frame = len(categories) // frames
+        if categories != categories[:per_frame] * frames:
+            raise ValueError(
+                f"image_frames={frames}: the {frames} frames of a grid of shape {space.shape} do not share their "
+                f"channels' bounds {categories}; set image_frames to the frames the env stacks (frame_stack)"
+            )
+        return ImageInput(channel_axis == 2, 1.0, (int(channels), int(height), int(width)), categories[:per_frame])
     if np.issubdtype(space.dtype, np.floating):
         scale = 1.0
     elif space.dtype == np.uint8 and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)):

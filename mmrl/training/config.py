@@ -18,6 +18,7 @@ EXTRACTOR_FIELDS = (
     "image_channels",
     "cell_dim",
     "blank_empty_cells",
+    "image_frames",
     "features_dim",
     "net_arch",
     "text_model",
@@ -65,6 +66,9 @@ class TrainConfig:
     blank_empty_cells: bool | None = None
     """Whether symbolic grids read the colour and state of unseen and empty cells as "none" instead of MiniGrid's
     colour 0 (red) and state 0 (``None``: False); ignored by qlearning."""
+    image_frames: int | None = None
+    """Frames stacked along the channel axis of the image, each read by the same encoder (``None``: the env's
+    ``env_kwargs["frame_stack"]``, else 1); ignored by qlearning."""
     pretrained: str | None = None
     """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
     freeze: str | None = None

@@ -63,6 +63,7 @@ CONFIG_KEYS: dict[str, str] = {
     "image_channels": "int|None",  # null: the encoder's own widths
     "cell_dim": _I,
     "blank_empty_cells": "bool|None",
+    "image_frames": "int|None",
     "learning_rate_schedule": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
@@ -495,6 +496,9 @@ def resolve_config(
             f"demonstrations={config.demonstrations} clones mmrl's planner, which only plays mmrl's own envs, not "
             f"{env_id}: drop the key"
         )
+    frame_stack = config.env_kwargs.get("frame_stack", 1)
+    if config.image_frames is None and isinstance(frame_stack, int) and frame_stack > 1:
+        config.image_frames = frame_stack  # the extractor reads the env's stacked frames one by one
     n_steps = config.hyperparams.get("n_steps")
     if isinstance(n_steps, int) and isinstance(config.n_envs, int):
         check_limit(f"n_steps x n_envs ({n_steps} x {config.n_envs})", n_steps * config.n_envs, "max_rollout_steps")
