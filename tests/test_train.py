@@ -218,6 +218,10 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
     # PickUp-v0's greedy time-outs went with a linearly falling learning rate (0.94 -> 0.97, median of 3 seeds)
     assert resolve_config("ppo", "mmrl/PickUp-v0").learning_rate_schedule == "linear"
     assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").learning_rate_schedule == "linear"
+    # GoTo-12x12's greedy loops, turns in place where the view shows no object, went with the last 4 actions in the
+    # observation (greedy 0.915 -> 0.985, median of 3 seeds)
+    assert resolve_config("ppo", "mmrl/GoTo-12x12-v0").env_kwargs["action_history"] == 4
+    assert "action_history" not in resolve_config("ppo", "mmrl/GoTo-v0").env_kwargs
     assert resolve_config("ppo", "mmrl/GoTo-v0").learning_rate_schedule is None  # constant
     assert resolve_config("ppo", "mmrl/GoTo-5x5-v0").timesteps == 200_000
     assert resolve_config("ppo", "mmrl/Level-Corridor-v0").hyperparams["gamma"] == 0.9
