@@ -191,6 +191,15 @@ def add_output_args(parser: argparse.ArgumentParser, default_repeats: int = 3) -
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="write the tables as Markdown")
 
 
+def add_cost_args(parser: argparse.ArgumentParser, default_repeats: int) -> None:
+    """``--train-batch``, ``--rollout-batch`` and ``--threads`` of the per-call cost benchmarks, then the output
+    arguments (:func:`add_output_args`)."""
+    parser.add_argument("--train-batch", type=int, default=256, help="rows of a training minibatch (PPO presets: 256)")
+    parser.add_argument("--rollout-batch", type=int, default=16, help="rows of a rollout call (n_envs: 16)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (training uses 1)")
+    add_output_args(parser, default_repeats=default_repeats)
+
+
 def report(args: argparse.Namespace, tables: Sequence[Table], title: str) -> None:
     """Prints the tables and writes them to ``args.json`` / ``args.markdown`` when given."""
     info = machine_info()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import Table, add_output_args, fmt, report
+from benchmarks.common import Table, add_cost_args, fmt, report
 from mmrl.extractor.extractor import encode_text
 from mmrl.extractor.text_encoders import TEXT_ENCODERS
 from mmrl.tokenizer import PAD_ID
@@ -112,10 +112,7 @@ def cpu_microseconds(call: Callable[[], None], calls: int) -> float:
 
 def main(argv: list[str] | None = None) -> Table:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-batch", type=int, default=256, help="rows of the train call")
-    parser.add_argument("--rollout-batch", type=int, default=16, help="rows of the rollout call")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    add_output_args(parser, default_repeats=7)
+    add_cost_args(parser, default_repeats=7)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     calls = 10 if args.quick else 100

@@ -93,6 +93,14 @@ def test_memory_need_reports_every_env(tmp_path: Path):
     assert rows["mmrl/GoTo-5x5-v0"]["frames whose action depends on progress"] == 0.0
 
 
+def test_memory_cost_times_every_memory_against_none(tmp_path: Path):
+    payload = run_script("memory_cost.py", "--quick", "--train-batch", "32", tmp_path=tmp_path)
+    rows = {row["memory"]: row for row in payload["tables"][0]["rows"]}
+    assert set(rows) == {"no memory", "action_history=4 (the preset)", "frame_stack=2", "frame_stack=4"}
+    assert rows["no memory"]["x no memory (update)"] == pytest.approx(1.0)
+    assert all(row["update ms"] > 0 and row["rollout ms"] > 0 for row in rows.values())
+
+
 def test_memory_need_refuses_an_env_the_planner_cannot_solve():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.memory_need import ambiguity
