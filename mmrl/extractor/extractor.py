@@ -18,11 +18,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from mmrl.extractor.cell_embedding import EMPTY_KINDS
-from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, FiLMFusion, Fusion, resolve_fusion
+from mmrl.extractor.fusion import FUSION_CHOICES, FUSIONS, IMAGE_POOLS, Fusion, resolve_fusion
 from mmrl.extractor.image_encoders import (
     AUTO_GRID_CHANNELS,
     IMAGE_ENCODER_CHOICES,
-    MAX_WORD_HEADS,
     ImageEncoder,
     build_image_encoder,
     resolve_image_encoder,
@@ -167,9 +166,6 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             ``frame_stack``, :class:`mmrl.wrappers.StackImageFrames`): each frame goes through the same encoder
             and their feature maps are concatenated (:class:`~mmrl.extractor.stacked_frames.StackedFramesEncoder`).
             1: one image.
-        word_heads: Queries over the instruction's words per cell attribute of ``image_encoder="factored_match"``,
-            ``"factored_locate"`` or ``"factored_bilinear"`` with FiLM, each scoring the cells on its own: one per
-            object an instruction names (2 for mmrl/Sequence-*'s "go to X, then Y"). 1: one query per attribute.
 
     Raises:
         ValueError: For unsupported spaces, bad key lists, unknown option names (the message lists the choices), a
@@ -205,7 +201,6 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         image_pool: str = "none",
         image_channels: int | None = None,
         image_frames: int = 1,
-        word_heads: int = 1,
     ) -> None:
         check_choice("image_encoder", image_encoder, IMAGE_ENCODER_CHOICES)
         check_choice("image_pool", image_pool, IMAGE_POOLS)
@@ -231,9 +226,6 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         image_frames = check_dimension("image_frames", image_frames)
         if image_frames > MAX_IMAGE_FRAMES:
             raise ValueError(f"image_frames must be at most {MAX_IMAGE_FRAMES}, got {image_frames}")
-        word_heads = check_dimension("word_heads", word_heads)
-        if word_heads > MAX_WORD_HEADS:
-            raise ValueError(f"word_heads must be at most {MAX_WORD_HEADS}, got {word_heads}")
         text_encoder_class(text_encoder).check_dimensions(text_dim)
         text_options: dict[str, Any] = {"text_model": text_model, "vocabulary": text_vocabulary}
         text_options = {key: value for key, value in text_options.items() if value is not None}
@@ -263,17 +255,11 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             channels = image_channels
             if grid and image_encoder == "auto" and channels is None:
                 channels = AUTO_GRID_CHANNELS
-            if word_heads > 1 and not grid:
-                raise ValueError(
-                    f"word_heads={word_heads} reads the cell attributes of integer-coded grids, and image key "
-                    f"{key[:100]!r} holds pictures; leave word_heads at 1 (for an mmrl env, set env_kwargs "
-                    f"image_mode=symbolic)"
-                )
             if image_input.categories is None:
                 encoder = build_image_encoder(encoder_name, frame_shape, channels)
                 encoder.input_scale = image_input.scale
             else:
-                encoder = build_image_encoder(encoder_name, (cell_dim, height, width), channels, word_heads)
+                encoder = build_image_encoder(encoder_name, (cell_dim, height, width), channels)
                 encoder = encoder.embed_cells(image_input.categories, EMPTY_KINDS if blank_empty_cells else 0)
             if image_frames > 1:
                 encoder = StackedFramesEncoder(encoder, image_frames)
@@ -299,11 +285,6 @@ class MultimodalExtractor(BaseFeaturesExtractor):
             raise ValueError(f"no observation key left to encode in {observation_space} (roles: {roles})")
         grids = bool(image_inputs) and all(image_input.categories is not None for _, image_input, _ in image_inputs)
         fusion = resolve_fusion(fusion, len(image_inputs), len(text_inputs), grids)
-        if word_heads > 1 and not issubclass(FUSIONS[fusion], FiLMFusion):
-            raise ValueError(
-                f"word_heads={word_heads} gives each head its own FiLM conditioning, and fusion is {fusion!r}; "
-                f"set fusion='film' or leave word_heads at 1"
-            )
         fusion_module = FUSIONS[fusion](
             [encoder.output_shape for _, _, encoder in image_inputs],
             [encoder.film_stages() for _, _, encoder in image_inputs],

@@ -260,25 +260,19 @@ class AttributeFiLM(nn.Module):
     A colour group that attends to the colour word is then modulated by that word alone, so a colour and a kind
     never named together in training still each find their features.
 
-    With ``heads`` above 1 every group attends ``heads`` times, each head with its own query and generator, and the
-    modulation has ``heads * channels`` channels, head by head: one conditioning of the stage per object the
-    instruction names (:class:`~mmrl.extractor.image_encoders.FactoredMatchCNN`'s ``word_heads``).
-
     Args:
         channels: The stage's channels.
         groups: Its attribute groups (``channels`` is a multiple).
         text_dims: Token width of each text key.
-        heads: Queries per group.
     """
 
-    def __init__(self, channels: int, groups: int, text_dims: list[int], heads: int = 1) -> None:
+    def __init__(self, channels: int, groups: int, text_dims: list[int]) -> None:
         super().__init__()
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} attribute groups")
-        queries = heads * groups  # head-major: query h * groups + g is head h of group g
-        self.queries = nn.ParameterList(nn.Parameter(torch.randn(queries, dim) * dim**-0.5) for dim in text_dims)
+        self.queries = nn.ParameterList(nn.Parameter(torch.randn(groups, dim) * dim**-0.5) for dim in text_dims)
         # SB3's ortho_init zeroes these biases; gamma = 1 + W t + b keeps its 1 outside (see FiLMFusion).
-        self.generators = nn.ModuleList(nn.Linear(sum(text_dims), 2 * (channels // groups)) for _ in range(queries))
+        self.generators = nn.ModuleList(nn.Linear(sum(text_dims), 2 * (channels // groups)) for _ in range(groups))
 
     def forward(self, texts: list[TextEncoding]) -> Modulation:
         pooled = []
@@ -341,7 +335,7 @@ class FiLMFusion(Fusion):
             for stage_index, stage in enumerate(layout):
                 if stage is not None and stage.groups > 1:
                     self.attribute_films[f"{index}_{stage_index}"] = AttributeFiLM(
-                        stage.channels, stage.groups, text_dims, stage.heads
+                        stage.channels, stage.groups, text_dims
                     )
 
     def modulations(self, texts: list[TextEncoding]) -> list[list[Modulation | None] | None]:

@@ -83,9 +83,6 @@ class FiLMStage(NamedTuple):
 
     channels: int
     groups: int = 1
-    heads: int = 1
-    """How many times each group is conditioned, each time on the words its own query attends to (one object of the
-    instruction per head): the stage's modulation then has ``heads * channels`` channels, head by head."""
 
 
 def _modulate(feature_map_BCHW: torch.Tensor, modulation: Modulation | None) -> torch.Tensor:
@@ -136,8 +133,6 @@ class ImageEncoder(nn.Module):
         #: 0: FiLM modulates every stage but the stem; n >= 1: the stem only, in n groups each conditioned on the
         #: words it attends to (1: one group, the sentence vector). See :meth:`film_stages`.
         self.film_stem_groups = 0
-        #: Times each stem group is conditioned, each on its own words (:attr:`FactoredMatchCNN.word_heads`).
-        self.word_heads = 1
 
     @property
     def input_scale(self) -> float:
@@ -168,7 +163,7 @@ class ImageEncoder(nn.Module):
         the attributes.
         """
         if self.film_stem_groups:
-            stem = FiLMStage(self.stage_channels[0], self.film_stem_groups, self.word_heads)
+            stem = FiLMStage(self.stage_channels[0], self.film_stem_groups)
             return [stem, *([None] * (len(self.stage_channels) - 1))]
         if len(self.stage_channels) == 1:
             return [FiLMStage(self.stage_channels[0])]
@@ -357,16 +352,6 @@ class FactoredMatchCNN(FactoredWordsCNN):
     0.93 to 0.885 (benchmarks/RESULTS.md, "The 5x5 preset"); on mmrl/Sequence-v0, from a cloned start, the
     held-out combinations rose from 0.245 to 0.73 (median of 3 seeds). On pictures it is :class:`PointwiseCNN`.
 
-    With ``word_heads=H`` each attribute group attends over the words with H queries and scores each head's words
-    on its own (H sets of match channels): an instruction naming two objects ("go to the red ball, then the green
-    box", mmrl/Sequence-*) gets "red here" and "green here" apart, where one query per group had to pick one colour
-    or blend both.
-
-    Args:
-        image_shape: ``(channels, height, width)``.
-        channels: Output channels of each 1x1 layer (the first is rounded up to a multiple of the attributes).
-        word_heads: Queries per attribute group, each with its own match scores (the objects an instruction names).
-
     Example:
         >>> import mmrl
         >>> kwargs = mmrl.policy_kwargs(image_encoder="factored_match", fusion="film", image_channels=48)
@@ -379,21 +364,16 @@ class FactoredMatchCNN(FactoredWordsCNN):
     #: Whether a score keeps its part from the words alone, ``W beta(words)`` (:class:`FactoredBilinearCNN`: no).
     scores_keep_word_offset = True
 
-    def __init__(
-        self, image_shape: tuple[int, int, int], channels: tuple[int, ...] = (64, 64), word_heads: int = 1
-    ) -> None:
+    def __init__(self, image_shape: tuple[int, int, int], channels: tuple[int, ...] = (64, 64)) -> None:
         super().__init__(image_shape, channels)
         self.register_module("match", None)  # set by :meth:`embed_cells`
-        self.word_heads = word_heads
 
     def embed_cells(self, categories: tuple[int, ...], blank_kinds: int = 0) -> ImageEncoder:
         super().embed_cells(categories, blank_kinds)
-        groups = len(categories) * self.word_heads  # head-major: (head, attribute)
+        groups = len(categories)
         first_channels = self.stage_channels[0]
         assert len(self.stages) == 2, "the match scores feed the second layer"
-        self.match = nn.Conv2d(
-            first_channels * self.word_heads, groups * self.match_channels, kernel_size=1, groups=groups
-        )
+        self.match = nn.Conv2d(first_channels, groups * self.match_channels, kernel_size=1, groups=groups)
         second = self.stages[1]
         assert isinstance(second, nn.Conv2d)
         self.stages[1] = nn.Conv2d(first_channels + groups * self.match_channels, second.out_channels, kernel_size=1)
@@ -404,11 +384,10 @@ class FactoredMatchCNN(FactoredWordsCNN):
             return super().trunk(image_BCHW, modulations)
         cells_BCHW = self.stages[0](self.cell_embedding(image_BCHW))
         modulation = None if modulations is None else modulations[0]
-        heads_BCHW = cells_BCHW if self.word_heads == 1 else cells_BCHW.repeat(1, self.word_heads, 1, 1)
         if modulation is not None and not self.scores_keep_word_offset:
-            conditioned_BCHW = heads_BCHW * modulation[0]  # gamma(words) * x: no part from the words alone
+            conditioned_BCHW = cells_BCHW * modulation[0]  # gamma(words) * x: no part from the words alone
         else:
-            conditioned_BCHW = _modulate(heads_BCHW, modulation)
+            conditioned_BCHW = _modulate(cells_BCHW, modulation)
         scores_BCHW = self.match(conditioned_BCHW)
         if self.scores_over_map:
             scores_BCHW = scores_BCHW.flatten(2).softmax(dim=-1).view_as(scores_BCHW)
@@ -546,15 +525,7 @@ IMAGE_ENCODERS: dict[str, type[ImageEncoder]] = {
 IMAGE_ENCODER_CHOICES = ("auto", *IMAGE_ENCODERS)
 
 
-#: Most queries per attribute group (``word_heads``): more objects than any instruction names.
-MAX_WORD_HEADS = 8
-#: Encoders that read ``word_heads`` (:class:`FactoredMatchCNN` and its kin).
-WORD_HEAD_ENCODERS = tuple(name for name, cls in IMAGE_ENCODERS.items() if issubclass(cls, FactoredMatchCNN))
-
-
-def build_image_encoder(
-    name: str, image_shape: tuple[int, int, int], channels: int | None = None, word_heads: int = 1
-) -> ImageEncoder:
+def build_image_encoder(name: str, image_shape: tuple[int, int, int], channels: int | None = None) -> ImageEncoder:
     """Builds the concrete encoder ``name`` (see :func:`resolve_image_encoder`) for ``(C, H, W)`` images.
 
     Args:
@@ -562,30 +533,20 @@ def build_image_encoder(
         image_shape: ``(channels, height, width)`` of what the encoder reads (cell vectors for embedded grids).
         channels: Width of every convolution (``None``: the encoder's own widths, e.g. 16 and 16 for ``"patch"``).
             BabyAI 1.1 (Hui et al., 2020) uses 128 channels on MiniGrid's 7x7 views.
-        word_heads: Queries per attribute group of the :data:`WORD_HEAD_ENCODERS` (:class:`FactoredMatchCNN`).
 
     Raises:
-        ValueError: If ``channels`` is given for ``"nature"``, whose widths are fixed, or ``word_heads`` above 1 for
-            an encoder that does not read it.
+        ValueError: If ``channels`` is given for ``"nature"``, whose widths are fixed.
     """
     encoder_class = IMAGE_ENCODERS[name]
-    options: dict[str, int] = {}
-    if word_heads != 1:
-        if name not in WORD_HEAD_ENCODERS:
-            raise ValueError(
-                f"word_heads={word_heads} is read by image_encoder {', '.join(map(repr, WORD_HEAD_ENCODERS))} "
-                f"only, not {name!r}; leave word_heads at 1 or pick one of those"
-            )
-        options["word_heads"] = word_heads
     if channels is None:
-        return encoder_class(image_shape, **options)
+        return encoder_class(image_shape)
     if encoder_class is NatureCNN:
         raise ValueError(
             "image_encoder='nature' has the fixed widths 32, 64, 64; leave image_channels unset or use "
             "image_encoder='small', 'patch' or 'impala'"
         )
     n_stages = len(inspect.signature(encoder_class).parameters["channels"].default)
-    return encoder_class(image_shape, channels=(channels,) * n_stages, **options)  # type: ignore[call-arg]
+    return encoder_class(image_shape, channels=(channels,) * n_stages)  # type: ignore[call-arg]
 
 
 def resolve_image_encoder(name: str, image_shape: tuple[int, int, int], grid: bool = False) -> str:

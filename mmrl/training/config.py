@@ -19,7 +19,6 @@ EXTRACTOR_FIELDS = (
     "cell_dim",
     "blank_empty_cells",
     "image_frames",
-    "word_heads",
     "features_dim",
     "net_arch",
     "text_model",
@@ -70,9 +69,6 @@ class TrainConfig:
     image_frames: int | None = None
     """Frames stacked along the channel axis of the image, each read by the same encoder (``None``: the env's
     ``env_kwargs["frame_stack"]``, else 1); ignored by qlearning."""
-    word_heads: int | None = None
-    """Queries over the instruction's words per cell attribute of the ``factored_match`` encoders, one per object
-    named (``None``: 1); ignored by qlearning."""
     pretrained: str | None = None
     """Pre-trained encoder bundle or ``mmrl pretrain --method bc`` run directory loaded into the extractor."""
     freeze: str | None = None

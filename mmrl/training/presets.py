@@ -64,7 +64,6 @@ CONFIG_KEYS: dict[str, str] = {
     "cell_dim": _I,
     "blank_empty_cells": "bool|None",
     "image_frames": "int|None",
-    "word_heads": "int|None",
     "learning_rate_schedule": _S,
     "eval_freq": _I,
     "eval_episodes": _I,
