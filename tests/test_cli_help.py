@@ -27,12 +27,14 @@ def test_help_choices_mirror_the_registries():
     from mmrl.evaluation.setup import SPLITS
     from mmrl.extractor.fusion import FUSIONS
     from mmrl.extractor.text_encoders import TEXT_ENCODER_CHOICES
+    from mmrl.pretrain.collect import DEMONSTRATORS
 
     assert tuple(FUSIONS) == choices.FUSION_CHOICES
     assert choices.TEXT_ENCODER_CHOICES == TEXT_ENCODER_CHOICES
     assert choices.SPLIT_CHOICES == SPLITS == GRAMMAR_SPLITS
     assert choices.ABLATION_CHOICES == ABLATIONS
     assert choices.DEFAULT_TABLE_ROWS == DEFAULT_TABLE_ROWS
+    assert choices.DEMONSTRATOR_CHOICES == DEMONSTRATORS
 
 
 def test_train_help_lists_the_fusions_and_text_encoders():

@@ -4,7 +4,14 @@ tuple against the registry it mirrors, so they cannot drift apart."""
 
 from __future__ import annotations
 
-__all__ = ["ABLATION_CHOICES", "DEFAULT_TABLE_ROWS", "FUSION_CHOICES", "SPLIT_CHOICES", "TEXT_ENCODER_CHOICES"]
+__all__ = [
+    "ABLATION_CHOICES",
+    "DEFAULT_TABLE_ROWS",
+    "DEMONSTRATOR_CHOICES",
+    "FUSION_CHOICES",
+    "SPLIT_CHOICES",
+    "TEXT_ENCODER_CHOICES",
+]
 
 #: ``mmrl.extractor.fusion.FUSIONS``
 FUSION_CHOICES = ("concat", "sum", "weighted", "product", "gated", "film", "cross_attention")
@@ -16,3 +23,5 @@ SPLIT_CHOICES = ("train", "test", "all", "paraphrase")
 ABLATION_CHOICES = ("mission", "image")
 #: ``mmrl.evaluation.evaluate.DEFAULT_TABLE_ROWS``
 DEFAULT_TABLE_ROWS = 10
+#: ``mmrl.pretrain.collect.DEMONSTRATORS``
+DEMONSTRATOR_CHOICES = ("planner", "searcher")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mmrl.cli import positive_int
+from mmrl.cli.choices import DEMONSTRATOR_CHOICES
 
 __all__ = ["register", "run"]
 
@@ -44,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="PPO preset overrides that shape the extractor or env, as for 'mmrl train' (e.g. --set fusion=film)",
     )
+    parser.add_argument(
+        "--demonstrator",
+        choices=DEMONSTRATOR_CHOICES,
+        default="planner",
+        help="--method bc: the expert cloned: planner (reads the whole world) or searcher (walks only to objects in "
+        "view and searches for the others, which a policy that sees only its view can copy); default: planner",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_dir = clone_planner(
             args.env_id, out=args.out, seed=args.seed, overrides=args.overrides, progress=not args.no_progress,
-            **options,
+            demonstrator=args.demonstrator, **options,
         )  # fmt: skip
         print(f"cloned policy: {run_dir}")
         print(f"evaluate it:   mmrl evaluate {run_dir}")

@@ -94,6 +94,21 @@ def cell_codes(
     return base, _egocentric_overlay(n, view_size)
 
 
+def visible_cells(world: WorldState, i: int, view: str = "agent", view_size: int = 7) -> np.ndarray:
+    """The cells of world ``i`` its view shows, ``(H, W)`` bool: every cell for ``view="full"``, else the cells of
+    the egocentric ``view_size`` window that lie inside the grid (walls do not occlude)."""
+    height, width = world.grid_shape
+    if view == "full":
+        return np.ones((height, width), dtype=bool)
+    if view != "agent":
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    cells_K2 = world.agent_pos_N2[i] + _egocentric_offsets(view_size)[int(world.agent_dir_N[i])].reshape(-1, 2)
+    inside_K = (cells_K2[:, 0] >= 0) & (cells_K2[:, 0] < height) & (cells_K2[:, 1] >= 0) & (cells_K2[:, 1] < width)
+    shown_HW = np.zeros((height, width), dtype=bool)
+    shown_HW[cells_K2[inside_K, 0], cells_K2[inside_K, 1]] = True
+    return shown_HW
+
+
 @functools.lru_cache(maxsize=16)
 def _egocentric_overlay_one(view_size: int) -> np.ndarray:
     overlay = np.zeros((view_size, view_size), dtype=np.int32)

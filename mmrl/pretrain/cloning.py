@@ -15,7 +15,17 @@ import yaml
 
 from mmrl.atomic import atomic_path, write_json, write_text
 from mmrl.checks import check_int
-from mmrl.pretrain.collect import check_frames, collect, has_planner, make_env
+from mmrl.pretrain.collect import (
+    MAX_ROUNDS,
+    ROUND_SEED_STRIDE,
+    Collection,
+    check_demonstrator,
+    check_frames,
+    collect,
+    collect_relabelled,
+    has_planner,
+    make_env,
+)
 from mmrl.pretrain.encoder_bundle import describe_extractor, save_bundle
 from mmrl.pretrain.loading import RUN_ENCODER_DIR
 from mmrl.pretrain.setup import resolve_setup
@@ -51,6 +61,7 @@ def clone_planner(
     force: bool = False,
     eval_episodes: int = 100,
     progress: bool = True,
+    demonstrator: str = "planner",
 ) -> Path:
     """Clones the planner into the policy ``mmrl train --algo ppo --env ENV_ID`` would build; returns the run dir.
 
@@ -59,6 +70,7 @@ def clone_planner(
     with Adam. The run directory holds ``config.yaml``, ``model.zip`` (an SB3 PPO model), ``tokenizer.json``,
     ``metrics.json`` (greedy success on ``eval_episodes`` held-out episodes, seeds from 100000, and the cloning
     loss) and ``encoder/``, a pre-trained bundle of every policy tensor (read by ``--set pretrained=RUN_DIR``).
+    ``demonstrator="searcher"`` clones the view-limited searcher instead of the planner (see :func:`clone_into`).
 
     Raises:
         ValueError: For an env without a planner (question tasks), bad arguments, or an ``out`` that holds
@@ -69,6 +81,7 @@ def clone_planner(
     import mmrl
     from mmrl.training.run_dir import CONFIG_FILE, TOKENIZER_FILE, check_run_dir, prepare_run_dir, write_metrics
 
+    check_demonstrator(demonstrator)
     frames = check_int("frames", frames, 1)
     updates = check_int("updates", updates, 1)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -91,6 +104,7 @@ def clone_planner(
         seed,
         progress,
         max_grad_norm=None,
+        demonstrator=demonstrator,
     )
     policy = model.policy
 
@@ -113,6 +127,7 @@ def clone_planner(
         "frames": frames,
         "updates": updates,
         "seed": seed,
+        "demonstrator": demonstrator,
     }
     save_bundle(run_path / RUN_ENCODER_DIR, tensors, describe_extractor(extractor), info)
     report = mmrl.evaluate(run_path, episodes=eval_episodes, seed=EVAL_SEED)
@@ -148,6 +163,8 @@ def clone_into(
     progress: bool = True,
     max_grad_norm: float | None = 0.5,
     value_gamma: float | None = None,
+    demonstrator: str = "planner",
+    rounds: int = 0,
 ) -> dict[str, Any]:
     """Trains ``policy`` (an SB3 actor-critic policy on ``env``'s observations) to copy the planner; returns stats.
 
@@ -156,21 +173,37 @@ def clone_into(
     log-likelihood of the planner's actions, with the gradient norm clipped to ``max_grad_norm`` as PPO clips
     its own (None: unclipped). With ``value_gamma``, the value head also learns the demonstrations' returns
     discounted by it (squared error, half weight, as PPO's ``vf_coef``), so RL does not start from a critic that
-    knows nothing; None leaves it alone. ``mmrl train`` calls this for the ``demonstrations`` preset key (a warm
-    start that RL then continues); :func:`clone_planner` for ``mmrl pretrain --method bc``. The stats are
-    ``demonstration_frames``, ``demonstration_episodes``, ``bc_loss`` and ``bc_accuracy`` (means over the last 50
-    updates; with ``value_gamma`` also ``value_loss``) and ``cloning_s`` (wall time).
+    knows nothing; None leaves it alone. ``demonstrator="searcher"`` drives the episodes with the view-limited
+    searcher instead (:func:`mmrl.pretrain.collect.expert_plan`: it walks only to objects in view and searches for
+    the others, so a policy that sees only its view can copy it).
+
+    ``rounds`` (DAgger, Ross et al. 2011) then lets the clone play: each round the policy plays ``frames // 4``
+    frames (greedy and sampled episodes in turn, :func:`mmrl.pretrain.collect.collect_relabelled`), the expert
+    labels every state it reached with its own next action, and ``updates // 4`` more Adam steps fit everything
+    gathered so far. The clone so learns to leave the states its own mistakes lead to (its loops among them), which
+    the expert's episodes never show.
+
+    ``mmrl train`` calls this for the ``demonstrations`` preset key (a warm start that RL then continues);
+    :func:`clone_planner` for ``mmrl pretrain --method bc``. The stats are ``demonstration_frames``,
+    ``demonstration_episodes``, ``demonstrator``, ``bc_loss`` and ``bc_accuracy`` (means over the last 50 updates;
+    with ``value_gamma`` also ``value_loss``), ``cloning_s`` (wall time) and, with ``rounds``, ``round_success``
+    (the share of each round's episodes the clone completed while it played them).
 
     Raises:
-        ValueError: For bad sizes (frames whose observations would not fit in memory included) or an env
-            without a planner (question tasks), before any update.
+        ValueError: For bad sizes (frames whose observations would not fit in memory included), an unknown
+            ``demonstrator``, ``rounds`` outside [0, :data:`MAX_ROUNDS`] or an env without a planner (question
+            tasks), before any update.
     """
     from tqdm import tqdm
 
+    check_demonstrator(demonstrator)
     frames = check_int("frames", frames, 1)
     updates = check_int("updates", updates, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    check_frames(env.observation_space, frames)
+    rounds = check_int("rounds", rounds, 0)
+    if rounds > MAX_ROUNDS:
+        raise ValueError(f"rounds must be at most {MAX_ROUNDS}, got {rounds}")
+    check_frames(env.observation_space, frames + rounds * (frames // 4))
     if not has_planner(env):
         raise ValueError(
             f"{env.spec.id if env.spec else 'this env'} has no planner demonstrations (question tasks cannot be "
@@ -178,52 +211,115 @@ def clone_into(
         )
     started = time.perf_counter()
     with tqdm(total=frames, desc="demonstrations", unit="frame", disable=not progress) as bar:
-        demonstrations = collect(env, frames, seed, planner_fraction=1.0, progress=bar.update)
-    keep = torch.as_tensor(demonstrations.expert_N)
-    observations = {key: torch.as_tensor(value)[keep] for key, value in demonstrations.observations.items()}
-    actions = torch.as_tensor(demonstrations.actions_N)[keep]
-    returns = None if value_gamma is None else torch.as_tensor(demonstrations.returns(value_gamma))[keep]
+        demonstrations = collect(
+            env, frames, seed, planner_fraction=1.0, progress=bar.update, demonstrator=demonstrator
+        )
+    data = _Examples(demonstrations, value_gamma)
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    policy.set_training_mode(True)
-    losses: list[float] = []
-    accuracies: list[float] = []
-    value_losses: list[float] = []
+    fit = _Fit(policy, optimizer, generator, batch_size, max_grad_norm)
     with tqdm(total=updates, desc="cloning", unit="update", disable=not progress) as bar:
-        for update in range(updates):
-            index = torch.randint(0, len(actions), (min(batch_size, len(actions)),), generator=generator)
-            batch = {key: value[index] for key, value in observations.items()}
-            distribution, values = _heads(policy, batch, with_values=returns is not None)
-            loss = -distribution.log_prob(actions[index]).mean()
-            if returns is not None:
-                assert values is not None
-                value_loss = torch.nn.functional.mse_loss(values.flatten(), returns[index])
-                value_losses.append(float(value_loss.detach()))
-                loss = loss + 0.5 * value_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            with torch.no_grad():
-                accuracies.append(float((distribution.mode() == actions[index]).float().mean()))
-            if update % 50 == 0 or update == updates - 1:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", accuracy=f"{accuracies[-1]:.2f}")
-            bar.update(1)
+        fit.steps(data, updates, bar)
+    round_success: list[float] = []
+
+    def act(observation: dict[str, Any], deterministic: bool) -> int:
+        action, _ = policy.predict(observation, deterministic=deterministic)
+        return int(action)
+
+    for round_index in range(rounds):
+        with tqdm(total=frames // 4, desc=f"round {round_index + 1}", unit="frame", disable=not progress) as bar:
+            played = collect_relabelled(
+                env, frames // 4, act, seed + (round_index + 1) * ROUND_SEED_STRIDE, demonstrator, bar.update
+            )
+        round_success.append(played.successes / max(played.episodes, 1))
+        data.extend(played, value_gamma)
+        with tqdm(total=updates // 4, desc=f"cloning {round_index + 1}", unit="update", disable=not progress) as bar:
+            fit.steps(data, updates // 4, bar)
     policy.set_training_mode(False)
-    recent = slice(-min(50, len(losses)), None)
     stats: dict[str, Any] = {
-        "demonstration_frames": len(actions),
+        "demonstration_frames": len(demonstrations.actions_N[demonstrations.expert_N]),
         "demonstration_episodes": demonstrations.episodes,
+        "demonstrator": demonstrator,
         "updates": updates,
-        "bc_loss": sum(losses[recent]) / len(losses[recent]),
-        "bc_accuracy": sum(accuracies[recent]) / len(accuracies[recent]),
+        **fit.recent(),
     }
-    if value_losses:
-        stats["value_loss"] = sum(value_losses[recent]) / len(value_losses[recent])
+    if rounds:
+        stats.update(rounds=rounds, relabelled_frames=len(data) - stats["demonstration_frames"])
+        stats["round_success"] = [round(value, 4) for value in round_success]
     stats["cloning_s"] = round(time.perf_counter() - started, 1)
     return stats
+
+
+class _Examples:
+    """Labelled observations to clone (the rows a collection marks ``expert_N``), with their returns."""
+
+    def __init__(self, collection: Collection, value_gamma: float | None) -> None:
+        keep = torch.as_tensor(collection.expert_N)
+        self.observations = {key: torch.as_tensor(value)[keep] for key, value in collection.observations.items()}
+        self.actions = torch.as_tensor(collection.actions_N)[keep]
+        self.returns = None if value_gamma is None else torch.as_tensor(collection.returns(value_gamma))[keep]
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def extend(self, collection: Collection, value_gamma: float | None) -> None:
+        more = _Examples(collection, value_gamma)
+        self.observations = {
+            key: torch.cat([value, more.observations[key]]) for key, value in self.observations.items()
+        }
+        self.actions = torch.cat([self.actions, more.actions])
+        if self.returns is not None and more.returns is not None:
+            self.returns = torch.cat([self.returns, more.returns])
+
+
+class _Fit:
+    """Adam steps of behaviour cloning (and value fitting) on minibatches of :class:`_Examples`."""
+
+    def __init__(
+        self, policy: Any, optimizer: Any, generator: torch.Generator, batch_size: int, max_grad_norm: float | None
+    ) -> None:
+        self.policy, self.optimizer, self.generator = policy, optimizer, generator
+        self.batch_size, self.max_grad_norm = batch_size, max_grad_norm
+        self.losses: list[float] = []
+        self.accuracies: list[float] = []
+        self.value_losses: list[float] = []
+
+    def steps(self, data: _Examples, updates: int, bar: Any) -> None:
+        policy = self.policy
+        policy.set_training_mode(True)
+        for update in range(updates):
+            index = torch.randint(0, len(data), (min(self.batch_size, len(data)),), generator=self.generator)
+            batch = {key: value[index] for key, value in data.observations.items()}
+            distribution, values = _heads(policy, batch, with_values=data.returns is not None)
+            loss = -distribution.log_prob(data.actions[index]).mean()
+            if data.returns is not None:
+                assert values is not None
+                value_loss = torch.nn.functional.mse_loss(values.flatten(), data.returns[index])
+                self.value_losses.append(float(value_loss.detach()))
+                loss = loss + 0.5 * value_loss
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+            self.losses.append(float(loss.detach()))
+            with torch.no_grad():
+                self.accuracies.append(float((distribution.mode() == data.actions[index]).float().mean()))
+            if update % 50 == 0 or update == updates - 1:
+                bar.set_postfix(loss=f"{self.losses[-1]:.3f}", accuracy=f"{self.accuracies[-1]:.2f}")
+            bar.update(1)
+        policy.set_training_mode(False)
+
+    def recent(self) -> dict[str, float]:
+        """Means over the last 50 updates: ``bc_loss``, ``bc_accuracy`` and, when fitted, ``value_loss``."""
+        recent = slice(-min(50, len(self.losses)), None)
+        means = {
+            "bc_loss": sum(self.losses[recent]) / len(self.losses[recent]),
+            "bc_accuracy": sum(self.accuracies[recent]) / len(self.accuracies[recent]),
+        }
+        if self.value_losses:
+            means["value_loss"] = sum(self.value_losses[recent]) / len(self.value_losses[recent])
+        return means
 
 
 def _heads(policy: Any, observations: dict[str, torch.Tensor], with_values: bool) -> tuple[Any, torch.Tensor | None]:

@@ -15,8 +15,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mmrl.engine.constants import Kind
+from mmrl.limits import short_repr
+
+EMPTY = int(Kind.EMPTY)
+
 #: Largest collection (bytes of observations) held in memory; ``--frames`` is checked against it before collecting.
 MAX_COLLECTION_BYTES = 3 << 30
+#: Experts that drive demonstration episodes (:func:`expert_plan`).
+DEMONSTRATORS = ("planner", "searcher")
+#: Most relabelled (DAgger) rounds of a cloning; round ``r`` plays episodes seeded from ``seed + (r + 1) *``
+#: :data:`ROUND_SEED_STRIDE`, clear of the demonstrations' seeds and below the held-out evaluation seeds (100000).
+MAX_ROUNDS = 8
+ROUND_SEED_STRIDE = 10_000
 
 
 @dataclass
@@ -54,13 +65,107 @@ def has_planner(env: gym.Env) -> bool:
     return getattr(env.unwrapped, "batch", None) is not None and task is not None and not task.is_question
 
 
-def expert_plan(env: gym.Env) -> list[int] | None:
-    """The planner's action list from the env's current state (an mmrl env right after ``reset``), or ``None``."""
-    from mmrl.engine.planner import plan
+def check_demonstrator(demonstrator: str) -> str:
+    """Returns ``demonstrator`` if it is one of :data:`DEMONSTRATORS`; raises ``ValueError`` otherwise."""
+    if demonstrator not in DEMONSTRATORS:
+        raise ValueError(f"unknown demonstrator {short_repr(demonstrator)}; valid choices: {', '.join(DEMONSTRATORS)}")
+    return demonstrator
 
+
+def expert_plan(env: gym.Env, demonstrator: str = "planner") -> list[int] | None:
+    """The expert's action list from the env's current state (an mmrl env right after ``reset``), or ``None``.
+
+    ``demonstrator="planner"``: :func:`mmrl.engine.planner.plan`, which reads the whole world. ``"searcher"``:
+    :func:`mmrl.engine.searcher.search_plan` for the env's own view (it goes to objects once they are in view and
+    searches for them otherwise, so a policy that sees only the view can copy it), falling back to the planner
+    where the searcher has no plan (sub-goals other than "go to", a search that circles).
+    """
+    check_demonstrator(demonstrator)
     if not has_planner(env):
         return None
-    return plan(env.unwrapped.batch.world.layout(0))  # type: ignore[attr-defined]
+    unwrapped: Any = env.unwrapped
+    return _plan(unwrapped, unwrapped.batch.world.layout(0), demonstrator)
+
+
+def expert_action(env: gym.Env, demonstrator: str = "planner") -> int | None:
+    """The expert's next action from the env's state mid-episode (whoever played it so far): the first action of
+    its plan for the sub-goals not done yet, or ``None`` where it has none (nothing left, no plan, or the agent
+    carries something, which a plan from the cells alone does not know)."""
+    check_demonstrator(demonstrator)
+    if not has_planner(env):
+        return None
+    unwrapped: Any = env.unwrapped
+    world = unwrapped.batch.world
+    layout = world.layout(0)
+    layout.goals = layout.goals[int(world.stage_N[0]) :]
+    if not layout.goals or int(world.carry_kind_N[0]) != EMPTY:
+        return None
+    actions = _plan(unwrapped, layout, demonstrator)
+    return int(actions[0]) if actions else None
+
+
+def _plan(unwrapped: Any, layout: Any, demonstrator: str) -> list[int] | None:
+    from mmrl.engine.planner import plan
+    from mmrl.engine.searcher import search_plan
+
+    if demonstrator == "searcher":
+        view = getattr(unwrapped, "observation_config", {})
+        actions = search_plan(
+            layout, view.get("view", "agent"), view.get("view_size", 7), max_steps=unwrapped.task.max_steps
+        )
+        if actions is not None:
+            return actions
+    return plan(layout)
+
+
+def collect_relabelled(
+    env: gym.Env,
+    frames: int,
+    act: Callable[[dict[str, np.ndarray], bool], int],
+    seed: int = 0,
+    demonstrator: str = "planner",
+    progress: Callable[[int], None] | None = None,
+) -> Collection:
+    """Episodes that a learner plays, each observation labelled with the expert's action there (DAgger).
+
+    ``act(observation, deterministic)`` picks the learner's actions: greedy in even episodes, sampled in odd ones, so
+    the collection holds both the states greedy play loops in and those sampling wanders to. ``actions_N`` holds
+    the expert's labels (:func:`expert_action`); ``expert_N`` is False where the expert had none (those rows are
+    not to be learnt from). Rewards and ends are the learner's. Episode ``i`` is seeded ``seed + i``.
+
+    Raises:
+        ValueError: As :func:`collect`.
+    """
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Dict):
+        raise ValueError(f"relabelled collection needs Dict observations (image + instruction), got {space}")
+    check_frames(space, frames)
+    check_demonstrator(demonstrator)
+    buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
+    labels_N = np.zeros(frames, dtype=np.int64)
+    labelled_N = np.zeros(frames, dtype=bool)
+    rewards_N = np.zeros(frames, dtype=np.float32)
+    ends_N = np.zeros(frames, dtype=bool)
+    count = episodes = successes = 0
+    while count < frames:
+        observation, _ = env.reset(seed=seed + episodes)
+        deterministic = episodes % 2 == 0
+        episodes += 1
+        start, done = count, False
+        while not done and count < frames:
+            label = expert_action(env, demonstrator)
+            for key, buffer in buffers.items():
+                buffer[count] = observation[key]
+            labels_N[count], labelled_N[count] = (label, True) if label is not None else (0, False)
+            count += 1
+            observation, reward, terminated, truncated, info = env.step(act(observation, deterministic))
+            done = terminated or truncated
+            rewards_N[count - 1] = float(reward)
+            successes += bool(done and info.get("is_success", False))
+        ends_N[count - 1] = True
+        if progress is not None:
+            progress(count - start)
+    return Collection(buffers, labels_N, labelled_N, rewards_N, ends_N, episodes, successes)
 
 
 def check_frames(space: gym.spaces.Dict, frames: int) -> None:
@@ -81,6 +186,7 @@ def collect(
     seed: int = 0,
     planner_fraction: float = 0.5,
     progress: Callable[[int], None] | None = None,
+    demonstrator: str = "planner",
 ) -> Collection:
     """Runs episodes until ``frames`` observations are gathered.
 
@@ -91,9 +197,11 @@ def collect(
         planner_fraction: Share of episodes the planner drives (``1.0``: demonstrations only); the others take
             uniformly random actions.
         progress: Called with the number of new frames after each episode (e.g. a progress bar's ``update``).
+        demonstrator: The expert of the planner-driven episodes: ``"planner"`` or ``"searcher"`` (:func:`expert_plan`).
 
     Raises:
-        ValueError: For a non-Dict observation space, a bad ``frames`` or a ``planner_fraction`` outside [0, 1].
+        ValueError: For a non-Dict observation space, a bad ``frames``, a ``planner_fraction`` outside [0, 1] or an
+            unknown ``demonstrator``.
     """
     space = env.observation_space
     if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -104,6 +212,7 @@ def collect(
     check_frames(space, frames)
     if not 0.0 <= planner_fraction <= 1.0:
         raise ValueError(f"planner_fraction must be in [0, 1], got {planner_fraction}")
+    check_demonstrator(demonstrator)
     rng = np.random.default_rng(seed)
     buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
     actions_N = np.zeros(frames, dtype=np.int64)
@@ -114,7 +223,7 @@ def collect(
     while count < frames:
         observation, _ = env.reset(seed=seed + episodes)
         episodes += 1
-        actions = expert_plan(env) if rng.random() < planner_fraction else None
+        actions = expert_plan(env, demonstrator) if rng.random() < planner_fraction else None
         start = count
         step = 0
         done = False

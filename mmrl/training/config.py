@@ -85,6 +85,14 @@ class TrainConfig:
     demonstration_values: bool | None = None
     """Whether that cloning also fits the value head to the demonstrations' returns, discounted by the algorithm's
     ``gamma`` (None or False: the value head starts untrained)."""
+    demonstration_rounds: int | None = None
+    """DAgger rounds after that cloning (None or 0: none): each round the clone plays ``demonstrations // 4``
+    frames, the expert labels the states it reached, and ``demonstration_updates // 4`` more Adam steps fit all the
+    labels so far (:func:`mmrl.pretrain.cloning.clone_into`); at most 8."""
+    demonstrator: str | None = None
+    """The expert of those demonstrations (None: ``"planner"``, which reads the whole world): ``"searcher"`` walks
+    only to objects its view shows and searches for the others, which a policy that sees only the view can copy
+    (:mod:`mmrl.engine.searcher`; "go to" tasks, other sub-goals fall back to the planner)."""
     learning_rate_schedule: str | None = None
     """``"constant"`` (default) or ``"linear"``: the learning rate decays to 0 at ``timesteps``
     (:mod:`mmrl.training.learning_rate`); SB3 algorithms only."""

@@ -32,6 +32,7 @@ from typing import Any
 
 from mmrl.algorithms import ALGORITHMS, get_spec
 from mmrl.limits import check_finite, check_limit, check_net_arch, max_torch_threads, short_repr
+from mmrl.pretrain.collect import DEMONSTRATORS, MAX_ROUNDS
 from mmrl.training.config import TrainConfig
 from mmrl.training.learning_rate import LEARNING_RATE_SCHEDULES
 
@@ -78,6 +79,8 @@ CONFIG_KEYS: dict[str, str] = {
     "demonstrations": _I,
     "demonstration_updates": _I,
     "demonstration_values": "bool|None",
+    "demonstration_rounds": _I,
+    "demonstrator": "str|None",
 }
 
 #: Algorithm constructor arguments settable from a preset, with their types (``"float|None"``: null allowed); each
@@ -110,6 +113,7 @@ _NON_NEGATIVE = {
     "learning_starts",
     "torch_threads",
     "demonstrations",
+    "demonstration_rounds",
 }
 #: Settings with an upper bound from :mod:`mmrl.limits`: key -> (description, limit name).
 _UPPER_LIMITS = {
@@ -258,6 +262,12 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(
             f"{source}: demonstrations={value} warm-starts an actor-critic policy (ppo, a2c) by behaviour cloning; "
             f"{algo} has none: drop the key or use --algo ppo"
+        )
+    if key == "demonstration_rounds" and value > MAX_ROUNDS:
+        raise ValueError(f"{source}: demonstration_rounds must be at most {MAX_ROUNDS}, got {value}")
+    if key == "demonstrator" and value is not None and value not in DEMONSTRATORS:
+        raise ValueError(
+            f"{source}: unknown demonstrator {short_repr(value)}; valid choices: {', '.join(DEMONSTRATORS)}"
         )
     if key == "learning_rate_schedule":
         if value not in LEARNING_RATE_SCHEDULES:

@@ -205,6 +205,8 @@ def _clone_demonstrations(config: TrainConfig, model: Any, progress: bool) -> di
             seed=config.seed,
             value_gamma=float(model.gamma) if config.demonstration_values else None,
             progress=progress,
+            demonstrator=config.demonstrator or "planner",
+            rounds=config.demonstration_rounds or 0,
         )
     finally:
         env.close()

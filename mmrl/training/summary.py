@@ -41,7 +41,8 @@ def summary_lines(metrics: dict[str, Any], run_dir: str | os.PathLike[str]) -> l
     cloning = metrics.get("cloning")
     if cloning:
         first += (
-            f", after cloning {int(cloning['demonstration_frames']):,} planner frames into the policy "
+            f", after cloning {int(cloning['demonstration_frames']):,} {cloning.get('demonstrator', 'planner')} frames "
+            "into the policy "
             f"({float(cloning['cloning_s']):.0f} s of that, action accuracy {float(cloning['bc_accuracy']):.2f})"
         )
     lines = [first]
