@@ -182,11 +182,14 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
     label = config_label(env_id, params)
     write_json(folder / "config.json", {"env_id": env_id, "params": params, "label": label})
     record = _read_json(record_path)
+    # a trial that finished as an interrupted sweep stopped can be handed out again on --resume (Tune had not yet
+    # recorded its end): it is reported from its metrics, not counted as another attempt
+    finished = _finished_metrics(run_dir, context.timesteps)
     record.update(
         env_id=env_id,
         params=params,
         seed=seed,
-        attempts=int(record.get("attempts", 0)) + 1,
+        attempts=int(record.get("attempts", 0)) + (finished is None),
         status="running",
         node=socket.gethostname(),
         pid=os.getpid(),
@@ -194,7 +197,7 @@ def run_trial(config: dict[str, Any], context: SweepContext) -> None:
     write_json(record_path, record)
     started = time.time()
     try:
-        metrics = _finished_metrics(run_dir, context.timesteps)
+        metrics = finished
         if metrics is None:
             reporter = _reporter(context, tune.report)
             checkpoint = RunDir(run_dir).latest_checkpoint() if (run_dir / "config.yaml").is_file() else None
