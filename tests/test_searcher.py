@@ -216,3 +216,19 @@ def test_demonstration_rounds_relabel_the_clones_own_play_deterministically(tmp_
         with pytest.raises(ValueError, match=message):
             mmrl.train("ppo", "mmrl/GoTo-v0", run_dir=tmp_path / "bad", overrides={"demonstration_rounds": rounds})
     assert not (tmp_path / "bad").exists()
+
+
+def test_pretrain_bc_cli_runs_demonstration_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mmrl.cli import main
+
+    out = tmp_path / "bc"
+    args = ["pretrain", "--method", "bc", "--env", "mmrl/GoTo-5x5-v0", "--frames", "400", "--updates", "20",
+            "--demonstrator", "searcher", "--no-progress"]  # fmt: skip
+    assert main([*args, "--rounds", "2", "--out", str(out)]) == 0
+    metrics = yaml.safe_load((out / "metrics.json").read_text())
+    assert metrics["rounds"] == 2 and len(metrics["round_success"]) == 2
+    assert 2 * 100 - 2 <= metrics["relabelled_frames"] <= 2 * 100  # frames // 4 per round
+    capsys.readouterr()
+    assert main([*args, "--rounds", "9", "--out", str(tmp_path / "bad")]) != 0
+    assert "rounds must be at most 8" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

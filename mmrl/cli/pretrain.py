@@ -52,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--method bc: the expert cloned: planner (reads the whole world) or searcher (walks only to objects in "
         "view and searches for the others, which a policy that sees only its view can copy); default: planner",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="--method bc: DAgger rounds after the cloning (0-8): each, the clone plays --frames/4 frames, the expert "
+        "labels every state it reached, and --updates/4 more steps fit all labels so far; default: 0",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_dir = clone_planner(
             args.env_id, out=args.out, seed=args.seed, overrides=args.overrides, progress=not args.no_progress,
-            demonstrator=args.demonstrator, **options,
+            demonstrator=args.demonstrator, rounds=args.rounds, **options,
         )  # fmt: skip
         print(f"cloned policy: {run_dir}")
         print(f"evaluate it:   mmrl evaluate {run_dir}")

@@ -16,11 +16,11 @@ import yaml
 from mmrl.atomic import atomic_path, write_json, write_text
 from mmrl.checks import check_int
 from mmrl.pretrain.collect import (
-    MAX_ROUNDS,
     ROUND_SEED_STRIDE,
     Collection,
     check_demonstrator,
     check_frames,
+    check_rounds,
     collect,
     collect_relabelled,
     has_planner,
@@ -62,6 +62,7 @@ def clone_planner(
     eval_episodes: int = 100,
     progress: bool = True,
     demonstrator: str = "planner",
+    rounds: int = 0,
 ) -> Path:
     """Clones the planner into the policy ``mmrl train --algo ppo --env ENV_ID`` would build; returns the run dir.
 
@@ -70,7 +71,8 @@ def clone_planner(
     with Adam. The run directory holds ``config.yaml``, ``model.zip`` (an SB3 PPO model), ``tokenizer.json``,
     ``metrics.json`` (greedy success on ``eval_episodes`` held-out episodes, seeds from 100000, and the cloning
     loss) and ``encoder/``, a pre-trained bundle of every policy tensor (read by ``--set pretrained=RUN_DIR``).
-    ``demonstrator="searcher"`` clones the view-limited searcher instead of the planner (see :func:`clone_into`).
+    ``demonstrator="searcher"`` clones the view-limited searcher instead of the planner, and ``rounds`` adds DAgger
+    rounds, in which the clone plays and the expert labels its states (both as :func:`clone_into`).
 
     Raises:
         ValueError: For an env without a planner (question tasks), bad arguments, or an ``out`` that holds
@@ -82,6 +84,7 @@ def clone_planner(
     from mmrl.training.run_dir import CONFIG_FILE, TOKENIZER_FILE, check_run_dir, prepare_run_dir, write_metrics
 
     check_demonstrator(demonstrator)
+    rounds = check_rounds(rounds)
     frames = check_int("frames", frames, 1)
     updates = check_int("updates", updates, 1)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -105,6 +108,7 @@ def clone_planner(
         progress,
         max_grad_norm=None,
         demonstrator=demonstrator,
+        rounds=rounds,
     )
     policy = model.policy
 
@@ -128,6 +132,7 @@ def clone_planner(
         "updates": updates,
         "seed": seed,
         "demonstrator": demonstrator,
+        "rounds": rounds,
     }
     save_bundle(run_path / RUN_ENCODER_DIR, tensors, describe_extractor(extractor), info)
     report = mmrl.evaluate(run_path, episodes=eval_episodes, seed=EVAL_SEED)
@@ -140,6 +145,7 @@ def clone_planner(
             "timesteps": 0,
             "demonstration_frames": stats["demonstration_frames"],
             "demonstration_episodes": stats["demonstration_episodes"],
+            **{key: stats[key] for key in ("rounds", "relabelled_frames", "round_success") if key in stats},
             "wall_time_s": stats["cloning_s"],
             "episodes": report.episodes,
             "mean_return": report.mean_return,
@@ -200,9 +206,7 @@ def clone_into(
     frames = check_int("frames", frames, 1)
     updates = check_int("updates", updates, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    rounds = check_int("rounds", rounds, 0)
-    if rounds > MAX_ROUNDS:
-        raise ValueError(f"rounds must be at most {MAX_ROUNDS}, got {rounds}")
+    rounds = check_rounds(rounds)
     check_frames(env.observation_space, frames + rounds * (frames // 4))
     if not has_planner(env):
         raise ValueError(

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mmrl.checks import check_int
 from mmrl.engine.constants import Kind
 from mmrl.limits import short_repr
 
@@ -28,6 +29,10 @@ DEMONSTRATORS = ("planner", "searcher")
 #: :data:`ROUND_SEED_STRIDE`, clear of the demonstrations' seeds and below the held-out evaluation seeds (100000).
 MAX_ROUNDS = 8
 ROUND_SEED_STRIDE = 10_000
+
+#: Chooses one step of an episode: ``decide(step, observation)`` gives the action to take, the row's action label
+#: and whether an expert gave that label (rows without are not learnt from).
+Decide = Callable[[int, dict[str, np.ndarray]], tuple[int, int, bool]]
 
 
 @dataclass
@@ -63,6 +68,14 @@ def has_planner(env: gym.Env) -> bool:
     """Whether ``env`` is one of mmrl's navigation envs, whose worlds the planner solves (question tasks are not)."""
     task = getattr(env.unwrapped, "task", None)
     return getattr(env.unwrapped, "batch", None) is not None and task is not None and not task.is_question
+
+
+def check_rounds(rounds: int) -> int:
+    """Returns ``rounds`` if it is an int in [0, :data:`MAX_ROUNDS`]; raises ``ValueError`` otherwise."""
+    rounds = check_int("rounds", rounds, 0)
+    if rounds > MAX_ROUNDS:
+        raise ValueError(f"rounds must be at most {MAX_ROUNDS}, got {rounds}")
+    return rounds
 
 
 def check_demonstrator(demonstrator: str) -> str:
@@ -141,31 +154,17 @@ def collect_relabelled(
         raise ValueError(f"relabelled collection needs Dict observations (image + instruction), got {space}")
     check_frames(space, frames)
     check_demonstrator(demonstrator)
-    buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
-    labels_N = np.zeros(frames, dtype=np.int64)
-    labelled_N = np.zeros(frames, dtype=bool)
-    rewards_N = np.zeros(frames, dtype=np.float32)
-    ends_N = np.zeros(frames, dtype=bool)
-    count = episodes = successes = 0
-    while count < frames:
-        observation, _ = env.reset(seed=seed + episodes)
-        deterministic = episodes % 2 == 0
-        episodes += 1
-        start, done = count, False
-        while not done and count < frames:
+
+    def start_episode(episode: int) -> Decide:
+        deterministic = episode % 2 == 0
+
+        def decide(step: int, observation: dict[str, np.ndarray]) -> tuple[int, int, bool]:
             label = expert_action(env, demonstrator)
-            for key, buffer in buffers.items():
-                buffer[count] = observation[key]
-            labels_N[count], labelled_N[count] = (label, True) if label is not None else (0, False)
-            count += 1
-            observation, reward, terminated, truncated, info = env.step(act(observation, deterministic))
-            done = terminated or truncated
-            rewards_N[count - 1] = float(reward)
-            successes += bool(done and info.get("is_success", False))
-        ends_N[count - 1] = True
-        if progress is not None:
-            progress(count - start)
-    return Collection(buffers, labels_N, labelled_N, rewards_N, ends_N, episodes, successes)
+            return act(observation, deterministic), label or 0, label is not None
+
+        return decide
+
+    return _run_episodes(env, space, frames, seed, start_episode, progress)
 
 
 def check_frames(space: gym.spaces.Dict, frames: int) -> None:
@@ -214,37 +213,56 @@ def collect(
         raise ValueError(f"planner_fraction must be in [0, 1], got {planner_fraction}")
     check_demonstrator(demonstrator)
     rng = np.random.default_rng(seed)
+
+    def start_episode(episode: int) -> Decide:
+        actions = expert_plan(env, demonstrator) if rng.random() < planner_fraction else None
+
+        def decide(step: int, observation: dict[str, np.ndarray]) -> tuple[int, int, bool]:
+            if actions is not None and step < len(actions):
+                return int(actions[step]), int(actions[step]), True
+            action = int(rng.integers(n_actions))
+            return action, action, False
+
+        return decide
+
+    return _run_episodes(env, space, frames, seed, start_episode, progress)
+
+
+def _run_episodes(
+    env: gym.Env,
+    space: gym.spaces.Dict,
+    frames: int,
+    seed: int,
+    start_episode: Callable[[int], Decide],
+    progress: Callable[[int], None] | None,
+) -> Collection:
+    """Plays episodes seeded ``seed + i`` until ``frames`` rows are stored; ``start_episode(i)``, called right after
+    episode ``i``'s reset, gives the function that picks each of its steps. Each row holds the observation, the
+    label (``actions_N``; ``expert_N`` False where no expert gave it), and the reward and end of the action taken."""
     buffers = {key: np.empty((frames, *(sub.shape or ())), dtype=sub.dtype) for key, sub in space.spaces.items()}
-    actions_N = np.zeros(frames, dtype=np.int64)
-    expert_N = np.zeros(frames, dtype=bool)
+    labels_N = np.zeros(frames, dtype=np.int64)
+    labelled_N = np.zeros(frames, dtype=bool)
     rewards_N = np.zeros(frames, dtype=np.float32)
     ends_N = np.zeros(frames, dtype=bool)
     count = episodes = successes = 0
     while count < frames:
         observation, _ = env.reset(seed=seed + episodes)
+        decide = start_episode(episodes)
         episodes += 1
-        actions = expert_plan(env, demonstrator) if rng.random() < planner_fraction else None
-        start = count
-        step = 0
-        done = False
+        start, done = count, False
         while not done and count < frames:
-            if actions is not None and step < len(actions):
-                action, is_expert = int(actions[step]), True
-            else:
-                action, is_expert = int(rng.integers(n_actions)), False
+            action, labels_N[count], labelled_N[count] = decide(count - start, observation)
             for key, buffer in buffers.items():
                 buffer[count] = observation[key]
-            actions_N[count], expert_N[count] = action, is_expert
-            count += 1
-            step += 1
             observation, reward, terminated, truncated, info = env.step(action)
             done = terminated or truncated
-            rewards_N[count - 1] = float(reward)
+            rewards_N[count] = float(reward)
             successes += bool(done and info.get("is_success", False))
+            count += 1
         ends_N[count - 1] = True  # the episode ended, or the collection stopped in it
         if progress is not None:
             progress(count - start)
-    return Collection(buffers, actions_N, expert_N, rewards_N, ends_N, episodes, successes)
+    return Collection(buffers, labels_N, labelled_N, rewards_N, ends_N, episodes, successes)
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
