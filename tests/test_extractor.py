@@ -915,9 +915,9 @@ def test_image_channels_widens_every_convolution_and_the_fusion_follows(encoder:
     convolutions = [module for module in image_encoder.modules() if isinstance(module, torch.nn.Conv2d)]
     # the cell vectors (factored: one per attribute, kind, colour and state, side by side)
     assert convolutions[0].in_channels == (3 * 24 if encoder.startswith("factored") else 24)
-    # factored_match, factored_locate, factored_bilinear: 4 match channels per attribute group
+    # factored_match, factored_locate, factored_sink, factored_bilinear: 4 match channels per attribute group
     assert {conv.out_channels for conv in convolutions} == (
-        {48, 12} if encoder in ("factored_match", "factored_locate", "factored_bilinear") else {48}
+        {48, 12} if encoder in ("factored_match", "factored_locate", "factored_sink", "factored_bilinear") else {48}
     )
     features_BF = extractor(random_observations(space, 3))
     assert features_BF.shape == (3, 128) and torch.isfinite(features_BF).all()
@@ -1013,6 +1013,57 @@ def test_factored_locate_scores_carry_no_trace_of_the_instruction_where_no_cell_
     assert torch.allclose(inputs[0], inputs[1]) is not traced
     if not traced:
         torch.testing.assert_close(inputs[:, 48:], torch.full((2, 12, 7, 7), 1 / 49))
+
+
+def test_factored_sink_scores_the_floor_with_a_learned_constant_not_its_colour():
+    """``"factored_sink"``: empty and unseen cells and the agent's own cell (all coded red by MiniGrid) enter the
+    softmax of each match score with one learned logit per channel, so recolouring the floor changes nothing where
+    ``"factored_locate"`` reads its colour; the logit sets how much mass the floor takes from the things in view, and
+    a view of floor alone keeps uniform scores."""
+    torch.manual_seed(0)
+    image = torch.ones(1, 3, 7, 7)  # empty floor: kind 1, colour 0 (red), state 0
+    image[0, 0, :2] = 0.0  # two unseen rows
+    image[0, :, 6, 3] = torch.tensor([10.0, 0.0, 1.0])  # the agent, heading 1
+    floor_only = image.clone()
+    image[0, :, 2, 3] = torch.tensor([5.0, 0.0, 0.0])  # a red key
+    image[0, :, 3, 5] = torch.tensor([6.0, 2.0, 0.0])  # a blue ball
+    image[0, :, 4, 0] = torch.tensor([2.0, 5.0, 0.0])  # a grey wall
+    things_HW = torch.zeros(7, 7, dtype=torch.bool)
+    things_HW[2, 3] = things_HW[3, 5] = things_HW[4, 0] = True
+    recoloured = image.clone()
+    recoloured[0, 1, ~things_HW] = 3.0  # the floor, the unseen cells and the agent: purple
+    missions = torch.zeros(2, MAX_LENGTH)
+    missions[0, :2] = torch.tensor([5.0, 6.0])
+    missions[1, :2] = torch.tensor([8.0, 7.0])
+
+    def match_scores(extractor: MultimodalExtractor, grid: torch.Tensor) -> torch.Tensor:
+        second_inputs: list[torch.Tensor] = []
+        hook = (
+            extractor.image_encoders[0]
+            .stages[1]
+            .register_forward_hook(lambda module, inputs, output: second_inputs.append(inputs[0]))
+        )
+        with torch.no_grad():
+            extractor({"image": grid.expand(2, -1, -1, -1), "mission": missions})
+        hook.remove()
+        return second_inputs[0][:, 48:]
+
+    for encoder, reads_floor_colour in (("factored_sink", False), ("factored_locate", True)):
+        extractor = MultimodalExtractor(cell_grid_space(), image_encoder=encoder, fusion="film", image_channels=48)
+        scores = match_scores(extractor, image)
+        torch.testing.assert_close(scores.sum(dim=(2, 3)), torch.ones(2, 12))
+        assert (not torch.allclose(scores, match_scores(extractor, recoloured))) is reads_floor_colour, encoder
+        floor_BCN = scores[:, :, ~things_HW]
+        assert torch.allclose(floor_BCN, floor_BCN[..., :1].expand_as(floor_BCN)) is not reads_floor_colour, encoder
+    extractor = MultimodalExtractor(cell_grid_space(), image_encoder="factored_sink", fusion="film", image_channels=48)
+    floor_logit_C = extractor.image_encoders[0].floor_logit_C
+    assert floor_logit_C.shape == (12,) and any(floor_logit_C is p for p in extractor.parameters())
+    torch.testing.assert_close(match_scores(extractor, floor_only), torch.full((2, 12, 7, 7), 1 / 49))
+    for floor_logit, floor_mass in ((30.0, 1.0), (-30.0, 0.0)):
+        with torch.no_grad():
+            extractor.image_encoders[0].floor_logit_C.fill_(floor_logit)
+        floor_share = match_scores(extractor, image)[:, :, ~things_HW].sum(dim=-1)
+        torch.testing.assert_close(floor_share, torch.full((2, 12), floor_mass), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize(("encoder", "word_offset"), [("factored_match", True), ("factored_bilinear", False)])

@@ -206,10 +206,11 @@ def test_room_presets_read_symbolic_cells_with_a_short_horizon():
         assert config.env_kwargs["image_mode"] == "symbolic", env_id
         # one named object: the instruction reaches the cells through match scores (PickUp-v0's held-out
         # combinations 0.64 -> 0.955, median of 3 seeds), GoTo-v0's scores each a softmax over the map (0.825 -> 0.95),
-        # GoTo-12x12's too (0.50 -> 0.715, greedy 0.89 -> 0.915)
+        # GoTo-12x12's too (0.50 -> 0.715, greedy 0.89 -> 0.915), the floor scored by a learned constant, not as red
+        # (factored_sink: the worst seed's held-out combinations 0.70 -> 0.87)
         encoder = {
             "mmrl/GoTo-v0": "factored_locate",
-            "mmrl/GoTo-12x12-v0": "factored_locate",
+            "mmrl/GoTo-12x12-v0": "factored_sink",
             "mmrl/PickUp-v0": "factored_match",
         }.get(env_id, "factored")
         assert (config.image_encoder, config.fusion, config.image_channels) == (encoder, "film", 48), env_id

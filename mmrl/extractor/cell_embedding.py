@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["EMPTY_KINDS", "CellEmbedding"]
+__all__ = ["AGENT_KIND", "EMPTY_KINDS", "CellEmbedding"]
 
 #: MiniGrid's object kinds that carry no colour or state: 0 (unseen) and 1 (empty) (``CellEmbedding(blank_kinds=)``).
 EMPTY_KINDS = 2
+#: MiniGrid's object kind of the agent's own cell, ``(10, 0, heading)``: colour 0, red, as an empty cell.
+AGENT_KIND = 10
 
 
 class CellEmbedding(nn.Module):

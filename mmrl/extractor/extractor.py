@@ -123,8 +123,8 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         observation_space: A ``gymnasium.spaces.Dict``.
         features_dim: Output width; ``None`` returns the fused vector without the final projection.
         image_encoder: ``"auto"``, ``"patch"``, ``"small"``, ``"nature"``, ``"impala"``, ``"pointwise"``,
-            ``"factored"``, ``"factored_words"``, ``"factored_match"``, ``"factored_locate"`` or
-            ``"factored_bilinear"``.
+            ``"factored"``, ``"factored_words"``, ``"factored_match"``, ``"factored_locate"``,
+            ``"factored_sink"`` or ``"factored_bilinear"``.
             ``"auto"`` picks ``"factored"`` (48 channels unless ``image_channels`` says otherwise) for embedded
             integer-coded grids, ``"patch"`` below 64 pixels on the smaller side and ``"nature"`` from 64 on.
         text_encoder: ``"bow"``, ``"gru"``, ``"lstm"``, ``"conv"`` or ``"transformer"``.
