@@ -32,12 +32,10 @@ Encoders (see :data:`IMAGE_ENCODERS`):
   to, which the second layer combines (the preset of PickUp-v0; on VisualQuery-Exists, whose read-out pools the
   map, held-out combinations 0.915 against 0.775 with ``"factored_words"``, median of 3 seeds).
 * ``"factored_locate"``: ``"factored_match"`` whose scores are each a softmax over the map (where the colour
-  named is), so none says which word was named without saying where (the PPO preset of GoTo-5x5, PickUp-5x5 and
-  GoTo-v0: their held-out combinations 0.94, 0.975 and 0.95, median of 3 seeds; the DQN and A2C presets of the
-  two 5x5 rooms).
-* ``"factored_sink"``: ``"factored_locate"`` whose softmax scores empty and unseen cells, which MiniGrid codes red,
-  with a learned constant: the floor still takes the mass when nothing matches, but no longer answers "red" (the
-  GoTo-12x12 preset: held-out combinations of its worst seed 0.87, against 0.70 with ``"factored_locate"``).
+  named is), so none says which word was named without saying where (the navigation preset of the 5x5 and 8x8
+  rooms: held-out combinations of GoTo-5x5, PickUp-5x5 and GoTo-v0 0.94, 0.975 and 0.95, median of 3 seeds).
+* ``"factored_sink"``: ``"factored_locate"`` whose softmax scores the floor (empty, unseen and agent cells, all
+  coded red) with a learned constant, so it no longer answers "red" (the GoTo-12x12 preset).
 * ``"factored_bilinear"``: ``"factored_match"`` whose scores have no part from the words alone (``W (gamma(words)
   * x)``), unnormalised, so a pooled read-out still counts (the preset of VisualQuery-Count and -Exists: held-out
   combinations 0.955 and 0.925, median of 3 seeds, against 0.88 and 0.915 with ``"factored_match"``).

@@ -6,7 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EXTRACTOR_FIELDS", "TrainConfig"]
+__all__ = ["EXTRACTOR_FIELDS", "FINAL_MODELS", "TrainConfig"]
+
+#: What ``model.zip`` holds at the end of a run (``TrainConfig.final_model``, :mod:`mmrl.training.final_model`): the
+#: last weights, the best held-out evaluation's, or the mean weights of the last third's checkpoints.
+FINAL_MODELS = ("last", "best", "average")
 
 #: TrainConfig fields that shape the extractor, passed to ``mmrl.policy_kwargs`` as they are (``mmrl train`` adds
 #: ``pretrained`` and ``freeze``; ``mmrl pretrain`` builds the same network from them).
@@ -108,6 +112,12 @@ class TrainConfig:
     success rate is at least this, in (0, 1]; the run then ends as usual (final evaluation, ``metrics.json``) with
     ``metrics["stopped_on_success"]`` set to the step count. None: train for ``timesteps``. Envs that report no
     success never stop early."""
+    final_model: str | None = None
+    """What the run's ``model.zip`` holds at the end (:mod:`mmrl.training.final_model`): ``"last"`` (None, the
+    default), the weights training ended with; ``"best"``, those of the best periodic evaluation (greedy, held-out
+    seeds of the training instructions: early stopping on a validation set); ``"average"``, the mean weights of the
+    checkpoints of the last third of training (SB3 algorithms; needs ``checkpoint_freq`` > 0). With either, the last
+    weights are kept as ``last_model.zip``. A run stopped with Ctrl-C or ``stop_at`` keeps its last weights."""
     checkpoint_freq: int | None = None
     """Write a checkpoint every this many steps (0: only at the end and on Ctrl-C)."""
     device: str = "cpu"

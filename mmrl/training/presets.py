@@ -33,7 +33,7 @@ from typing import Any
 from mmrl.algorithms import ALGORITHMS, get_spec
 from mmrl.limits import check_finite, check_limit, check_net_arch, max_torch_threads, short_repr
 from mmrl.pretrain.collect import DEMONSTRATORS, MAX_ROUNDS
-from mmrl.training.config import TrainConfig
+from mmrl.training.config import FINAL_MODELS, TrainConfig
 from mmrl.training.learning_rate import LEARNING_RATE_SCHEDULES
 
 __all__ = [
@@ -70,6 +70,7 @@ CONFIG_KEYS: dict[str, str] = {
     "eval_episodes": _I,
     "stop_success": "float|None",
     "checkpoint_freq": _I,
+    "final_model": _S,
     "device": _S,
     "torch_threads": _I,
     "check_finite": _B,
@@ -269,6 +270,13 @@ def _check_range(key: str, value: Any, source: str, algo: str | None = None) -> 
         raise ValueError(
             f"{source}: unknown demonstrator {short_repr(value)}; valid choices: {', '.join(DEMONSTRATORS)}"
         )
+    if key == "final_model" and value not in FINAL_MODELS:
+        raise ValueError(
+            f"{source}: unknown final_model {short_repr(value)}; valid choices: {', '.join(FINAL_MODELS)} (the "
+            "weights training ended with, the best periodic evaluation's, or the mean of the last third's checkpoints)"
+        )
+    if key == "final_model" and value == "average" and algo is not None and not get_spec(algo).sb3:
+        raise ValueError(f"{source}: final_model=average averages network weights; {algo} has none: use last or best")
     if key == "learning_rate_schedule":
         if value not in LEARNING_RATE_SCHEDULES:
             raise ValueError(
@@ -500,6 +508,11 @@ def resolve_config(
         raise ValueError(
             f"stop_success={config.stop_success} is checked at the periodic evaluations, but eval_freq is 0: set "
             "eval_freq (e.g. --eval-freq 10000) or drop stop_success"
+        )
+    if config.final_model == "average" and not config.checkpoint_freq:
+        raise ValueError(
+            "final_model=average averages the checkpoints of the last third of training, but checkpoint_freq is 0: "
+            "set checkpoint_freq (e.g. --set checkpoint_freq=50000) or use final_model=best"
         )
     if config.demonstrations and not env_id.startswith("mmrl/"):
         raise ValueError(

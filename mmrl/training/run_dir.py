@@ -8,9 +8,14 @@ Default location: ``runs/<env id with "/" replaced by "_">/<algo>/<seed>-<YYYYmm
                              ``trust``)
         config.yaml          the fully resolved TrainConfig (algo, env_id, env_kwargs, seed, timesteps, n_envs,
                              extractor settings, hyperparams, ...); ``mmrl train --resume`` reads it back
-        model.zip            final model (SB3 ``PPO/A2C/DQN.save``); ``model.npz`` for qlearning (QLearning.save)
+        model.zip            final model (SB3 ``PPO/A2C/DQN.save``); ``model.npz`` for qlearning (QLearning.save);
+                             the best periodic evaluation's with ``final_model: best``, the mean weights of
+                             the last third's checkpoints with ``final_model: average``
         best_model.zip       best model by periodic evaluation on a separate eval env with held-out seeds
                              (``best_model.npz`` for qlearning)
+        last_model.zip       with ``final_model: best`` or ``average`` only: the weights training ended with
+                             (metrics.json: final_model, final_model_timesteps or final_model_checkpoints,
+                             last_model)
         metrics.json         final evaluation: mean_return, std_return, success_rate, episodes, timesteps,
                              wall_time_s, fps, interrupted (true when stopped with Ctrl-C; no evaluation then),
                              stopped (at ``stop_at`` or ``stop_success``), stopped_on_success (the step, or null),

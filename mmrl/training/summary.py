@@ -68,6 +68,19 @@ def summary_lines(metrics: dict[str, Any], run_dir: str | os.PathLike[str]) -> l
             f"training episodes (last 100, sampled actions): success {_rate(metrics.get('train_success_rate'))}, "
             f"mean return {metrics['train_mean_return']:.3f}"
         )
+    last = metrics.get("last_model")
+    if metrics.get("final_model") in ("best", "average") and isinstance(last, dict):
+        suffix = get_spec(str(metrics["algo"])).suffix
+        if metrics["final_model"] == "best":
+            what = f"the best held-out evaluation's, at {int(metrics['final_model_timesteps']):,} steps"
+        else:
+            averaged = metrics["final_model_checkpoints"]
+            what = f"the mean weights of {len(averaged)} checkpoints, {int(averaged[0]):,}-{int(averaged[-1]):,} steps"
+        lines.append(
+            f"model{suffix} is {what} (final_model: {metrics['final_model']}); the last weights are "
+            f"last_model{suffix} (success {_rate(last.get('success_rate'))}, mean return "
+            f"{float(last['mean_return']):.3f})"
+        )
     hint = _best_model_hint(metrics, run_dir)
     if hint:
         lines.append(hint)

@@ -22,6 +22,7 @@ from mmrl.training.best_model import BestModelTracker
 from mmrl.training.checkpointing import CheckpointWriter, record_evaluations, save_model
 from mmrl.training.claim import RunLock, RunPlacement, recover_siblings
 from mmrl.training.config import TrainConfig
+from mmrl.training.final_model import choose_final_model
 from mmrl.training.interrupts import GracefulInterrupt, sigint_deferred, sigint_ignored
 from mmrl.training.presets import complete_config, resolve_config
 from mmrl.training.run_dir import (
@@ -470,6 +471,8 @@ def _run(
         with sigint_ignored():
             tracker.record(model, final)
             record_evaluations(checkpoint_paths(run_path, steps, spec.name)["state"], tracker.evaluations, tracker.best)
+            if not stopped or periodic.stopped_on_success is not None:  # the run's end, not a --stop-at boundary
+                metrics.update(choose_final_model(config.final_model, model, run_path, spec, tracker))
     if session.cloning is not None:
         metrics["cloning"] = session.cloning
     metrics["best_mean_return"] = tracker.best_or_none
