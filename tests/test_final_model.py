@@ -126,3 +126,11 @@ def test_final_model_rejects_an_unknown_choice_and_an_average_it_cannot_take():
         resolve_config("qlearning", "mmrl/Level-Corridor-v0", overrides={"final_model": "average"})
     with pytest.raises(ValueError, match="checkpoint_freq is 0: set checkpoint_freq"):
         resolve_config("ppo", ENV, overrides={"final_model": "average", "checkpoint_freq": 0})
+
+
+def test_demo_runs_a_preset_that_averages(tmp_path):
+    """``mmrl demo --env`` takes the preset's checkpoint cadence, so GoTo-12x12's ``final_model: average`` works."""
+    args = ["demo", "--env", "mmrl/GoTo-12x12-v0", "--timesteps", "2048", "--episodes", "2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "demo")]) == 0
+    metrics = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())
+    assert metrics["final_model"] == "average" and metrics["final_model_checkpoints"] == [metrics["timesteps"]]

@@ -198,6 +198,7 @@ def test_training_with_both_memories_sets_image_frames_and_resumes_exactly(tmp_p
         "overrides": {
             "n_steps": 32, "batch_size": 32, "n_epochs": 1, "features_dim": 16, "image_channels": 8,
             "env_kwargs": {"frame_stack": 2, "action_history": 2},
+            "final_model": "last",  # the preset's average needs periodic checkpoints
         },
     }  # fmt: skip
     straight = mmrl.train("ppo", ENV, run_dir=tmp_path / "straight", **options)

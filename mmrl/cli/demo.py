@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         run_dir=out / "run",
         force=args.force,
         progress_bar=not args.no_progress,
-        checkpoint_freq=0,
     )
     if result.interrupted:
         print(f"interrupted; model saved in {result.run_dir} (continue with: mmrl train --resume {result.run_dir})")

@@ -512,7 +512,7 @@ def resolve_config(
     if config.final_model == "average" and not config.checkpoint_freq:
         raise ValueError(
             "final_model=average averages the checkpoints of the last third of training, but checkpoint_freq is 0: "
-            "set checkpoint_freq (e.g. --set checkpoint_freq=50000) or use final_model=best"
+            "set checkpoint_freq (e.g. --set checkpoint_freq=50000) or final_model=last (or best)"
         )
     if config.demonstrations and not env_id.startswith("mmrl/"):
         raise ValueError(
